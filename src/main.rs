@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("reflector: the server binary is wired up by the live reflector issue");
+}

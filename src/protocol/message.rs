@@ -1,0 +1,1 @@
+//! SCAFFOLD: filled in by the protocol core work.
