@@ -62,3 +62,59 @@ pub enum Amf0Value {
     /// 0x11: switch to AMF3 for one value
     AvmPlus(Amf3Value),
 }
+
+// TEMPORARY stubs until the AMF branch merges (replaced wholesale by it).
+#[derive(Debug, thiserror::Error)]
+pub enum Amf0Error {
+    #[error("stub")]
+    Stub,
+}
+pub fn decode(_input: &mut &[u8], _limits: &AmfLimits) -> Result<Amf0Value, Amf0Error> {
+    Err(Amf0Error::Stub)
+}
+pub fn decode_all(_input: &[u8], _limits: &AmfLimits) -> Result<Vec<Amf0Value>, Amf0Error> {
+    Err(Amf0Error::Stub)
+}
+pub fn encode(_value: &Amf0Value, _out: &mut Vec<u8>) -> Result<(), Amf0Error> {
+    Err(Amf0Error::Stub)
+}
+pub fn encode_all(_values: &[Amf0Value], _out: &mut Vec<u8>) -> Result<(), Amf0Error> {
+    Err(Amf0Error::Stub)
+}
+impl Amf0Value {
+    pub fn object<K: Into<String>, I: IntoIterator<Item = (K, Amf0Value)>>(props: I) -> Self {
+        Amf0Value::Object(props.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Amf0Value::String(s) | Amf0Value::LongString(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Amf0Value::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Amf0Value::Boolean(b) => Some(*b),
+            _ => None,
+        }
+    }
+    pub fn get(&self, key: &str) -> Option<&Amf0Value> {
+        match self {
+            Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => {
+                p.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+            }
+            Amf0Value::TypedObject { properties, .. } => {
+                properties.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+            }
+            _ => None,
+        }
+    }
+    pub fn is_null_or_undefined(&self) -> bool {
+        matches!(self, Amf0Value::Null | Amf0Value::Undefined)
+    }
+}

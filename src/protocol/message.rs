@@ -1,1 +1,905 @@
-//! SCAFFOLD: filled in by the protocol core work.
+//! RTMP messages (Adobe RTMP 1.0 §5.4, §6, §7): the raw form the chunk layer carries and the
+//! typed form the rest of the server works with.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::amf0::{self, Amf0Error, Amf0Value, AmfLimits};
+
+/// Message type ids (Adobe RTMP 1.0 §5.4 and §7.1).
+pub mod type_id {
+    pub const SET_CHUNK_SIZE: u8 = 1;
+    pub const ABORT: u8 = 2;
+    pub const ACKNOWLEDGEMENT: u8 = 3;
+    pub const USER_CONTROL: u8 = 4;
+    pub const WINDOW_ACK_SIZE: u8 = 5;
+    pub const SET_PEER_BANDWIDTH: u8 = 6;
+    pub const AUDIO: u8 = 8;
+    pub const VIDEO: u8 = 9;
+    pub const DATA_AMF3: u8 = 15;
+    pub const SHARED_OBJECT_AMF3: u8 = 16;
+    pub const COMMAND_AMF3: u8 = 17;
+    pub const DATA_AMF0: u8 = 18;
+    pub const SHARED_OBJECT_AMF0: u8 = 19;
+    pub const COMMAND_AMF0: u8 = 20;
+    pub const AGGREGATE: u8 = 22;
+}
+
+/// A whole message as the chunk layer delivers it: header fields plus the payload, which is
+/// shared (`Bytes`) so that fan-out never copies media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    pub type_id: u8,
+    /// Message stream id (§5.3.1.2.1; little-endian on the wire).
+    pub stream_id: u32,
+    /// Absolute timestamp in milliseconds (wraps at 2^32, §5.3.1.2.1).
+    pub timestamp: u32,
+    pub payload: Bytes,
+}
+
+/// Why a message body could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("message type {type_id}: body of {len} bytes is too short, needs {needed}")]
+    Truncated {
+        type_id: u8,
+        len: usize,
+        needed: usize,
+    },
+    #[error("Set Chunk Size of {size} is outside 1..=0x7FFFFFFF")]
+    BadChunkSize { size: u32 },
+    #[error("Set Peer Bandwidth limit type {limit_type} is not 0, 1 or 2")]
+    BadLimitType { limit_type: u8 },
+    #[error("AMF in message type {type_id}: {source}")]
+    Amf {
+        type_id: u8,
+        #[source]
+        source: Amf0Error,
+    },
+    #[error("AMF3 message type {type_id} does not start with the 0x00 format byte")]
+    BadAmf3Prefix { type_id: u8 },
+    #[error("shared object message: {reason}")]
+    SharedObject { reason: &'static str },
+    #[error("aggregate message: {reason} at byte {offset}")]
+    Aggregate { reason: &'static str, offset: usize },
+}
+
+/// Set Peer Bandwidth limit type (§5.4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitType {
+    Hard = 0,
+    Soft = 1,
+    Dynamic = 2,
+}
+
+/// User Control Message events (§6.2, §7.1.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserControlEvent {
+    StreamBegin {
+        stream_id: u32,
+    },
+    StreamEof {
+        stream_id: u32,
+    },
+    StreamDry {
+        stream_id: u32,
+    },
+    SetBufferLength {
+        stream_id: u32,
+        buffer_ms: u32,
+    },
+    StreamIsRecorded {
+        stream_id: u32,
+    },
+    PingRequest {
+        timestamp: u32,
+    },
+    PingResponse {
+        timestamp: u32,
+    },
+    /// Event types the spec does not name (e.g. 31/32 used by some players for buffer
+    /// notifications): kept, not rejected.
+    Unknown {
+        event_type: u16,
+        data: Bytes,
+    },
+}
+
+/// Shared object event types (§7.1.3, table of the seed draft).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SharedObjectEvent {
+    /// 1, "Use": client connects to the object.
+    Connect,
+    /// 2, "Release": client disconnects.
+    Disconnect,
+    /// 3, "Request Change": client sets attributes.
+    SetAttribute {
+        properties: Vec<(String, Amf0Value)>,
+    },
+    /// 4, "Change": server tells other clients an attribute changed.
+    UpdateData {
+        properties: Vec<(String, Amf0Value)>,
+    },
+    /// 5, "Success": server acknowledges the writer's change.
+    UpdateAttribute { name: String },
+    /// 6: a handler call broadcast to every client.
+    SendMessage { values: Vec<Amf0Value> },
+    /// 7: an error or warning about the object.
+    Status { code: String, level: String },
+    /// 8
+    ClearData,
+    /// 9, "Remove": server tells clients an attribute was deleted.
+    DeleteData { name: String },
+    /// 10, "Request Remove": client deletes an attribute.
+    DeleteAttribute { name: String },
+    /// 11, "Use Success": the answer to Connect, before the initial state.
+    InitialData,
+    /// Any other event type, kept raw.
+    Unknown { event_type: u8, data: Bytes },
+}
+
+/// A shared object message (types 0x13 and 0x10): one object, one version, several events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedObjectMessage {
+    pub name: String,
+    pub version: u32,
+    pub persistent: bool,
+    pub events: Vec<SharedObjectEvent>,
+}
+
+/// A message in typed form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    SetChunkSize(u32),
+    Abort {
+        chunk_stream_id: u32,
+    },
+    Acknowledgement {
+        sequence_number: u32,
+    },
+    UserControl(UserControlEvent),
+    WindowAckSize(u32),
+    SetPeerBandwidth {
+        size: u32,
+        limit_type: LimitType,
+    },
+    Audio(Bytes),
+    Video(Bytes),
+    /// Data message (0x12, or 0x0F when `amf3`): AMF0 values that may switch to AMF3.
+    Data {
+        amf3: bool,
+        values: Vec<Amf0Value>,
+    },
+    SharedObject {
+        amf3: bool,
+        message: SharedObjectMessage,
+    },
+    /// Command message (0x14, or 0x11 when `amf3`).
+    Command {
+        amf3: bool,
+        values: Vec<Amf0Value>,
+    },
+    /// A run of FLV tags (§7.1.6); [`split_aggregate`] turns it into messages.
+    Aggregate(Bytes),
+    /// Unknown message types are kept, not rejected.
+    Unknown {
+        type_id: u8,
+        payload: Bytes,
+    },
+}
+
+fn need(type_id: u8, body: &[u8], needed: usize) -> Result<(), MessageError> {
+    if body.len() < needed {
+        return Err(MessageError::Truncated {
+            type_id,
+            len: body.len(),
+            needed,
+        });
+    }
+    Ok(())
+}
+
+fn read_u32(body: &[u8], type_id: u8) -> Result<u32, MessageError> {
+    need(type_id, body, 4)?;
+    Ok(u32::from_be_bytes([body[0], body[1], body[2], body[3]]))
+}
+
+/// AMF3 data and command bodies start with a format byte 0x00, then AMF0 values (§7.1.1,
+/// §7.1.2): strip it.
+fn amf3_body(type_id: u8, payload: &[u8]) -> Result<&[u8], MessageError> {
+    match payload.split_first() {
+        Some((0, rest)) => Ok(rest),
+        // Some encoders omit the format byte; an AMF0 marker in its place is unambiguous.
+        Some((_, _)) => Ok(payload),
+        None => Err(MessageError::BadAmf3Prefix { type_id }),
+    }
+}
+
+impl Message {
+    /// Decode the body of `raw` according to its type.
+    pub fn decode(raw: &RawMessage, limits: &AmfLimits) -> Result<Message, MessageError> {
+        let body = &raw.payload[..];
+        let t = raw.type_id;
+        Ok(match t {
+            type_id::SET_CHUNK_SIZE => {
+                // §5.4.1: the top bit must be zero; 0 is meaningless.
+                let size = read_u32(body, t)?;
+                if size == 0 || size > 0x7FFF_FFFF {
+                    return Err(MessageError::BadChunkSize { size });
+                }
+                Message::SetChunkSize(size)
+            }
+            type_id::ABORT => Message::Abort {
+                chunk_stream_id: read_u32(body, t)?,
+            },
+            type_id::ACKNOWLEDGEMENT => Message::Acknowledgement {
+                sequence_number: read_u32(body, t)?,
+            },
+            type_id::USER_CONTROL => Message::UserControl(decode_user_control(&raw.payload)?),
+            type_id::WINDOW_ACK_SIZE => Message::WindowAckSize(read_u32(body, t)?),
+            type_id::SET_PEER_BANDWIDTH => {
+                need(t, body, 5)?;
+                let size = read_u32(body, t)?;
+                let limit_type = match body[4] {
+                    0 => LimitType::Hard,
+                    1 => LimitType::Soft,
+                    2 => LimitType::Dynamic,
+                    other => return Err(MessageError::BadLimitType { limit_type: other }),
+                };
+                Message::SetPeerBandwidth { size, limit_type }
+            }
+            type_id::AUDIO => Message::Audio(raw.payload.clone()),
+            type_id::VIDEO => Message::Video(raw.payload.clone()),
+            type_id::DATA_AMF0
+            | type_id::COMMAND_AMF0
+            | type_id::DATA_AMF3
+            | type_id::COMMAND_AMF3 => {
+                let amf3 = t == type_id::DATA_AMF3 || t == type_id::COMMAND_AMF3;
+                let bytes = if amf3 { amf3_body(t, body)? } else { body };
+                let values = amf0::decode_all(bytes, limits)
+                    .map_err(|source| MessageError::Amf { type_id: t, source })?;
+                if t == type_id::DATA_AMF0 || t == type_id::DATA_AMF3 {
+                    Message::Data { amf3, values }
+                } else {
+                    Message::Command { amf3, values }
+                }
+            }
+            type_id::SHARED_OBJECT_AMF0 | type_id::SHARED_OBJECT_AMF3 => {
+                let amf3 = t == type_id::SHARED_OBJECT_AMF3;
+                let bytes = if amf3 { amf3_body(t, body)? } else { body };
+                Message::SharedObject {
+                    amf3,
+                    message: decode_shared_object(bytes, limits)?,
+                }
+            }
+            type_id::AGGREGATE => Message::Aggregate(raw.payload.clone()),
+            other => Message::Unknown {
+                type_id: other,
+                payload: raw.payload.clone(),
+            },
+        })
+    }
+
+    /// The message type id this message is sent as.
+    pub fn type_id(&self) -> u8 {
+        match self {
+            Message::SetChunkSize(_) => type_id::SET_CHUNK_SIZE,
+            Message::Abort { .. } => type_id::ABORT,
+            Message::Acknowledgement { .. } => type_id::ACKNOWLEDGEMENT,
+            Message::UserControl(_) => type_id::USER_CONTROL,
+            Message::WindowAckSize(_) => type_id::WINDOW_ACK_SIZE,
+            Message::SetPeerBandwidth { .. } => type_id::SET_PEER_BANDWIDTH,
+            Message::Audio(_) => type_id::AUDIO,
+            Message::Video(_) => type_id::VIDEO,
+            Message::Data { amf3: false, .. } => type_id::DATA_AMF0,
+            Message::Data { amf3: true, .. } => type_id::DATA_AMF3,
+            Message::SharedObject { amf3: false, .. } => type_id::SHARED_OBJECT_AMF0,
+            Message::SharedObject { amf3: true, .. } => type_id::SHARED_OBJECT_AMF3,
+            Message::Command { amf3: false, .. } => type_id::COMMAND_AMF0,
+            Message::Command { amf3: true, .. } => type_id::COMMAND_AMF3,
+            Message::Aggregate(_) => type_id::AGGREGATE,
+            Message::Unknown { type_id, .. } => *type_id,
+        }
+    }
+
+    /// Encode the body of this message.
+    pub fn encode_body(&self) -> Result<Bytes, MessageError> {
+        let mut out = BytesMut::new();
+        match self {
+            Message::SetChunkSize(size) => out.put_u32(*size & 0x7FFF_FFFF),
+            Message::Abort { chunk_stream_id } => out.put_u32(*chunk_stream_id),
+            Message::Acknowledgement { sequence_number } => out.put_u32(*sequence_number),
+            Message::UserControl(event) => encode_user_control(event, &mut out),
+            Message::WindowAckSize(size) => out.put_u32(*size),
+            Message::SetPeerBandwidth { size, limit_type } => {
+                out.put_u32(*size);
+                out.put_u8(*limit_type as u8);
+            }
+            Message::Audio(payload) | Message::Video(payload) | Message::Aggregate(payload) => {
+                return Ok(payload.clone())
+            }
+            Message::Unknown { payload, .. } => return Ok(payload.clone()),
+            Message::Data { amf3, values } | Message::Command { amf3, values } => {
+                let mut body = Vec::new();
+                if *amf3 {
+                    body.push(0);
+                }
+                amf0::encode_all(values, &mut body).map_err(|source| MessageError::Amf {
+                    type_id: self.type_id(),
+                    source,
+                })?;
+                return Ok(Bytes::from(body));
+            }
+            Message::SharedObject { amf3, message } => {
+                let mut body = Vec::new();
+                if *amf3 {
+                    body.push(0);
+                }
+                encode_shared_object(message, &mut body)?;
+                return Ok(Bytes::from(body));
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// Encode into a [`RawMessage`] on the given message stream at the given time.
+    pub fn to_raw(&self, stream_id: u32, timestamp: u32) -> Result<RawMessage, MessageError> {
+        Ok(RawMessage {
+            type_id: self.type_id(),
+            stream_id,
+            timestamp,
+            payload: self.encode_body()?,
+        })
+    }
+}
+
+fn decode_user_control(payload: &Bytes) -> Result<UserControlEvent, MessageError> {
+    let t = type_id::USER_CONTROL;
+    need(t, payload, 2)?;
+    let event_type = u16::from_be_bytes([payload[0], payload[1]]);
+    let data = &payload[2..];
+    let first = || read_u32(data, t);
+    Ok(match event_type {
+        0 => UserControlEvent::StreamBegin {
+            stream_id: first()?,
+        },
+        1 => UserControlEvent::StreamEof {
+            stream_id: first()?,
+        },
+        2 => UserControlEvent::StreamDry {
+            stream_id: first()?,
+        },
+        3 => {
+            need(t, data, 8)?;
+            UserControlEvent::SetBufferLength {
+                stream_id: first()?,
+                buffer_ms: read_u32(&data[4..], t)?,
+            }
+        }
+        4 => UserControlEvent::StreamIsRecorded {
+            stream_id: first()?,
+        },
+        6 => UserControlEvent::PingRequest {
+            timestamp: first()?,
+        },
+        7 => UserControlEvent::PingResponse {
+            timestamp: first()?,
+        },
+        other => UserControlEvent::Unknown {
+            event_type: other,
+            data: payload.slice(2..),
+        },
+    })
+}
+
+fn encode_user_control(event: &UserControlEvent, out: &mut BytesMut) {
+    let (event_type, a, b) = match event {
+        UserControlEvent::StreamBegin { stream_id } => (0, *stream_id, None),
+        UserControlEvent::StreamEof { stream_id } => (1, *stream_id, None),
+        UserControlEvent::StreamDry { stream_id } => (2, *stream_id, None),
+        UserControlEvent::SetBufferLength {
+            stream_id,
+            buffer_ms,
+        } => (3, *stream_id, Some(*buffer_ms)),
+        UserControlEvent::StreamIsRecorded { stream_id } => (4, *stream_id, None),
+        UserControlEvent::PingRequest { timestamp } => (6, *timestamp, None),
+        UserControlEvent::PingResponse { timestamp } => (7, *timestamp, None),
+        UserControlEvent::Unknown { event_type, data } => {
+            out.put_u16(*event_type);
+            out.extend_from_slice(data);
+            return;
+        }
+    };
+    out.put_u16(event_type);
+    out.put_u32(a);
+    if let Some(b) = b {
+        out.put_u32(b);
+    }
+}
+
+/// Shared object strings are AMF0 UTF-8 without a marker: u16 length + bytes.
+fn read_so_string(input: &mut &[u8]) -> Result<String, MessageError> {
+    if input.len() < 2 {
+        return Err(MessageError::SharedObject {
+            reason: "truncated string length",
+        });
+    }
+    let len = usize::from(input.get_u16());
+    if input.len() < len {
+        return Err(MessageError::SharedObject {
+            reason: "string longer than the message",
+        });
+    }
+    let (s, rest) = input.split_at(len);
+    let s = std::str::from_utf8(s)
+        .map_err(|_| MessageError::SharedObject {
+            reason: "string is not UTF-8",
+        })?
+        .to_owned();
+    *input = rest;
+    Ok(s)
+}
+
+fn write_so_string(s: &str, out: &mut Vec<u8>) -> Result<(), MessageError> {
+    let len = u16::try_from(s.len()).map_err(|_| MessageError::SharedObject {
+        reason: "string longer than 65535 bytes",
+    })?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn read_so_properties(
+    mut data: &[u8],
+    limits: &AmfLimits,
+) -> Result<Vec<(String, Amf0Value)>, MessageError> {
+    let mut properties = Vec::new();
+    while !data.is_empty() {
+        let name = read_so_string(&mut data)?;
+        let value = amf0::decode(&mut data, limits).map_err(|source| MessageError::Amf {
+            type_id: type_id::SHARED_OBJECT_AMF0,
+            source,
+        })?;
+        properties.push((name, value));
+    }
+    Ok(properties)
+}
+
+/// Body layout (§7.1.3): name (u16 + UTF-8), version u32, flags 8 bytes (persistence in the
+/// first four), then events: type u8, data length u32, data.
+fn decode_shared_object(
+    mut input: &[u8],
+    limits: &AmfLimits,
+) -> Result<SharedObjectMessage, MessageError> {
+    let name = read_so_string(&mut input)?;
+    if input.len() < 12 {
+        return Err(MessageError::SharedObject {
+            reason: "truncated version or flags",
+        });
+    }
+    let version = input.get_u32();
+    let flags = input.get_u32();
+    input.advance(4);
+    let mut events = Vec::new();
+    while !input.is_empty() {
+        if input.len() < 5 {
+            return Err(MessageError::SharedObject {
+                reason: "truncated event header",
+            });
+        }
+        let event_type = input.get_u8();
+        let len = input.get_u32() as usize;
+        if input.len() < len {
+            return Err(MessageError::SharedObject {
+                reason: "event data longer than the message",
+            });
+        }
+        let (mut data, rest) = input.split_at(len);
+        input = rest;
+        let amf_err = |source| MessageError::Amf {
+            type_id: type_id::SHARED_OBJECT_AMF0,
+            source,
+        };
+        events.push(match event_type {
+            1 => SharedObjectEvent::Connect,
+            2 => SharedObjectEvent::Disconnect,
+            3 => SharedObjectEvent::SetAttribute {
+                properties: read_so_properties(data, limits)?,
+            },
+            4 => SharedObjectEvent::UpdateData {
+                properties: read_so_properties(data, limits)?,
+            },
+            5 => SharedObjectEvent::UpdateAttribute {
+                name: read_so_string(&mut data)?,
+            },
+            6 => SharedObjectEvent::SendMessage {
+                values: amf0::decode_all(data, limits).map_err(amf_err)?,
+            },
+            7 => {
+                let code = read_so_string(&mut data)?;
+                let level = read_so_string(&mut data)?;
+                SharedObjectEvent::Status { code, level }
+            }
+            8 => SharedObjectEvent::ClearData,
+            9 => SharedObjectEvent::DeleteData {
+                name: read_so_string(&mut data)?,
+            },
+            10 => SharedObjectEvent::DeleteAttribute {
+                name: read_so_string(&mut data)?,
+            },
+            11 => SharedObjectEvent::InitialData,
+            other => SharedObjectEvent::Unknown {
+                event_type: other,
+                data: Bytes::copy_from_slice(data),
+            },
+        });
+    }
+    Ok(SharedObjectMessage {
+        name,
+        version,
+        persistent: flags != 0,
+        events,
+    })
+}
+
+fn encode_shared_object(
+    message: &SharedObjectMessage,
+    out: &mut Vec<u8>,
+) -> Result<(), MessageError> {
+    let amf_err = |source| MessageError::Amf {
+        type_id: type_id::SHARED_OBJECT_AMF0,
+        source,
+    };
+    write_so_string(&message.name, out)?;
+    out.extend_from_slice(&message.version.to_be_bytes());
+    out.extend_from_slice(&u32::from(message.persistent).to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    for event in &message.events {
+        let mut data = Vec::new();
+        let event_type: u8 = match event {
+            SharedObjectEvent::Connect => 1,
+            SharedObjectEvent::Disconnect => 2,
+            SharedObjectEvent::SetAttribute { properties }
+            | SharedObjectEvent::UpdateData { properties } => {
+                for (name, value) in properties {
+                    write_so_string(name, &mut data)?;
+                    amf0::encode(value, &mut data).map_err(amf_err)?;
+                }
+                if matches!(event, SharedObjectEvent::SetAttribute { .. }) {
+                    3
+                } else {
+                    4
+                }
+            }
+            SharedObjectEvent::UpdateAttribute { name } => {
+                write_so_string(name, &mut data)?;
+                5
+            }
+            SharedObjectEvent::SendMessage { values } => {
+                amf0::encode_all(values, &mut data).map_err(amf_err)?;
+                6
+            }
+            SharedObjectEvent::Status { code, level } => {
+                write_so_string(code, &mut data)?;
+                write_so_string(level, &mut data)?;
+                7
+            }
+            SharedObjectEvent::ClearData => 8,
+            SharedObjectEvent::DeleteData { name } => {
+                write_so_string(name, &mut data)?;
+                9
+            }
+            SharedObjectEvent::DeleteAttribute { name } => {
+                write_so_string(name, &mut data)?;
+                10
+            }
+            SharedObjectEvent::InitialData => 11,
+            SharedObjectEvent::Unknown {
+                event_type,
+                data: d,
+            } => {
+                data.extend_from_slice(d);
+                *event_type
+            }
+        };
+        out.push(event_type);
+        let len = u32::try_from(data.len()).map_err(|_| MessageError::SharedObject {
+            reason: "event data longer than 4 GiB",
+        })?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&data);
+    }
+    Ok(())
+}
+
+/// Split an Aggregate message (§7.1.6) into its messages. Each sub-message is an FLV tag:
+/// type u8, size u24, timestamp u24 + extension u8, stream id u24, body, back pointer u32.
+/// Sub-message timestamps are rebased so the first one equals the aggregate's timestamp; the
+/// stream id of the aggregate is used (as nginx-rtmp and SRS do). Payloads are slices of the
+/// aggregate's payload: no copy.
+pub fn split_aggregate(aggregate: &RawMessage) -> Result<Vec<RawMessage>, MessageError> {
+    let payload = &aggregate.payload;
+    let mut offset = 0usize;
+    let mut out = Vec::new();
+    let mut first_ts: Option<u32> = None;
+    while offset < payload.len() {
+        let header = payload
+            .get(offset..offset + 11)
+            .ok_or(MessageError::Aggregate {
+                reason: "truncated tag header",
+                offset,
+            })?;
+        let tag_type = header[0];
+        let size = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+        let ts = u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
+        let body_start = offset + 11;
+        let body_end = body_start + size;
+        if body_end + 4 > payload.len() {
+            return Err(MessageError::Aggregate {
+                reason: "tag body or back pointer past the end",
+                offset,
+            });
+        }
+        let base = *first_ts.get_or_insert(ts);
+        out.push(RawMessage {
+            type_id: tag_type,
+            stream_id: aggregate.stream_id,
+            timestamp: aggregate.timestamp.wrapping_add(ts.wrapping_sub(base)),
+            payload: payload.slice(body_start..body_end),
+        });
+        offset = body_end + 4;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(msg: Message) {
+        let raw = msg.to_raw(1, 42).expect("encode");
+        let back = Message::decode(&raw, &AmfLimits::default()).expect("decode");
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn protocol_control_round_trips() {
+        round_trip(Message::SetChunkSize(4096));
+        round_trip(Message::Abort { chunk_stream_id: 7 });
+        round_trip(Message::Acknowledgement {
+            sequence_number: 123_456,
+        });
+        round_trip(Message::WindowAckSize(2_500_000));
+        round_trip(Message::SetPeerBandwidth {
+            size: 2_500_000,
+            limit_type: LimitType::Dynamic,
+        });
+    }
+
+    #[test]
+    fn user_control_round_trips() {
+        for event in [
+            UserControlEvent::StreamBegin { stream_id: 1 },
+            UserControlEvent::StreamEof { stream_id: 1 },
+            UserControlEvent::StreamDry { stream_id: 1 },
+            UserControlEvent::SetBufferLength {
+                stream_id: 1,
+                buffer_ms: 3000,
+            },
+            UserControlEvent::StreamIsRecorded { stream_id: 1 },
+            UserControlEvent::PingRequest { timestamp: 99 },
+            UserControlEvent::PingResponse { timestamp: 99 },
+            UserControlEvent::Unknown {
+                event_type: 31,
+                data: Bytes::from_static(&[0, 0, 0, 1]),
+            },
+        ] {
+            round_trip(Message::UserControl(event));
+        }
+    }
+
+    #[test]
+    fn set_chunk_size_rejects_zero_and_top_bit() {
+        for body in [[0u8, 0, 0, 0], [0x80, 0, 0, 1]] {
+            let raw = RawMessage {
+                type_id: type_id::SET_CHUNK_SIZE,
+                stream_id: 0,
+                timestamp: 0,
+                payload: Bytes::copy_from_slice(&body),
+            };
+            assert!(matches!(
+                Message::decode(&raw, &AmfLimits::default()),
+                Err(MessageError::BadChunkSize { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn truncated_control_bodies_are_errors() {
+        for t in 1..=6u8 {
+            let raw = RawMessage {
+                type_id: t,
+                stream_id: 0,
+                timestamp: 0,
+                payload: Bytes::from_static(&[0, 1]),
+            };
+            assert!(
+                Message::decode(&raw, &AmfLimits::default()).is_err(),
+                "type {t}"
+            );
+        }
+    }
+
+    #[test]
+    fn commands_and_data_round_trip_in_both_encodings() {
+        let values = vec![
+            Amf0Value::String("onStatus".into()),
+            Amf0Value::Number(0.0),
+            Amf0Value::Null,
+            Amf0Value::object([("code", Amf0Value::String("NetStream.Play.Start".into()))]),
+        ];
+        for amf3 in [false, true] {
+            round_trip(Message::Command {
+                amf3,
+                values: values.clone(),
+            });
+            round_trip(Message::Data {
+                amf3,
+                values: values.clone(),
+            });
+        }
+    }
+
+    #[test]
+    fn shared_object_events_round_trip() {
+        let message = SharedObjectMessage {
+            name: "chat".into(),
+            version: 3,
+            persistent: true,
+            events: vec![
+                SharedObjectEvent::Connect,
+                SharedObjectEvent::Disconnect,
+                SharedObjectEvent::SetAttribute {
+                    properties: vec![("x".into(), Amf0Value::Number(1.0))],
+                },
+                SharedObjectEvent::UpdateData {
+                    properties: vec![
+                        ("x".into(), Amf0Value::Number(1.0)),
+                        ("who".into(), Amf0Value::String("me".into())),
+                    ],
+                },
+                SharedObjectEvent::UpdateAttribute { name: "x".into() },
+                SharedObjectEvent::SendMessage {
+                    values: vec![Amf0Value::String("say".into()), Amf0Value::Number(2.0)],
+                },
+                SharedObjectEvent::Status {
+                    code: "SharedObject.BadPersistence".into(),
+                    level: "error".into(),
+                },
+                SharedObjectEvent::ClearData,
+                SharedObjectEvent::DeleteData { name: "x".into() },
+                SharedObjectEvent::DeleteAttribute { name: "x".into() },
+                SharedObjectEvent::InitialData,
+                SharedObjectEvent::Unknown {
+                    event_type: 42,
+                    data: Bytes::from_static(b"zz"),
+                },
+            ],
+        };
+        for amf3 in [false, true] {
+            round_trip(Message::SharedObject {
+                amf3,
+                message: message.clone(),
+            });
+        }
+    }
+
+    #[test]
+    fn shared_object_connect_bytes_from_the_spec_layout() {
+        // name "so", version 0, non-persistent, one Use event with no data.
+        let body = [
+            0, 2, b's', b'o', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+        ];
+        let raw = RawMessage {
+            type_id: type_id::SHARED_OBJECT_AMF0,
+            stream_id: 0,
+            timestamp: 0,
+            payload: Bytes::copy_from_slice(&body),
+        };
+        let msg = Message::decode(&raw, &AmfLimits::default()).expect("decode");
+        assert_eq!(
+            msg,
+            Message::SharedObject {
+                amf3: false,
+                message: SharedObjectMessage {
+                    name: "so".into(),
+                    version: 0,
+                    persistent: false,
+                    events: vec![SharedObjectEvent::Connect],
+                }
+            }
+        );
+        assert_eq!(msg.encode_body().expect("encode")[..], body[..]);
+    }
+
+    #[test]
+    fn truncated_shared_object_never_panics() {
+        let message = Message::SharedObject {
+            amf3: false,
+            message: SharedObjectMessage {
+                name: "so".into(),
+                version: 1,
+                persistent: false,
+                events: vec![SharedObjectEvent::SetAttribute {
+                    properties: vec![("a".into(), Amf0Value::String("b".into()))],
+                }],
+            },
+        };
+        let body = message.encode_body().expect("encode");
+        for cut in 0..body.len() {
+            let raw = RawMessage {
+                type_id: type_id::SHARED_OBJECT_AMF0,
+                stream_id: 0,
+                timestamp: 0,
+                payload: body.slice(..cut),
+            };
+            let _ = Message::decode(&raw, &AmfLimits::default());
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_kept() {
+        let raw = RawMessage {
+            type_id: 99,
+            stream_id: 1,
+            timestamp: 5,
+            payload: Bytes::from_static(b"abc"),
+        };
+        let msg = Message::decode(&raw, &AmfLimits::default()).expect("decode");
+        assert_eq!(msg.to_raw(1, 5).expect("encode"), raw);
+    }
+
+    fn flv_tag(tag_type: u8, ts: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag_type];
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        v.extend_from_slice(&ts.to_be_bytes()[1..]);
+        v.push((ts >> 24) as u8);
+        v.extend_from_slice(&[0, 0, 0]);
+        v.extend_from_slice(body);
+        v.extend_from_slice(&(body.len() as u32 + 11).to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn aggregate_splits_and_rebases_timestamps() {
+        let mut payload = flv_tag(9, 0x0100_0000, b"video");
+        payload.extend(flv_tag(8, 0x0100_0014, b"au"));
+        let agg = RawMessage {
+            type_id: type_id::AGGREGATE,
+            stream_id: 1,
+            timestamp: 1000,
+            payload: Bytes::from(payload),
+        };
+        let parts = split_aggregate(&agg).expect("split");
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            (parts[0].type_id, parts[0].timestamp, &parts[0].payload[..]),
+            (9, 1000, &b"video"[..])
+        );
+        assert_eq!(
+            (parts[1].type_id, parts[1].timestamp, &parts[1].payload[..]),
+            (8, 1020, &b"au"[..])
+        );
+        let first_tag_len = 11 + 5 + 4;
+        for cut in 1..agg.payload.len() {
+            let truncated = RawMessage {
+                payload: agg.payload.slice(..cut),
+                ..agg.clone()
+            };
+            assert_eq!(
+                split_aggregate(&truncated).is_ok(),
+                cut == first_tag_len,
+                "cut {cut}"
+            );
+        }
+    }
+}
