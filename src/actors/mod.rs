@@ -1,0 +1,107 @@
+//! The actors that wire the protocol core to the network (one file per actor kind), and the
+//! few messages that cross between them.
+//!
+//! - [`listener`]: accepts TCP connections and spreads them over the arbiters.
+//! - [`connection`]: one per TCP connection: handshake, chunk framing, NetConnection commands.
+//! - [`stream`]: one per publishing NetStream: prepares each media message once and feeds the
+//!   publisher actor, losslessly (its mailbox pushes back on the connection's reads).
+//! - [`subscriber`]: one per playing NetStream: takes frames from the publisher through a
+//!   bounded mailbox and applies the per-player drop policy.
+//! - [`publisher`]: one per resource (app + stream name): caches metadata, sequence headers and
+//!   the GOP, and fans frames out.
+//! - [`registry`]: maps resources to publisher actors and decides publish conflicts.
+
+pub mod connection;
+pub mod listener;
+pub mod outbox;
+pub mod publisher;
+pub mod registry;
+pub mod stream;
+pub mod subscriber;
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use actix::{Addr, ArbiterHandle};
+use bytes::Bytes;
+use dashmap::DashMap;
+
+use crate::config::Settings;
+use crate::stats::ServerStats;
+
+/// Chunk stream ids the server writes on. The connection's header-compressing encoder owns
+/// 2..=4; the stateless chunked media made once by the publisher uses 5..=7 (see
+/// [`crate::protocol::chunk::chunk_message`]), so the two never disturb each other.
+pub mod csid {
+    pub const CONTROL: u32 = 2;
+    pub const COMMAND: u32 = 3;
+    pub const STREAM_COMMAND: u32 = 4;
+    pub const DATA: u32 = 5;
+    pub const AUDIO: u32 = 6;
+    pub const VIDEO: u32 = 7;
+}
+
+/// The message stream id players nearly always get from `createStream`: frames are chunked
+/// once for it; a player on another id gets its own chunking.
+pub const SHARED_STREAM_ID: u32 = 1;
+
+/// Identifies a connection for logs, stats and the admin API.
+pub type ConnectionId = u64;
+
+/// What a frame is, for caching and the drop policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    Audio,
+    Video,
+    Data,
+}
+
+/// How a frame may be dropped for a slow player, least precious first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DropClass {
+    /// Disposable inter frame (FLV frame type 3).
+    Disposable,
+    /// Inter frame: dropping one means waiting for the next keyframe.
+    Inter,
+    /// Keyframe.
+    Key,
+    /// Audio, dropped last.
+    Audio,
+    /// Data messages (onTextData, onCuePoint...).
+    Data,
+    /// Sequence headers and metadata: never dropped, always delivered.
+    Header,
+}
+
+/// One media or data message of a published stream, prepared once by the publishing stream
+/// actor and shared (`Arc`) by the GOP cache and every subscriber.
+#[derive(Debug)]
+pub struct Frame {
+    pub kind: FrameKind,
+    pub class: DropClass,
+    /// RTMP message type id (8, 9, 18, 15).
+    pub type_id: u8,
+    pub timestamp: u32,
+    pub payload: Bytes,
+    /// The message chunked for [`SHARED_STREAM_ID`] at the server's outgoing chunk size.
+    pub chunked: Bytes,
+    /// For sequence headers: which track (Enhanced RTMP multitrack), 0 otherwise.
+    pub track: u8,
+}
+
+impl Frame {
+    pub fn is_keyframe(&self) -> bool {
+        self.class == DropClass::Key
+    }
+}
+
+/// What every actor can reach: settings, the registry, the stats the admin side reads.
+pub struct ServerContext {
+    pub settings: Arc<Settings>,
+    pub registry: Addr<registry::Registry>,
+    pub stats: Arc<ServerStats>,
+    pub arbiters: Vec<ArbiterHandle>,
+    pub next_connection_id: AtomicU64,
+    pub connections_per_ip: DashMap<IpAddr, usize>,
+}

@@ -1,0 +1,290 @@
+//! The registry actor: maps resources (app + stream name) to publisher actors. Every publish
+//! and play goes through it, so it alone decides publish conflicts and knows when a publisher
+//! actor has no more users and can stop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::publisher::{Publisher, Shutdown, TakeOver};
+use super::ConnectionId;
+use crate::config::{PublishConflict, Settings};
+use crate::stats::{ServerStats, StreamStats};
+
+/// The key of a resource: `app/name` (the query string is not part of it).
+pub fn resource_key(app: &str, name: &str) -> String {
+    format!("{app}/{name}")
+}
+
+/// Milliseconds on a process-wide monotonic clock, for "last media" bookkeeping in atomics.
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+struct PublisherSession {
+    session: u64,
+    connection: ConnectionId,
+    /// The `key=` query argument it presented, if any.
+    stream_key: Option<String>,
+    /// [`now_ms`] of its last media message (or of its publish).
+    last_media_ms: Arc<AtomicU64>,
+}
+
+struct Entry {
+    addr: Addr<Publisher>,
+    players: usize,
+    publisher: Option<PublisherSession>,
+}
+
+/// Maps resources to publisher actors.
+pub struct Registry {
+    settings: Arc<Settings>,
+    stats: Arc<ServerStats>,
+    entries: HashMap<String, Entry>,
+    next_session: u64,
+}
+
+impl Registry {
+    pub fn new(settings: Arc<Settings>, stats: Arc<ServerStats>) -> Self {
+        Registry {
+            settings,
+            stats,
+            entries: HashMap::new(),
+            next_session: 1,
+        }
+    }
+
+    fn entry(
+        &mut self,
+        app: &str,
+        name: &str,
+        arbiter: &ArbiterHandle,
+    ) -> Result<&mut Entry, Refusal> {
+        let key = resource_key(app, name);
+        if !self.entries.contains_key(&key) {
+            if self.entries.len() >= self.settings.limits.max_streams {
+                return Err(Refusal::TooManyStreams {
+                    limit: self.settings.limits.max_streams,
+                });
+            }
+            let stats = Arc::new(StreamStats::new(app, name));
+            self.stats.streams.insert(key.clone(), stats.clone());
+            let settings = self.settings.clone();
+            let server_stats = self.stats.clone();
+            let (k, a, n) = (key.clone(), app.to_owned(), name.to_owned());
+            let addr = Publisher::start_in_arbiter(arbiter, move |_| {
+                Publisher::new(k, a, n, settings, stats, server_stats)
+            });
+            self.entries.insert(
+                key.clone(),
+                Entry {
+                    addr,
+                    players: 0,
+                    publisher: None,
+                },
+            );
+        }
+        self.entries.get_mut(&key).ok_or(Refusal::Internal)
+    }
+
+    fn release_if_unused(&mut self, key: &str) {
+        let unused = self
+            .entries
+            .get(key)
+            .is_some_and(|e| e.players == 0 && e.publisher.is_none());
+        if unused {
+            if let Some(entry) = self.entries.remove(key) {
+                self.stats.streams.remove(key);
+                entry.addr.do_send(Shutdown);
+            }
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+/// Why a publish or play was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("stream is already being published")]
+    InUse,
+    #[error("server has reached its limit of {limit} streams")]
+    TooManyStreams { limit: usize },
+    #[error("stream has reached its limit of {limit} subscribers")]
+    TooManySubscribers { limit: usize },
+    #[error("registry is unavailable")]
+    Internal,
+}
+
+/// A grant to publish: the publisher actor to feed and the session id to tag frames with.
+#[derive(Debug, Clone)]
+pub struct PublishGrant {
+    pub publisher: Addr<Publisher>,
+    pub session: u64,
+    pub last_media_ms: Arc<AtomicU64>,
+    /// The session this one took over from, if any.
+    pub took_over: Option<ConnectionId>,
+}
+
+/// Ask to publish `app/name`.
+#[derive(Message)]
+#[rtype(result = "Result<PublishGrant, Refusal>")]
+pub struct Publish {
+    pub app: String,
+    pub name: String,
+    pub stream_key: Option<String>,
+    pub connection: ConnectionId,
+    pub arbiter: ArbiterHandle,
+}
+
+impl Handler<Publish> for Registry {
+    type Result = Result<PublishGrant, Refusal>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        let policy = self.settings.live.publish_conflict;
+        let stale_ms = self.settings.live.stale_publisher_ms;
+        let session = self.next_session;
+        let entry = self.entry(&msg.app, &msg.name, &msg.arbiter)?;
+        let mut took_over = None;
+        if let Some(current) = &entry.publisher {
+            let idle = now_ms().saturating_sub(current.last_media_ms.load(Relaxed));
+            let same_key = current.stream_key.is_some() && current.stream_key == msg.stream_key;
+            let allowed = match policy {
+                PublishConflict::Reject => false,
+                PublishConflict::Takeover => true,
+                PublishConflict::Protect => same_key || idle >= stale_ms,
+            };
+            if !allowed {
+                tracing::warn!(
+                    connection = msg.connection,
+                    stream = %resource_key(&msg.app, &msg.name),
+                    current = current.connection,
+                    idle_ms = idle,
+                    "publish refused: stream in use"
+                );
+                return Err(Refusal::InUse);
+            }
+            tracing::info!(
+                connection = msg.connection,
+                stream = %resource_key(&msg.app, &msg.name),
+                previous = current.connection,
+                idle_ms = idle,
+                same_key,
+                "publisher takes over"
+            );
+            took_over = Some(current.connection);
+        }
+        let last_media_ms = Arc::new(AtomicU64::new(now_ms()));
+        entry.publisher = Some(PublisherSession {
+            session,
+            connection: msg.connection,
+            stream_key: msg.stream_key,
+            last_media_ms: last_media_ms.clone(),
+        });
+        let publisher = entry.addr.clone();
+        if took_over.is_some() {
+            publisher.do_send(TakeOver { session });
+        }
+        self.next_session += 1;
+        Ok(PublishGrant {
+            publisher,
+            session,
+            last_media_ms,
+            took_over,
+        })
+    }
+}
+
+/// A publishing session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unpublish {
+    pub app: String,
+    pub name: String,
+    pub session: u64,
+}
+
+impl Handler<Unpublish> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unpublish, _: &mut Context<Self>) {
+        let key = resource_key(&msg.app, &msg.name);
+        if let Some(entry) = self.entries.get_mut(&key) {
+            if entry
+                .publisher
+                .as_ref()
+                .is_some_and(|p| p.session == msg.session)
+            {
+                entry.publisher = None;
+            }
+        }
+        self.release_if_unused(&key);
+    }
+}
+
+/// Ask to play `app/name`: the publisher actor to subscribe to (created if the stream is not
+/// published yet, so the player waits for it).
+#[derive(Message)]
+#[rtype(result = "Result<Addr<Publisher>, Refusal>")]
+pub struct Play {
+    pub app: String,
+    pub name: String,
+    pub arbiter: ArbiterHandle,
+}
+
+impl Handler<Play> for Registry {
+    type Result = Result<Addr<Publisher>, Refusal>;
+
+    fn handle(&mut self, msg: Play, _: &mut Context<Self>) -> Self::Result {
+        let limit = self.settings.limits.max_subscribers_per_stream;
+        let entry = self.entry(&msg.app, &msg.name, &msg.arbiter)?;
+        if entry.players >= limit {
+            return Err(Refusal::TooManySubscribers { limit });
+        }
+        entry.players += 1;
+        Ok(entry.addr.clone())
+    }
+}
+
+/// A player granted by [`Play`] left.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub app: String,
+    pub name: String,
+}
+
+impl Handler<Leave> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+        let key = resource_key(&msg.app, &msg.name);
+        if let Some(entry) = self.entries.get_mut(&key) {
+            entry.players = entry.players.saturating_sub(1);
+        }
+        self.release_if_unused(&key);
+    }
+}
+
+/// Look a resource up (admin: stop a publisher).
+#[derive(Message)]
+#[rtype(result = "Option<(Addr<Publisher>, Option<ConnectionId>)>")]
+pub struct Lookup {
+    pub key: String,
+}
+
+impl Handler<Lookup> for Registry {
+    type Result = Option<(Addr<Publisher>, Option<ConnectionId>)>;
+
+    fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
+        self.entries
+            .get(&msg.key)
+            .map(|e| (e.addr.clone(), e.publisher.as_ref().map(|p| p.connection)))
+    }
+}

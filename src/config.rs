@@ -1,0 +1,283 @@
+//! Settings: the embedded `config/default.toml`, an optional file, `REFLECTOR_...` environment
+//! overrides, then command-line flags; validated at start-up. Every limit lives here.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::amf0::AmfLimits;
+use crate::protocol::chunk::ChunkLimits;
+
+/// The defaults compiled into the binary, so that it runs with no file.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+/// What is wrong with the configuration, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key {key}: {value} is outside {allowed}")]
+    OutOfRange {
+        key: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    #[error("configuration key {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub admin_listen: String,
+    pub workers: usize,
+    pub log_level: String,
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpSettings {
+    pub out_chunk_size: u32,
+    pub window_ack_size: u32,
+    pub peer_bandwidth: u32,
+    pub handshake_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    pub ping_interval_ms: u64,
+    pub max_message_len: u32,
+    pub max_chunk_streams: usize,
+    pub max_pending_bytes: usize,
+    pub max_amf_depth: usize,
+    pub max_amf_values: usize,
+    pub max_streams_per_connection: u32,
+    pub max_name_len: usize,
+}
+
+/// How a publish to a name already being published is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishConflict {
+    /// The newcomer gets NetStream.Publish.BadName.
+    Reject,
+    /// The newcomer replaces the current publisher.
+    Takeover,
+    /// Takeover only with the same stream key, or when the current publisher is stale.
+    Protect,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSettings {
+    pub gop_cache: bool,
+    pub gop_cache_max_bytes: usize,
+    pub gop_cache_max_duration_ms: u32,
+    pub publish_conflict: PublishConflict,
+    pub stale_publisher_ms: u64,
+    pub publisher_idle_timeout_ms: u64,
+    pub subscriber_mailbox: usize,
+    pub drop_disposable_bytes: usize,
+    pub drop_video_bytes: usize,
+    pub drop_audio_bytes: usize,
+    pub max_lag_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_streams: usize,
+    pub max_subscribers_per_stream: usize,
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub rtmp: RtmpSettings,
+    pub live: LiveSettings,
+    pub limits: LimitSettings,
+}
+
+fn range<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+    min: T,
+    max: T,
+    allowed: &'static str,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::OutOfRange {
+            key,
+            value: value.to_string(),
+            allowed,
+        });
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Defaults, then `file` if given, then `REFLECTOR_SECTION__KEY` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_CONFIG,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("REFLECTOR")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The embedded defaults alone (tests, tools).
+    pub fn defaults() -> Settings {
+        let parsed = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_CONFIG,
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .and_then(|c| c.try_deserialize::<Settings>());
+        match parsed {
+            Ok(s) => s,
+            // The embedded file is part of the binary and covered by a unit test.
+            Err(e) => panic!("embedded config/default.toml is invalid: {e}"),
+        }
+    }
+
+    /// Check every value against its allowed range, naming the key on failure.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, addr) in [
+            ("server.listen", &self.server.listen),
+            ("server.admin_listen", &self.server.admin_listen),
+        ] {
+            addr.parse::<SocketAddr>()
+                .map_err(|e| ConfigError::Invalid {
+                    key,
+                    reason: format!("{addr:?} is not an address:port ({e})"),
+                })?;
+        }
+        range("server.workers", self.server.workers, 0, 256, "0..=256")?;
+        if !matches!(self.server.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid {
+                key: "server.log_format",
+                reason: format!("{:?} is not \"text\" or \"json\"", self.server.log_format),
+            });
+        }
+        let r = &self.rtmp;
+        range("rtmp.out_chunk_size", r.out_chunk_size, 128, 65_536, "128..=65536")?;
+        range("rtmp.window_ack_size", r.window_ack_size, 4096, u32::MAX, "4096..=4294967295")?;
+        range("rtmp.peer_bandwidth", r.peer_bandwidth, 4096, u32::MAX, "4096..=4294967295")?;
+        range("rtmp.handshake_timeout_ms", r.handshake_timeout_ms, 100, 600_000, "100..=600000")?;
+        range("rtmp.idle_timeout_ms", r.idle_timeout_ms, 100, 3_600_000, "100..=3600000")?;
+        range("rtmp.read_timeout_ms", r.read_timeout_ms, 1000, 3_600_000, "1000..=3600000")?;
+        range("rtmp.ping_interval_ms", r.ping_interval_ms, 0, 3_600_000, "0..=3600000")?;
+        range("rtmp.max_message_len", r.max_message_len, 1024, 0xFF_FFFF, "1024..=16777215")?;
+        range("rtmp.max_chunk_streams", r.max_chunk_streams, 4, 65_598, "4..=65598")?;
+        range(
+            "rtmp.max_pending_bytes",
+            r.max_pending_bytes,
+            r.max_message_len as usize,
+            1 << 30,
+            "rtmp.max_message_len..=1073741824",
+        )?;
+        range("rtmp.max_amf_depth", r.max_amf_depth, 2, 1024, "2..=1024")?;
+        range("rtmp.max_amf_values", r.max_amf_values, 16, 10_000_000, "16..=10000000")?;
+        range(
+            "rtmp.max_streams_per_connection",
+            r.max_streams_per_connection,
+            1,
+            1024,
+            "1..=1024",
+        )?;
+        range("rtmp.max_name_len", r.max_name_len, 1, 4096, "1..=4096")?;
+        let l = &self.live;
+        range("live.subscriber_mailbox", l.subscriber_mailbox, 4, 65_536, "4..=65536")?;
+        range("live.drop_disposable_bytes", l.drop_disposable_bytes, 16 * 1024, 1 << 30, "16384..=1073741824")?;
+        range(
+            "live.drop_video_bytes",
+            l.drop_video_bytes,
+            l.drop_disposable_bytes,
+            1 << 30,
+            "live.drop_disposable_bytes..=1073741824",
+        )?;
+        range(
+            "live.drop_audio_bytes",
+            l.drop_audio_bytes,
+            l.drop_video_bytes,
+            1 << 30,
+            "live.drop_video_bytes..=1073741824",
+        )?;
+        range("live.max_lag_ms", l.max_lag_ms, 100, 3_600_000, "100..=3600000")?;
+        range("live.gop_cache_max_bytes", l.gop_cache_max_bytes, 0, 1 << 30, "0..=1073741824")?;
+        let m = &self.limits;
+        range("limits.max_connections", m.max_connections, 1, 10_000_000, "1..=10000000")?;
+        range("limits.max_connections_per_ip", m.max_connections_per_ip, 1, 10_000_000, "1..=10000000")?;
+        range("limits.max_streams", m.max_streams, 1, 10_000_000, "1..=10000000")?;
+        range(
+            "limits.max_subscribers_per_stream",
+            m.max_subscribers_per_stream,
+            1,
+            10_000_000,
+            "1..=10000000",
+        )?;
+        Ok(())
+    }
+
+    /// Number of arbiters to run.
+    pub fn worker_count(&self) -> usize {
+        if self.server.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.server.workers
+        }
+    }
+
+    pub fn chunk_limits(&self) -> ChunkLimits {
+        ChunkLimits {
+            max_message_len: self.rtmp.max_message_len,
+            max_chunk_streams: self.rtmp.max_chunk_streams,
+            max_pending_bytes: self.rtmp.max_pending_bytes,
+        }
+    }
+
+    pub fn amf_limits(&self) -> AmfLimits {
+        AmfLimits {
+            max_depth: self.rtmp.max_amf_depth,
+            max_values: self.rtmp.max_amf_values,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let s = Settings::defaults();
+        s.validate().expect("valid");
+        assert_eq!(s.server.listen, "0.0.0.0:1935");
+        assert_eq!(s.live.publish_conflict, PublishConflict::Protect);
+    }
+
+    #[test]
+    fn out_of_range_names_the_key() {
+        let mut s = Settings::defaults();
+        s.rtmp.out_chunk_size = 1;
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(err.contains("rtmp.out_chunk_size"), "{err}");
+    }
+}
