@@ -1,0 +1,768 @@
+//! The connection actor: one per TCP connection. It runs the handshake, reads the chunk
+//! stream, answers protocol control messages and NetConnection commands, and starts a stream
+//! actor per publishing or playing NetStream.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, FramedRead};
+
+use super::outbox::Outbox;
+use super::registry::{self, PublishGrant, Refusal};
+use super::stream::{Media, PublishingStream, StopStream};
+use super::subscriber::{PlayControl, Subscriber};
+use super::{csid, ConnectionId, ServerContext};
+use crate::protocol::amf0::Amf0Value;
+use crate::protocol::chunk::{ChunkDecoder, ChunkError, ReceiveWindow};
+use crate::protocol::command::{self, status, Command, ConnectCommand};
+use crate::protocol::handshake::{HandshakeState, ServerHandshake};
+use crate::protocol::message::{type_id, LimitType, Message, RawMessage, UserControlEvent};
+use crate::stats::{ConnectionState, ConnectionStats, SubscriberStats};
+
+/// Why a connection ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("chunk stream: {0}")]
+    Chunk(#[from] ChunkError),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake: {0}")]
+    Handshake(#[from] crate::protocol::handshake::HandshakeError),
+    #[error("handshake not finished within {0:?}")]
+    HandshakeTimeout(Duration),
+}
+
+/// Frames the socket's bytes into messages with the protocol core's chunk decoder.
+pub struct ChunkCodec {
+    decoder: ChunkDecoder,
+}
+
+impl Decoder for ChunkCodec {
+    type Item = RawMessage;
+    type Error = ConnectionError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<RawMessage>, ConnectionError> {
+        Ok(self.decoder.decode(src)?)
+    }
+}
+
+/// What one message stream id of this connection is doing.
+enum StreamSlot {
+    /// Made by createStream, not publishing or playing yet.
+    Idle,
+    Publishing {
+        addr: Addr<PublishingStream>,
+        name: String,
+    },
+    Playing {
+        addr: Addr<Subscriber>,
+    },
+}
+
+/// What `connect` said.
+struct Session {
+    app: String,
+    object_encoding: f64,
+}
+
+/// One RTMP connection.
+pub struct Connection {
+    id: ConnectionId,
+    peer: SocketAddr,
+    server: Arc<ServerContext>,
+    stats: Arc<ConnectionStats>,
+    outbox: Rc<Outbox>,
+    window: ReceiveWindow,
+    consumed: u64,
+    decoder_consumed: Rc<std::cell::Cell<u64>>,
+    session: Option<Session>,
+    streams: HashMap<u32, StreamSlot>,
+    next_stream_id: u32,
+    last_activity: Instant,
+    ping_sent: Option<(u32, Instant)>,
+    close_reason: Option<String>,
+}
+
+/// Take a freshly accepted socket through the handshake, then start its connection actor on
+/// the current arbiter.
+pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<ConnectionStats>) {
+    let id = stats.id;
+    let peer = stats.peer;
+    let _ = socket.set_nodelay(true);
+    let timeout = Duration::from_millis(server.settings.rtmp.handshake_timeout_ms);
+    let mut socket = socket;
+    let result = tokio::time::timeout(timeout, handshake(&mut socket, &stats)).await;
+    let leftover = match result {
+        Ok(Ok(leftover)) => leftover,
+        Ok(Err(e)) => {
+            tracing::info!(connection = id, %peer, error = %e, "handshake failed");
+            server.stats.protocol_errors.fetch_add(1, Relaxed);
+            finish(&server, &stats);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(connection = id, %peer, error = %ConnectionError::HandshakeTimeout(timeout), "handshake failed");
+            finish(&server, &stats);
+            return;
+        }
+    };
+    stats.set_state(ConnectionState::Connected);
+    let (read, write) = socket.into_split();
+    let outbox = Outbox::new(stats.clone());
+    let writer_outbox = outbox.clone();
+    let decoder = ChunkDecoder::new(server.settings.chunk_limits());
+    let window_size = server.settings.rtmp.window_ack_size;
+    Connection::create(move |ctx| {
+        let mut framed = FramedRead::with_capacity(read, ChunkCodec { decoder }, 64 * 1024);
+        framed.read_buffer_mut().extend_from_slice(&leftover);
+        ctx.add_stream(framed);
+        let addr = ctx.address();
+        actix::spawn(async move {
+            if let Err(e) = writer_outbox.run_writer(write).await {
+                addr.do_send(CloseConnection {
+                    reason: format!("write failed: {e}"),
+                });
+            }
+        });
+        Connection {
+            id,
+            peer,
+            server,
+            stats,
+            outbox,
+            window: ReceiveWindow::new(window_size),
+            consumed: 0,
+            decoder_consumed: Rc::new(std::cell::Cell::new(0)),
+            session: None,
+            streams: HashMap::new(),
+            next_stream_id: 1,
+            last_activity: Instant::now(),
+            ping_sent: None,
+            close_reason: None,
+        }
+    });
+}
+
+async fn handshake(
+    socket: &mut TcpStream,
+    stats: &ConnectionStats,
+) -> Result<BytesMut, ConnectionError> {
+    let mut hs = ServerHandshake::new();
+    let mut input = BytesMut::with_capacity(4096);
+    let mut out = BytesMut::new();
+    loop {
+        let state = hs.process(&mut input, &mut out)?;
+        if !out.is_empty() {
+            socket.write_all(&out).await?;
+            stats.bytes_out.fetch_add(out.len() as u64, Relaxed);
+            out.clear();
+        }
+        if state == HandshakeState::Done {
+            return Ok(input);
+        }
+        let n = socket.read_buf(&mut input).await?;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        stats.bytes_in.fetch_add(n as u64, Relaxed);
+        stats.touch_read();
+    }
+}
+
+/// Forget a connection in the shared tables.
+fn finish(server: &ServerContext, stats: &ConnectionStats) {
+    server.stats.connections.remove(&stats.id);
+    let ip = stats.peer.ip();
+    let mut empty = false;
+    if let Some(mut n) = server.connections_per_ip.get_mut(&ip) {
+        *n = n.saturating_sub(1);
+        empty = *n == 0;
+    }
+    if empty {
+        server.connections_per_ip.remove_if(&ip, |_, n| *n == 0);
+    }
+}
+
+/// Split `name?query` and find `key=` in the query.
+fn split_name(raw: &str) -> (String, Option<String>, Option<String>) {
+    let (name, query) = match raw.split_once('?') {
+        Some((n, q)) => (n, Some(q.to_owned())),
+        None => (raw, None),
+    };
+    let key = query.as_deref().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("key=").map(str::to_owned))
+    });
+    (name.to_owned(), query, key)
+}
+
+/// App and stream names: bounded, printable, no path tricks.
+fn validate_name(what: &str, name: &str, max_len: usize) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if name.len() > max_len {
+        return Err(format!("{what} is longer than {max_len} bytes"));
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{what} has control or white-space characters"));
+    }
+    if name.split('/').any(|part| part.is_empty() || part == ".." || part == ".") {
+        return Err(format!("{what} has an empty, \".\" or \"..\" path segment"));
+    }
+    Ok(())
+}
+
+impl Connection {
+    fn amf3(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.object_encoding == 3.0)
+    }
+
+    fn send_command(&self, chunk_stream: u32, stream_id: u32, values: Vec<Amf0Value>) {
+        self.outbox.send(
+            chunk_stream,
+            stream_id,
+            0,
+            &Message::Command {
+                amf3: self.amf3(),
+                values,
+            },
+        );
+    }
+
+    fn stream_status(&self, stream_id: u32, level: &str, code: &str, description: String) {
+        self.send_command(
+            csid::STREAM_COMMAND,
+            stream_id,
+            command::on_status(level, code, &description, Vec::new()),
+        );
+    }
+
+    /// End this connection for `reason`, flushing what was queued (e.g. an `_error`).
+    fn close(&mut self, ctx: &mut Context<Self>, reason: impl Into<String>) {
+        if self.close_reason.is_none() {
+            self.close_reason = Some(reason.into());
+        }
+        ctx.stop();
+    }
+
+    /// Bad input: log it with the connection id, count it, close.
+    fn protocol_error(&mut self, ctx: &mut Context<Self>, error: impl std::fmt::Display) {
+        tracing::warn!(connection = self.id, peer = %self.peer, error = %error, "protocol error: closing");
+        self.server.stats.protocol_errors.fetch_add(1, Relaxed);
+        self.close(ctx, format!("protocol error: {error}"));
+    }
+
+    fn on_message(&mut self, raw: RawMessage, ctx: &mut Context<Self>) {
+        match raw.type_id {
+            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 | type_id::AGGREGATE => {
+                if let Some(StreamSlot::Publishing { addr, .. }) = self.streams.get(&raw.stream_id) {
+                    let addr = addr.clone();
+                    match addr.try_send(Media(raw)) {
+                        Ok(()) => {}
+                        Err(actix::dev::SendError::Full(msg)) => {
+                            // The publisher is behind: stop reading until it has room.
+                            ctx.wait(addr.send(msg).into_actor(self).map(|_, _, _| ()));
+                        }
+                        Err(actix::dev::SendError::Closed(_)) => {}
+                    }
+                } else if raw.type_id != type_id::DATA_AMF0 && raw.type_id != type_id::DATA_AMF3 {
+                    tracing::debug!(connection = self.id, stream_id = raw.stream_id, "media on a stream that is not publishing: ignored");
+                }
+                return;
+            }
+            type_id::SET_CHUNK_SIZE | type_id::ABORT | type_id::ACKNOWLEDGEMENT => return,
+            _ => {}
+        }
+        let message = match Message::decode(&raw, &self.server.settings.amf_limits()) {
+            Ok(m) => m,
+            Err(e) => return self.protocol_error(ctx, e),
+        };
+        match message {
+            Message::UserControl(UserControlEvent::PingResponse { timestamp }) => {
+                if let Some((sent, at)) = self.ping_sent {
+                    if sent == timestamp {
+                        self.stats
+                            .rtt_us
+                            .store(at.elapsed().as_micros() as u64, Relaxed);
+                        self.ping_sent = None;
+                    }
+                }
+            }
+            Message::UserControl(UserControlEvent::PingRequest { timestamp }) => {
+                self.outbox.send(
+                    csid::CONTROL,
+                    0,
+                    0,
+                    &Message::UserControl(UserControlEvent::PingResponse { timestamp }),
+                );
+            }
+            Message::UserControl(_) => {}
+            Message::WindowAckSize(size) => self.window.set_window(size),
+            Message::SetPeerBandwidth { .. } => {}
+            Message::Command { values, .. } => match Command::parse(&values) {
+                Ok(cmd) => self.on_command(cmd, raw.stream_id, ctx),
+                Err(e) => {
+                    let tid = values.get(1).and_then(Amf0Value::as_f64).unwrap_or(0.0);
+                    self.send_command(
+                        csid::COMMAND,
+                        raw.stream_id,
+                        command::error(tid, status::CALL_FAILED, &e.to_string()),
+                    );
+                    self.protocol_error(ctx, e);
+                }
+            },
+            Message::SharedObject { message, .. } => {
+                tracing::debug!(connection = self.id, object = %message.name, "shared object message ignored");
+            }
+            other => {
+                tracing::debug!(connection = self.id, type_id = other.type_id(), "message ignored");
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command, stream_id: u32, ctx: &mut Context<Self>) {
+        let tid = cmd.transaction_id();
+        if self.session.is_none() && !matches!(cmd, Command::Connect(_)) {
+            self.send_command(
+                csid::COMMAND,
+                stream_id,
+                command::error(tid, status::CALL_FAILED, "connect first"),
+            );
+            return self.protocol_error(ctx, format!("{} before connect", cmd.name()));
+        }
+        match cmd {
+            Command::Connect(c) => self.on_connect(c, ctx),
+            Command::CreateStream { transaction_id } => {
+                let limit = self.server.settings.rtmp.max_streams_per_connection;
+                if self.streams.len() as u32 >= limit {
+                    self.send_command(
+                        csid::COMMAND,
+                        0,
+                        command::error(transaction_id, status::CALL_FAILED, "too many streams"),
+                    );
+                    return;
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id += 1;
+                self.streams.insert(id, StreamSlot::Idle);
+                self.send_command(
+                    csid::COMMAND,
+                    0,
+                    command::create_stream_result(transaction_id, id),
+                );
+            }
+            Command::ReleaseStream { transaction_id, .. } => {
+                self.send_command(csid::COMMAND, 0, command::result(transaction_id, vec![Amf0Value::Undefined]));
+            }
+            Command::FcPublish { transaction_id, name } => {
+                self.send_command(
+                    csid::COMMAND,
+                    0,
+                    command::on_fc_publish(false, status::PUBLISH_START, &name),
+                );
+                self.send_command(csid::COMMAND, 0, command::result(transaction_id, vec![Amf0Value::Undefined]));
+            }
+            Command::FcUnpublish { transaction_id, name } => {
+                let (name, _, _) = split_name(&name);
+                let ids: Vec<u32> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| matches!(s, StreamSlot::Publishing { name: n, .. } if *n == name))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in ids {
+                    self.stop_stream(id, false);
+                }
+                self.send_command(
+                    csid::COMMAND,
+                    0,
+                    command::on_fc_publish(true, status::UNPUBLISH_SUCCESS, &name),
+                );
+                self.send_command(csid::COMMAND, 0, command::result(transaction_id, vec![Amf0Value::Undefined]));
+            }
+            Command::Publish { name, .. } => self.on_publish(stream_id, name, ctx),
+            Command::Play { name, reset, .. } => self.on_play(stream_id, name, reset, ctx),
+            Command::Play2 { parameters, .. } => {
+                match parameters.get("streamName").and_then(Amf0Value::as_str) {
+                    Some(name) => {
+                        let name = name.to_owned();
+                        self.stop_stream(stream_id, true);
+                        self.on_play(stream_id, name, true, ctx);
+                    }
+                    None => self.stream_status(stream_id, "error", status::PLAY_FAILED, "play2 without streamName".into()),
+                }
+            }
+            Command::DeleteStream { stream_id: id, .. } => {
+                let id = if id.is_finite() && id >= 0.0 && id <= f64::from(u32::MAX) { id as u32 } else { 0 };
+                self.stop_stream(id, false);
+            }
+            Command::CloseStream { .. } => self.stop_stream(stream_id, true),
+            Command::ReceiveAudio { flag } => self.control_player(stream_id, PlayControl::ReceiveAudio(flag)),
+            Command::ReceiveVideo { flag } => self.control_player(stream_id, PlayControl::ReceiveVideo(flag)),
+            Command::Pause { pause, milliseconds } => {
+                self.control_player(stream_id, PlayControl::Pause { pause, milliseconds })
+            }
+            Command::Seek { .. } => {
+                // Live streams cannot seek; say so rather than stay silent.
+                self.stream_status(stream_id, "error", status::SEEK_FAILED, "Live streams cannot seek.".into());
+            }
+            Command::GetStreamLength { transaction_id, .. } => {
+                self.send_command(csid::COMMAND, stream_id, command::result(transaction_id, vec![Amf0Value::Number(0.0)]));
+            }
+            Command::Result { .. } | Command::Error { .. } | Command::OnStatus { .. } => {}
+            Command::Other { name, transaction_id, .. } => {
+                tracing::debug!(connection = self.id, command = %name, "unknown command");
+                self.send_command(
+                    csid::COMMAND,
+                    stream_id,
+                    command::error(transaction_id, status::CALL_FAILED, &format!("Method not found ({name}).")),
+                );
+            }
+        }
+    }
+
+    fn on_connect(&mut self, c: ConnectCommand, ctx: &mut Context<Self>) {
+        if self.session.is_some() {
+            return self.protocol_error(ctx, "second connect on one connection");
+        }
+        let app = c.app.split('?').next().unwrap_or_default().trim_end_matches('/').to_owned();
+        if let Err(reason) = validate_name("app", &app, self.server.settings.rtmp.max_name_len) {
+            self.send_command(
+                csid::COMMAND,
+                0,
+                command::error(c.transaction_id, status::CONNECT_REJECTED, &reason),
+            );
+            return self.protocol_error(ctx, reason);
+        }
+        let rtmp = &self.server.settings.rtmp;
+        self.outbox.send(csid::CONTROL, 0, 0, &Message::WindowAckSize(rtmp.window_ack_size));
+        self.outbox.send(
+            csid::CONTROL,
+            0,
+            0,
+            &Message::SetPeerBandwidth {
+                size: rtmp.peer_bandwidth,
+                limit_type: LimitType::Dynamic,
+            },
+        );
+        self.outbox.set_chunk_size(rtmp.out_chunk_size);
+        let object_encoding = if c.object_encoding == 3.0 { 3.0 } else { 0.0 };
+        tracing::info!(connection = self.id, peer = %self.peer, app = %app, flash_ver = c.flash_ver.as_deref().unwrap_or(""), "connect");
+        if let Ok(mut info) = self.stats.app.lock() {
+            *info = Some((app.clone(), c.flash_ver.clone().unwrap_or_default()));
+        }
+        self.session = Some(Session {
+            app,
+            object_encoding,
+        });
+        self.send_command(
+            csid::COMMAND,
+            0,
+            command::connect_result(c.transaction_id, object_encoding),
+        );
+        self.send_command(csid::COMMAND, 0, command::on_bw_done());
+    }
+
+    fn stream_name(&mut self, stream_id: u32, raw: &str, ctx: &mut Context<Self>, failure: &str) -> Option<(String, Option<String>)> {
+        if !matches!(self.streams.get(&stream_id), Some(StreamSlot::Idle)) {
+            self.stream_status(stream_id, "error", failure, format!("Stream {stream_id} is not created or is busy."));
+            self.protocol_error(ctx, format!("{failure}: message stream {stream_id} not created or busy"));
+            return None;
+        }
+        let (name, _query, key) = split_name(raw);
+        if let Err(reason) = validate_name("stream name", &name, self.server.settings.rtmp.max_name_len) {
+            self.stream_status(stream_id, "error", failure, reason.clone());
+            self.protocol_error(ctx, reason);
+            return None;
+        }
+        Some((name, key))
+    }
+
+    fn on_publish(&mut self, stream_id: u32, raw_name: String, ctx: &mut Context<Self>) {
+        let Some((name, stream_key)) = self.stream_name(stream_id, &raw_name, ctx, status::PUBLISH_BAD_NAME) else {
+            return;
+        };
+        let app = self.session.as_ref().map(|s| s.app.clone()).unwrap_or_default();
+        let request = registry::Publish {
+            app: app.clone(),
+            name: name.clone(),
+            stream_key,
+            connection: self.id,
+            arbiter: Arbiter::current(),
+        };
+        ctx.wait(
+            self.server
+                .registry
+                .send(request)
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    let grant: Result<PublishGrant, Refusal> = res.unwrap_or(Err(Refusal::Internal));
+                    match grant {
+                        Ok(grant) => act.start_publishing(stream_id, app, name, grant, ctx),
+                        Err(refusal) => {
+                            act.stream_status(stream_id, "error", status::PUBLISH_BAD_NAME, format!("{name}: {refusal}"));
+                            tracing::warn!(connection = act.id, stream = %registry::resource_key(&app, &name), reason = %refusal, "publish refused");
+                            act.close(ctx, format!("publish refused: {refusal}"));
+                        }
+                    }
+                }),
+        );
+    }
+
+    fn start_publishing(&mut self, stream_id: u32, app: String, name: String, grant: PublishGrant, ctx: &mut Context<Self>) {
+        let key = registry::resource_key(&app, &name);
+        let Some(stats) = self.server.stats.streams.get(&key).map(|s| s.clone()) else {
+            return self.close(ctx, "stream vanished");
+        };
+        let stream = PublishingStream::new(
+            self.id,
+            stream_id,
+            app,
+            name.clone(),
+            grant.session,
+            grant.publisher,
+            self.server.registry.clone(),
+            ctx.address(),
+            self.server.settings.clone(),
+            stats,
+            self.server.stats.clone(),
+            grant.last_media_ms,
+        )
+        .start();
+        self.streams.insert(stream_id, StreamSlot::Publishing { addr: stream, name: name.clone() });
+        self.stats.set_state(ConnectionState::Publishing);
+        tracing::info!(connection = self.id, stream = %key, "publish");
+        self.stream_status(stream_id, "status", status::PUBLISH_START, format!("{name} is now published."));
+    }
+
+    fn on_play(&mut self, stream_id: u32, raw_name: String, reset: bool, ctx: &mut Context<Self>) {
+        let Some((name, _key)) = self.stream_name(stream_id, &raw_name, ctx, status::PLAY_FAILED) else {
+            return;
+        };
+        let app = self.session.as_ref().map(|s| s.app.clone()).unwrap_or_default();
+        let request = registry::Play {
+            app: app.clone(),
+            name: name.clone(),
+            arbiter: Arbiter::current(),
+        };
+        ctx.wait(
+            self.server
+                .registry
+                .send(request)
+                .into_actor(self)
+                .map(move |res, act, ctx| match res.unwrap_or(Err(Refusal::Internal)) {
+                    Ok(publisher) => {
+                        let stats = Arc::new(SubscriberStats {
+                            connection_id: act.id,
+                            stream_id,
+                            peer: act.peer,
+                            started: Instant::now(),
+                            messages_sent: Default::default(),
+                            bytes_sent: Default::default(),
+                            drops: Default::default(),
+                            lag_ms: Default::default(),
+                        });
+                        let subscriber = Subscriber::new(
+                            act.id,
+                            stream_id,
+                            app.clone(),
+                            name.clone(),
+                            act.outbox.clone(),
+                            publisher,
+                            act.server.registry.clone(),
+                            ctx.address(),
+                            act.server.settings.clone(),
+                            act.server.stats.clone(),
+                            stats,
+                            reset,
+                        )
+                        .start();
+                        act.streams.insert(stream_id, StreamSlot::Playing { addr: subscriber });
+                        act.stats.set_state(ConnectionState::Playing);
+                        tracing::info!(connection = act.id, stream = %registry::resource_key(&app, &name), "play");
+                    }
+                    Err(refusal) => {
+                        act.stream_status(stream_id, "error", status::PLAY_FAILED, format!("{name}: {refusal}"));
+                        tracing::warn!(connection = act.id, stream = %registry::resource_key(&app, &name), reason = %refusal, "play refused");
+                        act.close(ctx, format!("play refused: {refusal}"));
+                    }
+                }),
+        );
+    }
+
+    /// End what a message stream does; `keep` leaves the id usable (closeStream).
+    fn stop_stream(&mut self, stream_id: u32, keep: bool) {
+        let slot = if keep {
+            self.streams.insert(stream_id, StreamSlot::Idle)
+        } else {
+            self.streams.remove(&stream_id)
+        };
+        match slot {
+            Some(StreamSlot::Publishing { addr, name }) => {
+                addr.do_send(StopStream);
+                self.stream_status(stream_id, "status", status::UNPUBLISH_SUCCESS, format!("{name} is now unpublished."));
+            }
+            Some(StreamSlot::Playing { addr }) => addr.do_send(PlayControl::Stop),
+            Some(StreamSlot::Idle) | None => {
+                if keep && !self.streams.contains_key(&stream_id) {
+                    self.streams.remove(&stream_id);
+                }
+            }
+        }
+        if !self.streams.values().any(|s| !matches!(s, StreamSlot::Idle)) {
+            self.stats.set_state(ConnectionState::Connected);
+        }
+    }
+
+    fn control_player(&self, stream_id: u32, control: PlayControl) {
+        if let Some(StreamSlot::Playing { addr }) = self.streams.get(&stream_id) {
+            addr.do_send(control);
+        }
+    }
+
+    /// Once a second: timeouts and pings.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let rtmp = &self.server.settings.rtmp;
+        let active = self.streams.values().any(|s| !matches!(s, StreamSlot::Idle));
+        if !active && self.last_activity.elapsed() > Duration::from_millis(rtmp.idle_timeout_ms) {
+            let what = if self.session.is_none() { "connect" } else { "publish or play" };
+            tracing::info!(connection = self.id, peer = %self.peer, "no {what} in time: closing");
+            return self.close(ctx, format!("idle timeout waiting for {what}"));
+        }
+        if active {
+            self.last_activity = Instant::now();
+        }
+        if self.stats.idle_ms() > rtmp.read_timeout_ms {
+            tracing::info!(connection = self.id, peer = %self.peer, "peer silent past the read timeout: closing");
+            return self.close(ctx, "read timeout");
+        }
+        if rtmp.ping_interval_ms > 0 && self.session.is_some() {
+            let due = self
+                .ping_sent
+                .is_none_or(|(_, at)| at.elapsed() >= Duration::from_millis(rtmp.ping_interval_ms));
+            if due {
+                let timestamp = self.stats.started.elapsed().as_millis() as u32;
+                self.ping_sent = Some((timestamp, Instant::now()));
+                self.outbox.send(
+                    csid::CONTROL,
+                    0,
+                    0,
+                    &Message::UserControl(UserControlEvent::PingRequest { timestamp }),
+                );
+            }
+        }
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.server.stats.actors.connections.fetch_add(1, Relaxed);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for (_, slot) in self.streams.drain() {
+            match slot {
+                StreamSlot::Publishing { addr, .. } => addr.do_send(StopStream),
+                StreamSlot::Playing { addr } => addr.do_send(PlayControl::Stop),
+                StreamSlot::Idle => {}
+            }
+        }
+        self.outbox.close();
+        self.stats.set_state(ConnectionState::Closing);
+        self.server.stats.actors.connections.fetch_sub(1, Relaxed);
+        finish(&self.server, &self.stats);
+        tracing::info!(
+            connection = self.id,
+            peer = %self.peer,
+            reason = self.close_reason.as_deref().unwrap_or("peer closed"),
+            bytes_in = self.stats.bytes_in.load(Relaxed),
+            bytes_out = self.stats.bytes_out.load(Relaxed),
+            "connection closed"
+        );
+    }
+}
+
+impl StreamHandler<Result<RawMessage, ConnectionError>> for Connection {
+    fn handle(&mut self, item: Result<RawMessage, ConnectionError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(raw) => {
+                self.stats.messages_in.fetch_add(1, Relaxed);
+                self.stats.touch_read();
+                // Count what the chunk layer consumed: header bytes plus payload.
+                let n = raw.payload.len() as u64 + 12;
+                self.consumed += n;
+                self.stats.bytes_in.fetch_add(n, Relaxed);
+                if let Some(sequence_number) = self.window.on_bytes(n as usize) {
+                    self.outbox.send(
+                        csid::CONTROL,
+                        0,
+                        0,
+                        &Message::Acknowledgement { sequence_number },
+                    );
+                }
+                self.on_message(raw, ctx);
+            }
+            Err(ConnectionError::Io(e)) => {
+                tracing::debug!(connection = self.id, error = %e, "read failed");
+                self.close(ctx, format!("read failed: {e}"));
+            }
+            Err(e) => self.protocol_error(ctx, e),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.close(ctx, "peer closed");
+    }
+}
+
+/// Close a connection with a logged reason (from its stream actors, the writer, the admin).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseConnection {
+    pub reason: String,
+}
+
+impl Handler<CloseConnection> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: CloseConnection, ctx: &mut Context<Self>) {
+        tracing::info!(connection = self.id, reason = %msg.reason, "closing");
+        self.close(ctx, msg.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("n", "cam1", 64).is_ok());
+        assert!(validate_name("n", "live/sub", 64).is_ok());
+        assert!(validate_name("n", "", 64).is_err());
+        assert!(validate_name("n", "../etc", 64).is_err());
+        assert!(validate_name("n", "a\u{1}b", 64).is_err());
+        assert!(validate_name("n", "a b", 64).is_err());
+        assert!(validate_name("n", &"x".repeat(65), 64).is_err());
+    }
+
+    #[test]
+    fn query_and_key_are_split_off() {
+        assert_eq!(split_name("cam?key=abc&x=1"), ("cam".into(), Some("key=abc&x=1".into()), Some("abc".into())));
+        assert_eq!(split_name("cam"), ("cam".into(), None, None));
+    }
+}

@@ -1,0 +1,391 @@
+//! The publisher actor: one per resource (app + stream name). It keeps the latest metadata,
+//! the sequence headers (per track) and a GOP cache, and fans every frame out to its
+//! subscribers through their bounded mailboxes. It lives while the registry counts a publisher
+//! or a player on the resource, so players that wait for a publisher, or outlive one, stay
+//! attached.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use actix::dev::SendError;
+use actix::prelude::*;
+
+use super::{ConnectionId, DropClass, Frame, FrameKind};
+use crate::config::Settings;
+use crate::stats::{ServerStats, StreamStats, SubscriberStats};
+
+/// Identifies a subscriber: its connection and message stream id.
+pub type SubscriberKey = (ConnectionId, u32);
+
+/// What a publisher tells a subscriber. Frames go with `try_send` (bounded; a full mailbox
+/// costs the subscriber that frame); everything else with `do_send` (never lost, rare).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum SubscriberEvent {
+    /// A frame; `after_gap` says frames were lost since the last one delivered.
+    Frame { frame: Arc<Frame>, after_gap: bool },
+    /// A publisher started (NetStream.Play.PublishNotify).
+    Published,
+    /// The publisher left (NetStream.Play.UnpublishNotify, StreamEOF).
+    Unpublished,
+}
+
+/// What a publisher tells its source (the publishing stream actor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum SourceEvent {
+    /// Another publisher took the stream over: stop publishing.
+    Replaced,
+    /// An operator stopped the stream.
+    Stop,
+}
+
+struct Edge {
+    recipient: Recipient<SubscriberEvent>,
+    stats: Arc<SubscriberStats>,
+    /// A frame could not be delivered since the last one that was.
+    missed: bool,
+}
+
+/// Fans one resource's frames out.
+pub struct Publisher {
+    key: String,
+    app: String,
+    name: String,
+    settings: Arc<Settings>,
+    stats: Arc<StreamStats>,
+    server_stats: Arc<ServerStats>,
+    session: Option<u64>,
+    source: Option<Recipient<SourceEvent>>,
+    subscribers: HashMap<SubscriberKey, Edge>,
+    metadata: Option<Arc<Frame>>,
+    /// Sequence headers by (kind, track).
+    headers: Vec<Arc<Frame>>,
+    gop: VecDeque<Arc<Frame>>,
+    gop_bytes: usize,
+    /// Last timestamp fanned out, so that a new publisher continues from it.
+    last_timestamp: Option<u32>,
+}
+
+impl Publisher {
+    pub fn new(
+        key: String,
+        app: String,
+        name: String,
+        settings: Arc<Settings>,
+        stats: Arc<StreamStats>,
+        server_stats: Arc<ServerStats>,
+    ) -> Self {
+        Publisher {
+            key,
+            app,
+            name,
+            settings,
+            stats,
+            server_stats,
+            session: None,
+            source: None,
+            subscribers: HashMap::new(),
+            metadata: None,
+            headers: Vec::new(),
+            gop: VecDeque::new(),
+            gop_bytes: 0,
+            last_timestamp: None,
+        }
+    }
+
+    fn clear_caches(&mut self) {
+        self.metadata = None;
+        self.headers.clear();
+        self.clear_gop();
+    }
+
+    fn clear_gop(&mut self) {
+        self.gop.clear();
+        self.gop_bytes = 0;
+        self.stats.gop_cache_bytes.store(0, Relaxed);
+        self.stats.gop_cache_frames.store(0, Relaxed);
+    }
+
+    /// Keep what a late joiner needs: metadata, sequence headers, and the frames since the
+    /// last keyframe (bounded in bytes and duration; past a bound the GOP is dropped whole,
+    /// since a GOP without its start is not decodable).
+    fn cache(&mut self, frame: &Arc<Frame>) {
+        match frame.class {
+            DropClass::Header => {
+                if frame.kind == FrameKind::Data {
+                    self.metadata = Some(frame.clone());
+                } else {
+                    self.headers
+                        .retain(|h| !(h.kind == frame.kind && h.track == frame.track));
+                    self.headers.push(frame.clone());
+                }
+                return;
+            }
+            _ if !self.settings.live.gop_cache => return,
+            DropClass::Key => self.clear_gop(),
+            _ if self.gop.is_empty() => return,
+            _ => {}
+        }
+        let live = &self.settings.live;
+        let first_ts = self.gop.front().map_or(frame.timestamp, |f| f.timestamp);
+        let span = frame.timestamp.wrapping_sub(first_ts);
+        if self.gop_bytes + frame.chunked.len() > live.gop_cache_max_bytes
+            || span > live.gop_cache_max_duration_ms
+        {
+            self.clear_gop();
+            return;
+        }
+        self.gop_bytes += frame.chunked.len();
+        self.gop.push_back(frame.clone());
+        self.stats.gop_cache_bytes.store(self.gop_bytes, Relaxed);
+        self.stats.gop_cache_frames.store(self.gop.len(), Relaxed);
+    }
+
+    fn broadcast(&mut self, event: impl Fn() -> SubscriberEvent) {
+        for edge in self.subscribers.values() {
+            edge.recipient.do_send(event());
+        }
+    }
+
+    fn fan_out(&mut self, frame: &Arc<Frame>) {
+        let mut closed = Vec::new();
+        for (key, edge) in self.subscribers.iter_mut() {
+            let event = SubscriberEvent::Frame {
+                frame: frame.clone(),
+                after_gap: edge.missed,
+            };
+            if frame.class == DropClass::Header {
+                // Headers are never dropped: a player must always be able to resync.
+                edge.recipient.do_send(event);
+                continue;
+            }
+            match edge.recipient.try_send(event) {
+                Ok(()) => edge.missed = false,
+                Err(SendError::Full(_)) => {
+                    edge.missed = true;
+                    edge.stats.drops.mailbox_full.fetch_add(1, Relaxed);
+                }
+                Err(SendError::Closed(_)) => closed.push(*key),
+            }
+        }
+        for key in closed {
+            self.subscribers.remove(&key);
+        }
+    }
+}
+
+impl Actor for Publisher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.server_stats.actors.publishers.fetch_add(1, Relaxed);
+        tracing::debug!(stream = %self.key, "publisher actor started");
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.server_stats.actors.publishers.fetch_sub(1, Relaxed);
+        tracing::debug!(stream = %self.key, "publisher actor stopped");
+    }
+}
+
+/// A publishing stream actor starts feeding this resource.
+#[derive(Message)]
+#[rtype(result = "AttachInfo")]
+pub struct Attach {
+    pub session: u64,
+    pub connection: ConnectionId,
+    pub source: Recipient<SourceEvent>,
+}
+
+/// What a new source needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct AttachInfo {
+    /// Timestamp to continue from so that players see monotonic time across publishers.
+    pub continue_from: Option<u32>,
+}
+
+impl Handler<Attach> for Publisher {
+    type Result = MessageResult<Attach>;
+
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) -> Self::Result {
+        if let Some(old) = self.source.take() {
+            old.do_send(SourceEvent::Replaced);
+        }
+        let resumed = self.session.is_some();
+        self.session = Some(msg.session);
+        self.source = Some(msg.source);
+        self.stats.publisher_connection.store(msg.connection, Relaxed);
+        self.clear_caches();
+        if resumed {
+            self.broadcast(|| SubscriberEvent::Unpublished);
+        }
+        self.broadcast(|| SubscriberEvent::Published);
+        tracing::info!(stream = %self.key, connection = msg.connection, subscribers = self.subscribers.len(), "publishing started");
+        // Continue a little after the last timestamp so that no two frames share one.
+        MessageResult(AttachInfo {
+            continue_from: self.last_timestamp.map(|t| t.wrapping_add(1)),
+        })
+    }
+}
+
+/// The registry granted the stream to another session: frames of the old one are ignored.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TakeOver {
+    pub session: u64,
+}
+
+impl Handler<TakeOver> for Publisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: TakeOver, _: &mut Context<Self>) {
+        if self.session.is_some_and(|s| s != msg.session) {
+            if let Some(old) = self.source.take() {
+                old.do_send(SourceEvent::Replaced);
+            }
+            self.session = None;
+        }
+    }
+}
+
+/// A publishing session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Detach {
+    pub session: u64,
+}
+
+impl Handler<Detach> for Publisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Detach, _: &mut Context<Self>) {
+        if self.session == Some(msg.session) {
+            self.session = None;
+            self.source = None;
+            self.stats.publisher_connection.store(0, Relaxed);
+            self.clear_caches();
+            self.broadcast(|| SubscriberEvent::Unpublished);
+            tracing::info!(stream = %self.key, subscribers = self.subscribers.len(), "publishing stopped");
+        }
+    }
+}
+
+/// An operator stops the stream's publisher (admin API).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct StopPublisher;
+
+impl Handler<StopPublisher> for Publisher {
+    type Result = bool;
+
+    fn handle(&mut self, _: StopPublisher, _: &mut Context<Self>) -> bool {
+        match self.source.take() {
+            Some(source) => {
+                source.do_send(SourceEvent::Stop);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A frame from the publishing stream actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ingest {
+    pub session: u64,
+    pub frame: Arc<Frame>,
+}
+
+impl Handler<Ingest> for Publisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) {
+        if self.session != Some(msg.session) {
+            return;
+        }
+        let frame = msg.frame;
+        self.stats.messages_in.fetch_add(1, Relaxed);
+        self.stats
+            .bytes_in
+            .fetch_add(frame.payload.len() as u64, Relaxed);
+        if frame.kind != FrameKind::Data {
+            self.last_timestamp = Some(frame.timestamp);
+        }
+        self.cache(&frame);
+        self.fan_out(&frame);
+    }
+}
+
+/// A subscriber attaches; the reply carries what it must send first.
+#[derive(Message)]
+#[rtype(result = "JoinInfo")]
+pub struct Subscribe {
+    pub key: SubscriberKey,
+    pub recipient: Recipient<SubscriberEvent>,
+    pub stats: Arc<SubscriberStats>,
+}
+
+/// The state a joining subscriber starts from.
+pub struct JoinInfo {
+    /// A publisher is live.
+    pub live: bool,
+    /// Metadata, sequence headers, then the GOP cache (starting at a keyframe), in order.
+    pub burst: Vec<Arc<Frame>>,
+}
+
+impl Handler<Subscribe> for Publisher {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        let mut burst = Vec::with_capacity(2 + self.headers.len() + self.gop.len());
+        burst.extend(self.metadata.iter().cloned());
+        burst.extend(self.headers.iter().cloned());
+        burst.extend(self.gop.iter().cloned());
+        self.stats.subscribers.insert(msg.key, msg.stats.clone());
+        self.subscribers.insert(
+            msg.key,
+            Edge {
+                recipient: msg.recipient,
+                stats: msg.stats,
+                missed: false,
+            },
+        );
+        MessageResult(JoinInfo {
+            live: self.session.is_some(),
+            burst,
+        })
+    }
+}
+
+/// A subscriber leaves.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub key: SubscriberKey,
+}
+
+impl Handler<Unsubscribe> for Publisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        self.subscribers.remove(&msg.key);
+        self.stats.subscribers.remove(&msg.key);
+    }
+}
+
+/// The registry has no more users for this resource.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Publisher {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        tracing::debug!(app = %self.app, name = %self.name, "publisher actor released");
+        ctx.stop();
+    }
+}

@@ -1,0 +1,332 @@
+//! The publishing stream actor: one per NetStream that publishes. It turns each incoming
+//! media or data message into a [`Frame`] once (inspected, rebased, chunked for players) and
+//! feeds the publisher actor. Ingest is lossless: when the publisher's mailbox is full this
+//! actor waits, its own mailbox fills, and the connection stops reading the socket, so an
+//! encoder that outruns the server is slowed by TCP.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::dev::SendError;
+use actix::prelude::*;
+use bytes::{Bytes, BytesMut};
+
+use super::connection::{CloseConnection, Connection};
+use super::publisher::{Attach, Detach, Ingest, Publisher, SourceEvent};
+use super::registry::{now_ms, Registry, Unpublish};
+use super::{csid, ConnectionId, DropClass, Frame, FrameKind, SHARED_STREAM_ID};
+use crate::config::Settings;
+use crate::protocol::amf0::{self, Amf0Value};
+use crate::protocol::chunk::chunk_message;
+use crate::protocol::command::strip_set_data_frame;
+use crate::protocol::media::{self, video_params, PacketKind};
+use crate::protocol::message::{split_aggregate, type_id, RawMessage};
+use crate::stats::{ServerStats, StreamStats};
+
+/// Feeds one published stream.
+pub struct PublishingStream {
+    pub connection_id: ConnectionId,
+    pub stream_id: u32,
+    pub app: String,
+    pub name: String,
+    pub session: u64,
+    pub publisher: Addr<Publisher>,
+    pub registry: Addr<Registry>,
+    pub connection: Addr<Connection>,
+    pub settings: Arc<Settings>,
+    pub stats: Arc<StreamStats>,
+    pub server_stats: Arc<ServerStats>,
+    pub last_media_ms: Arc<AtomicU64>,
+    /// Added to every timestamp, so that a publisher replacing another continues its time.
+    offset: Option<u32>,
+    continue_from: Option<u32>,
+    attached: bool,
+}
+
+impl PublishingStream {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        connection_id: ConnectionId,
+        stream_id: u32,
+        app: String,
+        name: String,
+        session: u64,
+        publisher: Addr<Publisher>,
+        registry: Addr<Registry>,
+        connection: Addr<Connection>,
+        settings: Arc<Settings>,
+        stats: Arc<StreamStats>,
+        server_stats: Arc<ServerStats>,
+        last_media_ms: Arc<AtomicU64>,
+    ) -> Self {
+        PublishingStream {
+            connection_id,
+            stream_id,
+            app,
+            name,
+            session,
+            publisher,
+            registry,
+            connection,
+            settings,
+            stats,
+            server_stats,
+            last_media_ms,
+            offset: None,
+            continue_from: None,
+            attached: false,
+        }
+    }
+
+    fn rebase(&mut self, timestamp: u32) -> u32 {
+        let offset = *self.offset.get_or_insert_with(|| match self.continue_from {
+            Some(base) => base.wrapping_sub(timestamp),
+            None => 0,
+        });
+        timestamp.wrapping_add(offset)
+    }
+
+    /// Classify a message and make its frame; `None` for what players must not get.
+    fn make_frame(&mut self, raw: &RawMessage) -> Option<Frame> {
+        let (kind, class, track, payload, chunk_stream) = match raw.type_id {
+            type_id::VIDEO => {
+                let (class, track) = match media::inspect_video(&raw.payload) {
+                    Ok(tag) if tag.is_sequence_header() => {
+                        self.note_video_header(&tag, &raw.payload);
+                        (DropClass::Header, tag.tracks.first().map_or(0, |t| t.track_id))
+                    }
+                    Ok(tag) if tag.tracks.iter().any(|t| t.kind == PacketKind::Metadata) => {
+                        (DropClass::Header, 0x80 | tag.tracks.first().map_or(0, |t| t.track_id))
+                    }
+                    Ok(tag) if tag.is_keyframe() => (DropClass::Key, 0),
+                    Ok(tag) if tag.is_disposable() => (DropClass::Disposable, 0),
+                    _ => (DropClass::Inter, 0),
+                };
+                (FrameKind::Video, class, track, raw.payload.clone(), csid::VIDEO)
+            }
+            type_id::AUDIO => {
+                let (class, track) = match media::inspect_audio(&raw.payload) {
+                    Ok(tag) if tag.is_sequence_header() || tag.is_multichannel_config() => {
+                        self.note_audio_header(&tag, &raw.payload);
+                        (DropClass::Header, tag.tracks.first().map_or(0, |t| t.track_id))
+                    }
+                    _ => (DropClass::Audio, 0),
+                };
+                (FrameKind::Audio, class, track, raw.payload.clone(), csid::AUDIO)
+            }
+            type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
+                let body = if raw.type_id == type_id::DATA_AMF3 {
+                    raw.payload.get(1..).unwrap_or(&[])
+                } else {
+                    &raw.payload[..]
+                };
+                match amf0::decode_all(body, &self.settings.amf_limits()) {
+                    Ok(values) => match strip_set_data_frame(&values) {
+                        // `@setDataFrame onMetaData {...}` becomes `onMetaData {...}` for
+                        // players, and is cached for late joiners.
+                        Some(stripped) => {
+                            let mut out = Vec::new();
+                            if amf0::encode_all(&stripped, &mut out).is_err() {
+                                return None;
+                            }
+                            let is_metadata = matches!(stripped.first(), Some(Amf0Value::String(s)) if s == "onMetaData");
+                            let class = if is_metadata { DropClass::Header } else { DropClass::Data };
+                            let mut payload = Vec::with_capacity(out.len() + 1);
+                            if raw.type_id == type_id::DATA_AMF3 {
+                                payload.push(0);
+                            }
+                            payload.extend_from_slice(&out);
+                            (FrameKind::Data, class, 0, Bytes::from(payload), csid::DATA)
+                        }
+                        None => (FrameKind::Data, DropClass::Data, 0, raw.payload.clone(), csid::DATA),
+                    },
+                    Err(e) => {
+                        tracing::debug!(connection = self.connection_id, error = %e, "data message not AMF; passed through");
+                        (FrameKind::Data, DropClass::Data, 0, raw.payload.clone(), csid::DATA)
+                    }
+                }
+            }
+            _ => return None,
+        };
+        let timestamp = if kind == FrameKind::Data && class == DropClass::Header {
+            // Metadata is sent to late joiners first: timestamp 0 as nginx-rtmp does.
+            0
+        } else {
+            self.rebase(raw.timestamp)
+        };
+        let message = RawMessage {
+            type_id: raw.type_id,
+            stream_id: SHARED_STREAM_ID,
+            timestamp,
+            payload,
+        };
+        let mut chunked = BytesMut::new();
+        chunk_message(
+            chunk_stream,
+            &message,
+            self.settings.rtmp.out_chunk_size,
+            &mut chunked,
+        );
+        Some(Frame {
+            kind,
+            class,
+            type_id: raw.type_id,
+            timestamp,
+            payload: message.payload,
+            chunked: chunked.freeze(),
+            track,
+        })
+    }
+
+    fn note_video_header(&self, tag: &media::VideoTag, payload: &[u8]) {
+        if let Ok(mut codec) = self.stats.video_codec.lock() {
+            *codec = Some(tag.codec().to_string());
+        }
+        if let Some(p) = video_params(payload) {
+            self.stats.width.store(u64::from(p.width), Relaxed);
+            self.stats.height.store(u64::from(p.height), Relaxed);
+        }
+    }
+
+    fn note_audio_header(&self, tag: &media::AudioTag, _payload: &[u8]) {
+        if let Ok(mut codec) = self.stats.audio_codec.lock() {
+            *codec = Some(tag.codec().to_string());
+        }
+    }
+
+    fn ingest(&mut self, raw: RawMessage, ctx: &mut Context<Self>) {
+        if raw.type_id == type_id::AGGREGATE {
+            match split_aggregate(&raw) {
+                Ok(parts) => {
+                    for part in parts {
+                        self.ingest(part, ctx);
+                    }
+                }
+                Err(e) => tracing::warn!(connection = self.connection_id, error = %e, "aggregate message dropped"),
+            }
+            return;
+        }
+        let Some(frame) = self.make_frame(&raw) else {
+            return;
+        };
+        if frame.kind != FrameKind::Data {
+            self.last_media_ms.store(now_ms(), Relaxed);
+        }
+        let msg = Ingest {
+            session: self.session,
+            frame: Arc::new(frame),
+        };
+        match self.publisher.try_send(msg) {
+            Ok(()) => {}
+            Err(SendError::Full(msg)) => {
+                // Lossless ingest: wait for room; meanwhile this actor's mailbox fills and the
+                // connection stops reading.
+                ctx.wait(self.publisher.send(msg).into_actor(self).map(|_, _, _| ()));
+            }
+            Err(SendError::Closed(_)) => ctx.stop(),
+        }
+    }
+}
+
+impl Actor for PublishingStream {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(64);
+        self.server_stats
+            .actors
+            .publishing_streams
+            .fetch_add(1, Relaxed);
+        let attach = Attach {
+            session: self.session,
+            connection: self.connection_id,
+            source: ctx.address().recipient(),
+        };
+        ctx.wait(
+            self.publisher
+                .send(attach)
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok(info) => {
+                        act.continue_from = info.continue_from;
+                        act.attached = true;
+                    }
+                    Err(_) => ctx.stop(),
+                }),
+        );
+        let idle_ms = self.settings.live.publisher_idle_timeout_ms;
+        if idle_ms > 0 {
+            ctx.run_interval(Duration::from_secs(1), move |act, ctx| {
+                let idle = now_ms().saturating_sub(act.last_media_ms.load(Relaxed));
+                if idle > idle_ms {
+                    tracing::warn!(connection = act.connection_id, stream = %format!("{}/{}", act.app, act.name), idle_ms = idle, "publisher sent no media: closing");
+                    act.connection.do_send(CloseConnection {
+                        reason: "publisher idle timeout".into(),
+                    });
+                    ctx.stop();
+                }
+            });
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.server_stats
+            .actors
+            .publishing_streams
+            .fetch_sub(1, Relaxed);
+        if self.attached {
+            self.publisher.do_send(Detach {
+                session: self.session,
+            });
+        }
+        self.registry.do_send(Unpublish {
+            app: self.app.clone(),
+            name: self.name.clone(),
+            session: self.session,
+        });
+    }
+}
+
+/// A media, data or aggregate message from the publishing client.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Media(pub RawMessage);
+
+impl Handler<Media> for PublishingStream {
+    type Result = ();
+
+    fn handle(&mut self, msg: Media, ctx: &mut Context<Self>) {
+        self.ingest(msg.0, ctx);
+    }
+}
+
+impl Handler<SourceEvent> for PublishingStream {
+    type Result = ();
+
+    fn handle(&mut self, msg: SourceEvent, ctx: &mut Context<Self>) {
+        let reason = match msg {
+            SourceEvent::Replaced => "another publisher took the stream over",
+            SourceEvent::Stop => "stopped by an operator",
+        };
+        tracing::info!(connection = self.connection_id, stream = %format!("{}/{}", self.app, self.name), reason, "publishing ended");
+        self.attached = false;
+        self.connection.do_send(CloseConnection {
+            reason: reason.into(),
+        });
+        ctx.stop();
+    }
+}
+
+/// Stop publishing (deleteStream, closeStream, FCUnpublish, connection closing).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopStream;
+
+impl Handler<StopStream> for PublishingStream {
+    type Result = ();
+
+    fn handle(&mut self, _: StopStream, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
