@@ -96,3 +96,42 @@ fn nginx_ffmpeg_publish_three_players() {
     );
     publisher.wait_success(PUBLISH_TIMEOUT);
 }
+
+/// The verifier itself (no server): the clip is a frame-exact run of itself,
+/// and dropping one video packet is reported. Cheap, so not ignored.
+#[test]
+fn harness_verifier_accepts_clip_and_rejects_dropped_frame() {
+    skip_unless_have!("ffmpeg", "ffprobe");
+    let clip = shared_clip();
+    let whole = verify_recording(clip.path(), clip);
+    whole.assert_ok_with_at_least(clip.frame_md5s().len());
+    assert_eq!(
+        (whole.first_index, whole.matched),
+        (Some(0), clip.frame_md5s().len())
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let damaged = dir.path().join("dropped.flv");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(clip.path())
+        .args([
+            "-c",
+            "copy",
+            "-bsf:v",
+            "noise=drop=eq(n\\,60)",
+            "-f",
+            "flv",
+            "-y",
+        ])
+        .arg(&damaged)
+        .status()
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not write the damaged copy");
+    let verdict = verify_recording(&damaged, clip);
+    assert!(
+        !verdict.is_ok(),
+        "a dropped video packet went unnoticed:\n{verdict}"
+    );
+    eprintln!("damaged copy, as expected: {verdict}");
+}

@@ -19,7 +19,18 @@
 //!   file sources comes from the sink's `sync=true` (flvdemux timestamps).
 //! - A player that joins a live stream starts at the next keyframe: with the
 //!   clip's 1 s GOP, the first recorded frame is a clip keyframe index (e.g. 50
-//!   when joining ~1.5 s after the publisher).
+//!   when joining ~1.5 s after the publisher). nginx-rtmp forwards audio to a new
+//!   player at once but holds video until a keyframe.
+//! - GStreamer publishers (both sinks) shift DTS back by the first composition
+//!   offset and clamp to 0, so the first few audio and video messages all carry
+//!   timestamp 0; they also re-send `@setDataFrame onMetaData` many times. A
+//!   server must relay both unchanged for the recording to stay frame-exact.
+//! - librtmp (`rtmpsink`) sends publish, data, audio and video on one chunk
+//!   stream (csid 4) and starts with fmt 0 headers; rtmp2sink sends a
+//!   SetChunkSize of 128 after `publish` and uses transaction id 0 for
+//!   `releaseStream`/`FCPublish`/`publish`. (Details: tests/vectors/README.md.)
+//! - A recording stopped mid-stream ends in decode order, so its last one or two
+//!   frames can skip B-frames; `verify_recording` tolerates exactly that.
 
 use super::clip::Clip;
 use super::process::Proc;

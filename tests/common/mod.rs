@@ -61,12 +61,20 @@ pub fn should_skip(test: &str, cmds: &[&str]) -> bool {
     true
 }
 
+/// The running test's name (libtest names each test's thread after it).
+pub fn current_test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_string()
+}
+
 /// Returns from the calling test (after a `SKIP` message) when any of the named
 /// commands is missing. Usage: `skip_unless_have!("ffmpeg", "nginx");`
 #[macro_export]
 macro_rules! skip_unless_have {
     ($($cmd:expr),+ $(,)?) => {
-        if $crate::common::should_skip(module_path!(), &[$($cmd),+]) {
+        if $crate::common::should_skip(&$crate::common::current_test_name(), &[$($cmd),+]) {
             return;
         }
     };

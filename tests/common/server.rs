@@ -9,6 +9,10 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+/// Set this environment variable to keep every server's temp dir (config, log,
+/// recordings) after the test; it is always kept when the test panics.
+pub const KEEP_ENV: &str = "HARNESS_KEEP";
+
 /// How long a server gets to start accepting on its RTMP port.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -26,7 +30,8 @@ pub enum ServerKind {
 
 /// A running RTMP server listening on 127.0.0.1 with its own temp dir (config,
 /// log, pid file, recordings of tests that use [`Server::dir`]). Killed on drop
-/// (SIGTERM, then SIGKILL after a grace period).
+/// (SIGTERM, then SIGKILL after a grace period); the temp dir is removed unless
+/// the test panicked or [`KEEP_ENV`] is set.
 pub struct Server {
     kind: ServerKind,
     // Field order matters: the process must die before its temp dir is removed.
@@ -137,11 +142,16 @@ impl Server {
                 return;
             }
             if let Some(st) = self.proc.try_wait() {
+                // nginx writes to its error log and (early failures) stdout/stderr.
+                let output = if self.proc.log_path() == self.log {
+                    String::new()
+                } else {
+                    format!("\n--- output ---\n{}", self.proc.log_tail(40))
+                };
                 panic!(
-                    "{:?} server exited ({st}) before listening on {addr}\n--- log tail ---\n{}\n--- output ---\n{}",
+                    "{:?} server exited ({st}) before listening on {addr}\n--- log tail ---\n{}{output}",
                     self.kind,
                     tail(&self.log, 40),
-                    self.proc.log_tail(40)
                 );
             }
             if Instant::now() >= deadline {
@@ -208,5 +218,19 @@ impl Server {
     /// Whether the server process is still running.
     pub fn is_running(&mut self) -> bool {
         self.proc.try_wait().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Fields drop after this: the process is stopped before the dir goes.
+        if std::thread::panicking() || std::env::var_os(KEEP_ENV).is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "keeping {:?} server dir {} (log, recordings)",
+                self.kind,
+                self.dir.path().display()
+            );
+        }
     }
 }
