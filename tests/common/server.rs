@@ -1,0 +1,236 @@
+//! The RTMP server under test: the reflector binary, or nginx-rtmp as the
+//! known-good reference the harness is validated against.
+
+use super::process::Proc;
+use super::{free_port, tail};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Set this environment variable to keep every server's temp dir (config, log,
+/// recordings) after the test; it is always kept when the test panics.
+pub const KEEP_ENV: &str = "HARNESS_KEEP";
+
+/// How long a server gets to start accepting on its RTMP port.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the nginx-rtmp dynamic module lives on Debian (libnginx-mod-rtmp).
+pub const NGINX_RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+
+/// Which server implementation a [`Server`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// This crate's `reflector` binary.
+    Reflector,
+    /// nginx with libnginx-mod-rtmp (`live on`), the reference server.
+    NginxRtmp,
+}
+
+/// A running RTMP server listening on 127.0.0.1 with its own temp dir (config,
+/// log, pid file, recordings of tests that use [`Server::dir`]). Killed on drop
+/// (SIGTERM, then SIGKILL after a grace period); the temp dir is removed unless
+/// the test panicked or [`KEEP_ENV`] is set.
+pub struct Server {
+    kind: ServerKind,
+    // Field order matters: the process must die before its temp dir is removed.
+    proc: Proc,
+    port: u16,
+    admin_port: Option<u16>,
+    log: PathBuf,
+    dir: TempDir,
+}
+
+impl Server {
+    /// Spawns the reflector binary built by cargo for this test binary:
+    /// `reflector --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:APORT ARGS...`
+    /// with `RUST_LOG=info`, output to `reflector.log` in the temp dir.
+    ///
+    /// Panics if this test binary was not built by cargo alongside the
+    /// `reflector` bin target (cargo only sets `CARGO_BIN_EXE_reflector` for
+    /// integration tests of this package).
+    pub fn reflector(args: &[&str]) -> Server {
+        let Some(exe) = option_env!("CARGO_BIN_EXE_reflector") else {
+            panic!("CARGO_BIN_EXE_reflector is not set: Server::reflector only works in this package's integration tests");
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("reflector-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let port = free_port();
+        let admin_port = free_port();
+        let log = dir.path().join("reflector.log");
+        let mut argv = vec![
+            "--listen".to_string(),
+            format!("127.0.0.1:{port}"),
+            "--admin-listen".to_string(),
+            format!("127.0.0.1:{admin_port}"),
+        ];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let proc = Proc::spawn("reflector", exe, &argv, &[("RUST_LOG", "info")], &log);
+        let mut server = Server {
+            kind: ServerKind::Reflector,
+            proc,
+            port,
+            admin_port: Some(admin_port),
+            log,
+            dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Writes an nginx.conf (one worker, `daemon off`, rtmp `live on` application
+    /// `live`, chunk_size 4096, error log and pid in the temp dir) and runs
+    /// `nginx -c CONF -g 'daemon off;'`.
+    pub fn nginx_rtmp() -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("nginx-rtmp-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let port = free_port();
+        let d = dir.path().display();
+        // `daemon off` comes from -g (setting it twice is an nginx error).
+        // `error_log` at info level records publish/play lines, handy on failure.
+        let conf = format!(
+            "load_module {NGINX_RTMP_MODULE};\n\
+             worker_processes 1;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             rtmp {{\n    server {{\n        listen 127.0.0.1:{port};\n        chunk_size 4096;\n        \
+             application live {{\n            live on;\n        }}\n    }}\n}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let log = dir.path().join("error.log");
+        let stdout_log = dir.path().join("nginx.out");
+        // -p: prefix for relative paths; -e: the startup error log (before the
+        // config is read nginx would otherwise try /var/log/nginx/error.log).
+        let args: Vec<String> = [
+            "-p",
+            &format!("{d}/"),
+            "-e",
+            &format!("{d}/error.log"),
+            "-c",
+            &conf_path.display().to_string(),
+            "-g",
+            "daemon off;",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let proc = Proc::spawn("nginx", "nginx", &args, &[], &stdout_log);
+        let mut server = Server {
+            kind: ServerKind::NginxRtmp,
+            proc,
+            port,
+            admin_port: None,
+            log,
+            dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(st) = self.proc.try_wait() {
+                // nginx writes to its error log and (early failures) stdout/stderr.
+                let output = if self.proc.log_path() == self.log {
+                    String::new()
+                } else {
+                    format!("\n--- output ---\n{}", self.proc.log_tail(40))
+                };
+                panic!(
+                    "{:?} server exited ({st}) before listening on {addr}\n--- log tail ---\n{}{output}",
+                    self.kind,
+                    tail(&self.log, 40),
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{:?} server did not accept on {addr} within {STARTUP_TIMEOUT:?}\n--- log tail ---\n{}",
+                    self.kind,
+                    tail(&self.log, 40)
+                );
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Which implementation this is.
+    pub fn kind(&self) -> ServerKind {
+        self.kind
+    }
+
+    /// The RTMP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `rtmp://127.0.0.1:PORT/APP/NAME`.
+    pub fn rtmp_url(&self, app: &str, name: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{app}/{name}", self.port)
+    }
+
+    /// `http://127.0.0.1:APORT` of the admin listener. Panics for nginx-rtmp,
+    /// which the harness runs without one.
+    pub fn admin_url(&self) -> String {
+        let port = self
+            .admin_port
+            .unwrap_or_else(|| panic!("{:?} server has no admin listener", self.kind));
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// The server process id (the nginx master for nginx-rtmp).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// The server log so far (reflector stderr, or the nginx error log).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Path of the server log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last `n` lines of the server log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&self.log, n)
+    }
+
+    /// The server's private temp dir (removed on drop); tests may put
+    /// recordings here so a failure's artifacts sit next to the server log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.proc.try_wait().is_none()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Fields drop after this: the process is stopped before the dir goes.
+        if std::thread::panicking() || std::env::var_os(KEEP_ENV).is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "keeping {:?} server dir {} (log, recordings)",
+                self.kind,
+                self.dir.path().display()
+            );
+        }
+    }
+}
