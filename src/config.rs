@@ -177,15 +177,69 @@ impl Settings {
             });
         }
         let r = &self.rtmp;
-        range("rtmp.out_chunk_size", r.out_chunk_size, 128, 65_536, "128..=65536")?;
-        range("rtmp.window_ack_size", r.window_ack_size, 4096, u32::MAX, "4096..=4294967295")?;
-        range("rtmp.peer_bandwidth", r.peer_bandwidth, 4096, u32::MAX, "4096..=4294967295")?;
-        range("rtmp.handshake_timeout_ms", r.handshake_timeout_ms, 100, 600_000, "100..=600000")?;
-        range("rtmp.idle_timeout_ms", r.idle_timeout_ms, 100, 3_600_000, "100..=3600000")?;
-        range("rtmp.read_timeout_ms", r.read_timeout_ms, 1000, 3_600_000, "1000..=3600000")?;
-        range("rtmp.ping_interval_ms", r.ping_interval_ms, 0, 3_600_000, "0..=3600000")?;
-        range("rtmp.max_message_len", r.max_message_len, 1024, 0xFF_FFFF, "1024..=16777215")?;
-        range("rtmp.max_chunk_streams", r.max_chunk_streams, 4, 65_598, "4..=65598")?;
+        range(
+            "rtmp.out_chunk_size",
+            r.out_chunk_size,
+            128,
+            65_536,
+            "128..=65536",
+        )?;
+        range(
+            "rtmp.window_ack_size",
+            r.window_ack_size,
+            4096,
+            u32::MAX,
+            "4096..=4294967295",
+        )?;
+        range(
+            "rtmp.peer_bandwidth",
+            r.peer_bandwidth,
+            4096,
+            u32::MAX,
+            "4096..=4294967295",
+        )?;
+        range(
+            "rtmp.handshake_timeout_ms",
+            r.handshake_timeout_ms,
+            100,
+            600_000,
+            "100..=600000",
+        )?;
+        range(
+            "rtmp.idle_timeout_ms",
+            r.idle_timeout_ms,
+            100,
+            3_600_000,
+            "100..=3600000",
+        )?;
+        range(
+            "rtmp.read_timeout_ms",
+            r.read_timeout_ms,
+            1000,
+            3_600_000,
+            "1000..=3600000",
+        )?;
+        range(
+            "rtmp.ping_interval_ms",
+            r.ping_interval_ms,
+            0,
+            3_600_000,
+            "0..=3600000",
+        )?;
+        range(
+            "rtmp.max_message_len",
+            r.max_message_len,
+            1024,
+            0xFF_FFFF,
+            "1024..=16777215",
+        )?;
+        range(
+            "rtmp.max_chunk_streams",
+            r.max_chunk_streams,
+            4,
+            65_598,
+            "4..=65598",
+        )?;
         range(
             "rtmp.max_pending_bytes",
             r.max_pending_bytes,
@@ -194,7 +248,13 @@ impl Settings {
             "rtmp.max_message_len..=1073741824",
         )?;
         range("rtmp.max_amf_depth", r.max_amf_depth, 2, 1024, "2..=1024")?;
-        range("rtmp.max_amf_values", r.max_amf_values, 16, 10_000_000, "16..=10000000")?;
+        range(
+            "rtmp.max_amf_values",
+            r.max_amf_values,
+            16,
+            10_000_000,
+            "16..=10000000",
+        )?;
         range(
             "rtmp.max_streams_per_connection",
             r.max_streams_per_connection,
@@ -204,8 +264,20 @@ impl Settings {
         )?;
         range("rtmp.max_name_len", r.max_name_len, 1, 4096, "1..=4096")?;
         let l = &self.live;
-        range("live.subscriber_mailbox", l.subscriber_mailbox, 4, 65_536, "4..=65536")?;
-        range("live.drop_disposable_bytes", l.drop_disposable_bytes, 16 * 1024, 1 << 30, "16384..=1073741824")?;
+        range(
+            "live.subscriber_mailbox",
+            l.subscriber_mailbox,
+            4,
+            65_536,
+            "4..=65536",
+        )?;
+        range(
+            "live.drop_disposable_bytes",
+            l.drop_disposable_bytes,
+            16 * 1024,
+            1 << 30,
+            "16384..=1073741824",
+        )?;
         range(
             "live.drop_video_bytes",
             l.drop_video_bytes,
@@ -220,12 +292,42 @@ impl Settings {
             1 << 30,
             "live.drop_video_bytes..=1073741824",
         )?;
-        range("live.max_lag_ms", l.max_lag_ms, 100, 3_600_000, "100..=3600000")?;
-        range("live.gop_cache_max_bytes", l.gop_cache_max_bytes, 0, 1 << 30, "0..=1073741824")?;
+        range(
+            "live.max_lag_ms",
+            l.max_lag_ms,
+            100,
+            3_600_000,
+            "100..=3600000",
+        )?;
+        range(
+            "live.gop_cache_max_bytes",
+            l.gop_cache_max_bytes,
+            0,
+            1 << 30,
+            "0..=1073741824",
+        )?;
         let m = &self.limits;
-        range("limits.max_connections", m.max_connections, 1, 10_000_000, "1..=10000000")?;
-        range("limits.max_connections_per_ip", m.max_connections_per_ip, 1, 10_000_000, "1..=10000000")?;
-        range("limits.max_streams", m.max_streams, 1, 10_000_000, "1..=10000000")?;
+        range(
+            "limits.max_connections",
+            m.max_connections,
+            1,
+            10_000_000,
+            "1..=10000000",
+        )?;
+        range(
+            "limits.max_connections_per_ip",
+            m.max_connections_per_ip,
+            1,
+            10_000_000,
+            "1..=10000000",
+        )?;
+        range(
+            "limits.max_streams",
+            m.max_streams,
+            1,
+            10_000_000,
+            "1..=10000000",
+        )?;
         range(
             "limits.max_subscribers_per_stream",
             m.max_subscribers_per_stream,

@@ -3,5 +3,14 @@
 //! Crate map:
 //! - [`protocol`]: the sans-IO RTMP core (handshake, chunk stream, AMF0/AMF3, messages,
 //!   commands, media tag inspection). Plain types and state machines over bytes.
+//! - [`actors`]: the actors that wire the core to the network: listener, connection,
+//!   publishing stream, subscriber, publisher, registry.
+//! - [`config`]: settings and their validation; every limit lives there.
+//! - [`stats`]: the figures actors publish for the admin side.
+//! - [`server`]: start-up: arbiters, registry, listener, signals.
 
+pub mod actors;
+pub mod config;
 pub mod protocol;
+pub mod server;
+pub mod stats;

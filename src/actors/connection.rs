@@ -43,6 +43,8 @@ pub enum ConnectionError {
 /// Frames the socket's bytes into messages with the protocol core's chunk decoder.
 pub struct ChunkCodec {
     decoder: ChunkDecoder,
+    /// Bytes consumed so far, shared with the actor for acknowledgements and stats.
+    consumed: Rc<std::cell::Cell<u64>>,
 }
 
 impl Decoder for ChunkCodec {
@@ -50,7 +52,9 @@ impl Decoder for ChunkCodec {
     type Error = ConnectionError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<RawMessage>, ConnectionError> {
-        Ok(self.decoder.decode(src)?)
+        let message = self.decoder.decode(src)?;
+        self.consumed.set(self.decoder.bytes_consumed());
+        Ok(message)
     }
 }
 
@@ -120,8 +124,13 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
     let writer_outbox = outbox.clone();
     let decoder = ChunkDecoder::new(server.settings.chunk_limits());
     let window_size = server.settings.rtmp.window_ack_size;
+    let decoder_consumed = Rc::new(std::cell::Cell::new(0));
+    let codec = ChunkCodec {
+        decoder,
+        consumed: decoder_consumed.clone(),
+    };
     Connection::create(move |ctx| {
-        let mut framed = FramedRead::with_capacity(read, ChunkCodec { decoder }, 64 * 1024);
+        let mut framed = FramedRead::with_capacity(read, codec, 64 * 1024);
         framed.read_buffer_mut().extend_from_slice(&leftover);
         ctx.add_stream(framed);
         let addr = ctx.address();
@@ -140,7 +149,7 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
             outbox,
             window: ReceiveWindow::new(window_size),
             consumed: 0,
-            decoder_consumed: Rc::new(std::cell::Cell::new(0)),
+            decoder_consumed,
             session: None,
             streams: HashMap::new(),
             next_stream_id: 1,
@@ -215,7 +224,10 @@ fn validate_name(what: &str, name: &str, max_len: usize) -> Result<(), String> {
     if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!("{what} has control or white-space characters"));
     }
-    if name.split('/').any(|part| part.is_empty() || part == ".." || part == ".") {
+    if name
+        .split('/')
+        .any(|part| part.is_empty() || part == ".." || part == ".")
+    {
         return Err(format!("{what} has an empty, \".\" or \"..\" path segment"));
     }
     Ok(())
@@ -265,8 +277,13 @@ impl Connection {
 
     fn on_message(&mut self, raw: RawMessage, ctx: &mut Context<Self>) {
         match raw.type_id {
-            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 | type_id::AGGREGATE => {
-                if let Some(StreamSlot::Publishing { addr, .. }) = self.streams.get(&raw.stream_id) {
+            type_id::AUDIO
+            | type_id::VIDEO
+            | type_id::DATA_AMF0
+            | type_id::DATA_AMF3
+            | type_id::AGGREGATE => {
+                if let Some(StreamSlot::Publishing { addr, .. }) = self.streams.get(&raw.stream_id)
+                {
                     let addr = addr.clone();
                     match addr.try_send(Media(raw)) {
                         Ok(()) => {}
@@ -277,7 +294,11 @@ impl Connection {
                         Err(actix::dev::SendError::Closed(_)) => {}
                     }
                 } else if raw.type_id != type_id::DATA_AMF0 && raw.type_id != type_id::DATA_AMF3 {
-                    tracing::debug!(connection = self.id, stream_id = raw.stream_id, "media on a stream that is not publishing: ignored");
+                    tracing::debug!(
+                        connection = self.id,
+                        stream_id = raw.stream_id,
+                        "media on a stream that is not publishing: ignored"
+                    );
                 }
                 return;
             }
@@ -326,7 +347,11 @@ impl Connection {
                 tracing::debug!(connection = self.id, object = %message.name, "shared object message ignored");
             }
             other => {
-                tracing::debug!(connection = self.id, type_id = other.type_id(), "message ignored");
+                tracing::debug!(
+                    connection = self.id,
+                    type_id = other.type_id(),
+                    "message ignored"
+                );
             }
         }
     }
@@ -363,22 +388,38 @@ impl Connection {
                 );
             }
             Command::ReleaseStream { transaction_id, .. } => {
-                self.send_command(csid::COMMAND, 0, command::result(transaction_id, vec![Amf0Value::Undefined]));
+                self.send_command(
+                    csid::COMMAND,
+                    0,
+                    command::result(transaction_id, vec![Amf0Value::Undefined]),
+                );
             }
-            Command::FcPublish { transaction_id, name } => {
+            Command::FcPublish {
+                transaction_id,
+                name,
+            } => {
                 self.send_command(
                     csid::COMMAND,
                     0,
                     command::on_fc_publish(false, status::PUBLISH_START, &name),
                 );
-                self.send_command(csid::COMMAND, 0, command::result(transaction_id, vec![Amf0Value::Undefined]));
+                self.send_command(
+                    csid::COMMAND,
+                    0,
+                    command::result(transaction_id, vec![Amf0Value::Undefined]),
+                );
             }
-            Command::FcUnpublish { transaction_id, name } => {
+            Command::FcUnpublish {
+                transaction_id,
+                name,
+            } => {
                 let (name, _, _) = split_name(&name);
                 let ids: Vec<u32> = self
                     .streams
                     .iter()
-                    .filter(|(_, s)| matches!(s, StreamSlot::Publishing { name: n, .. } if *n == name))
+                    .filter(
+                        |(_, s)| matches!(s, StreamSlot::Publishing { name: n, .. } if *n == name),
+                    )
                     .map(|(id, _)| *id)
                     .collect();
                 for id in ids {
@@ -389,7 +430,11 @@ impl Connection {
                     0,
                     command::on_fc_publish(true, status::UNPUBLISH_SUCCESS, &name),
                 );
-                self.send_command(csid::COMMAND, 0, command::result(transaction_id, vec![Amf0Value::Undefined]));
+                self.send_command(
+                    csid::COMMAND,
+                    0,
+                    command::result(transaction_id, vec![Amf0Value::Undefined]),
+                );
             }
             Command::Publish { name, .. } => self.on_publish(stream_id, name, ctx),
             Command::Play { name, reset, .. } => self.on_play(stream_id, name, reset, ctx),
@@ -400,33 +445,82 @@ impl Connection {
                         self.stop_stream(stream_id, true);
                         self.on_play(stream_id, name, true, ctx);
                     }
-                    None => self.stream_status(stream_id, "error", status::PLAY_FAILED, "play2 without streamName".into()),
+                    None => self.stream_status(
+                        stream_id,
+                        "error",
+                        status::PLAY_FAILED,
+                        "play2 without streamName".into(),
+                    ),
                 }
             }
             Command::DeleteStream { stream_id: id, .. } => {
-                let id = if id.is_finite() && id >= 0.0 && id <= f64::from(u32::MAX) { id as u32 } else { 0 };
+                let id = if id.is_finite() && id >= 0.0 && id <= f64::from(u32::MAX) {
+                    id as u32
+                } else {
+                    0
+                };
                 self.stop_stream(id, false);
             }
             Command::CloseStream { .. } => self.stop_stream(stream_id, true),
-            Command::ReceiveAudio { flag } => self.control_player(stream_id, PlayControl::ReceiveAudio(flag)),
-            Command::ReceiveVideo { flag } => self.control_player(stream_id, PlayControl::ReceiveVideo(flag)),
-            Command::Pause { pause, milliseconds } => {
-                self.control_player(stream_id, PlayControl::Pause { pause, milliseconds })
+            Command::ReceiveAudio { flag } => {
+                self.control_player(stream_id, PlayControl::ReceiveAudio(flag))
             }
+            Command::ReceiveVideo { flag } => {
+                self.control_player(stream_id, PlayControl::ReceiveVideo(flag))
+            }
+            Command::Pause {
+                pause,
+                milliseconds,
+            } => self.control_player(
+                stream_id,
+                PlayControl::Pause {
+                    pause,
+                    milliseconds,
+                },
+            ),
             Command::Seek { .. } => {
                 // Live streams cannot seek; say so rather than stay silent.
-                self.stream_status(stream_id, "error", status::SEEK_FAILED, "Live streams cannot seek.".into());
+                self.stream_status(
+                    stream_id,
+                    "error",
+                    status::SEEK_FAILED,
+                    "Live streams cannot seek.".into(),
+                );
             }
             Command::GetStreamLength { transaction_id, .. } => {
-                self.send_command(csid::COMMAND, stream_id, command::result(transaction_id, vec![Amf0Value::Number(0.0)]));
+                self.send_command(
+                    csid::COMMAND,
+                    stream_id,
+                    command::result(transaction_id, vec![Amf0Value::Number(0.0)]),
+                );
             }
             Command::Result { .. } | Command::Error { .. } | Command::OnStatus { .. } => {}
-            Command::Other { name, transaction_id, .. } => {
+            Command::Other {
+                name,
+                transaction_id,
+                ..
+            } if name == "_checkbw" => {
+                // FMS's bandwidth check, sent by ffmpeg's player: acknowledge it.
+                self.send_command(
+                    csid::COMMAND,
+                    stream_id,
+                    command::result(transaction_id, Vec::new()),
+                );
+            }
+            Command::Other {
+                name,
+                transaction_id,
+                ..
+            } => {
                 tracing::debug!(connection = self.id, command = %name, "unknown command");
                 self.send_command(
                     csid::COMMAND,
                     stream_id,
-                    command::error(transaction_id, status::CALL_FAILED, &format!("Method not found ({name}).")),
+                    command::error(
+                        transaction_id,
+                        status::CALL_FAILED,
+                        &format!("Method not found ({name})."),
+                    ),
                 );
             }
         }
@@ -436,7 +530,13 @@ impl Connection {
         if self.session.is_some() {
             return self.protocol_error(ctx, "second connect on one connection");
         }
-        let app = c.app.split('?').next().unwrap_or_default().trim_end_matches('/').to_owned();
+        let app = c
+            .app
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned();
         if let Err(reason) = validate_name("app", &app, self.server.settings.rtmp.max_name_len) {
             self.send_command(
                 csid::COMMAND,
@@ -446,7 +546,12 @@ impl Connection {
             return self.protocol_error(ctx, reason);
         }
         let rtmp = &self.server.settings.rtmp;
-        self.outbox.send(csid::CONTROL, 0, 0, &Message::WindowAckSize(rtmp.window_ack_size));
+        self.outbox.send(
+            csid::CONTROL,
+            0,
+            0,
+            &Message::WindowAckSize(rtmp.window_ack_size),
+        );
         self.outbox.send(
             csid::CONTROL,
             0,
@@ -474,14 +579,30 @@ impl Connection {
         self.send_command(csid::COMMAND, 0, command::on_bw_done());
     }
 
-    fn stream_name(&mut self, stream_id: u32, raw: &str, ctx: &mut Context<Self>, failure: &str) -> Option<(String, Option<String>)> {
+    fn stream_name(
+        &mut self,
+        stream_id: u32,
+        raw: &str,
+        ctx: &mut Context<Self>,
+        failure: &str,
+    ) -> Option<(String, Option<String>)> {
         if !matches!(self.streams.get(&stream_id), Some(StreamSlot::Idle)) {
-            self.stream_status(stream_id, "error", failure, format!("Stream {stream_id} is not created or is busy."));
-            self.protocol_error(ctx, format!("{failure}: message stream {stream_id} not created or busy"));
+            self.stream_status(
+                stream_id,
+                "error",
+                failure,
+                format!("Stream {stream_id} is not created or is busy."),
+            );
+            self.protocol_error(
+                ctx,
+                format!("{failure}: message stream {stream_id} not created or busy"),
+            );
             return None;
         }
         let (name, _query, key) = split_name(raw);
-        if let Err(reason) = validate_name("stream name", &name, self.server.settings.rtmp.max_name_len) {
+        if let Err(reason) =
+            validate_name("stream name", &name, self.server.settings.rtmp.max_name_len)
+        {
             self.stream_status(stream_id, "error", failure, reason.clone());
             self.protocol_error(ctx, reason);
             return None;
@@ -490,10 +611,16 @@ impl Connection {
     }
 
     fn on_publish(&mut self, stream_id: u32, raw_name: String, ctx: &mut Context<Self>) {
-        let Some((name, stream_key)) = self.stream_name(stream_id, &raw_name, ctx, status::PUBLISH_BAD_NAME) else {
+        let Some((name, stream_key)) =
+            self.stream_name(stream_id, &raw_name, ctx, status::PUBLISH_BAD_NAME)
+        else {
             return;
         };
-        let app = self.session.as_ref().map(|s| s.app.clone()).unwrap_or_default();
+        let app = self
+            .session
+            .as_ref()
+            .map(|s| s.app.clone())
+            .unwrap_or_default();
         let request = registry::Publish {
             app: app.clone(),
             name: name.clone(),
@@ -520,7 +647,14 @@ impl Connection {
         );
     }
 
-    fn start_publishing(&mut self, stream_id: u32, app: String, name: String, grant: PublishGrant, ctx: &mut Context<Self>) {
+    fn start_publishing(
+        &mut self,
+        stream_id: u32,
+        app: String,
+        name: String,
+        grant: PublishGrant,
+        ctx: &mut Context<Self>,
+    ) {
         let key = registry::resource_key(&app, &name);
         let Some(stats) = self.server.stats.streams.get(&key).map(|s| s.clone()) else {
             return self.close(ctx, "stream vanished");
@@ -540,17 +674,33 @@ impl Connection {
             grant.last_media_ms,
         )
         .start();
-        self.streams.insert(stream_id, StreamSlot::Publishing { addr: stream, name: name.clone() });
+        self.streams.insert(
+            stream_id,
+            StreamSlot::Publishing {
+                addr: stream,
+                name: name.clone(),
+            },
+        );
         self.stats.set_state(ConnectionState::Publishing);
         tracing::info!(connection = self.id, stream = %key, "publish");
-        self.stream_status(stream_id, "status", status::PUBLISH_START, format!("{name} is now published."));
+        self.stream_status(
+            stream_id,
+            "status",
+            status::PUBLISH_START,
+            format!("{name} is now published."),
+        );
     }
 
     fn on_play(&mut self, stream_id: u32, raw_name: String, reset: bool, ctx: &mut Context<Self>) {
-        let Some((name, _key)) = self.stream_name(stream_id, &raw_name, ctx, status::PLAY_FAILED) else {
+        let Some((name, _key)) = self.stream_name(stream_id, &raw_name, ctx, status::PLAY_FAILED)
+        else {
             return;
         };
-        let app = self.session.as_ref().map(|s| s.app.clone()).unwrap_or_default();
+        let app = self
+            .session
+            .as_ref()
+            .map(|s| s.app.clone())
+            .unwrap_or_default();
         let request = registry::Play {
             app: app.clone(),
             name: name.clone(),
@@ -611,7 +761,12 @@ impl Connection {
         match slot {
             Some(StreamSlot::Publishing { addr, name }) => {
                 addr.do_send(StopStream);
-                self.stream_status(stream_id, "status", status::UNPUBLISH_SUCCESS, format!("{name} is now unpublished."));
+                self.stream_status(
+                    stream_id,
+                    "status",
+                    status::UNPUBLISH_SUCCESS,
+                    format!("{name} is now unpublished."),
+                );
             }
             Some(StreamSlot::Playing { addr }) => addr.do_send(PlayControl::Stop),
             Some(StreamSlot::Idle) | None => {
@@ -620,7 +775,11 @@ impl Connection {
                 }
             }
         }
-        if !self.streams.values().any(|s| !matches!(s, StreamSlot::Idle)) {
+        if !self
+            .streams
+            .values()
+            .any(|s| !matches!(s, StreamSlot::Idle))
+        {
             self.stats.set_state(ConnectionState::Connected);
         }
     }
@@ -634,9 +793,16 @@ impl Connection {
     /// Once a second: timeouts and pings.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let rtmp = &self.server.settings.rtmp;
-        let active = self.streams.values().any(|s| !matches!(s, StreamSlot::Idle));
+        let active = self
+            .streams
+            .values()
+            .any(|s| !matches!(s, StreamSlot::Idle));
         if !active && self.last_activity.elapsed() > Duration::from_millis(rtmp.idle_timeout_ms) {
-            let what = if self.session.is_none() { "connect" } else { "publish or play" };
+            let what = if self.session.is_none() {
+                "connect"
+            } else {
+                "publish or play"
+            };
             tracing::info!(connection = self.id, peer = %self.peer, "no {what} in time: closing");
             return self.close(ctx, format!("idle timeout waiting for {what}"));
         }
@@ -702,9 +868,10 @@ impl StreamHandler<Result<RawMessage, ConnectionError>> for Connection {
             Ok(raw) => {
                 self.stats.messages_in.fetch_add(1, Relaxed);
                 self.stats.touch_read();
-                // Count what the chunk layer consumed: header bytes plus payload.
-                let n = raw.payload.len() as u64 + 12;
-                self.consumed += n;
+                // Count what the chunk layer consumed since the last message.
+                let total = self.decoder_consumed.get();
+                let n = total - self.consumed;
+                self.consumed = total;
                 self.stats.bytes_in.fetch_add(n, Relaxed);
                 if let Some(sequence_number) = self.window.on_bytes(n as usize) {
                     self.outbox.send(
@@ -762,7 +929,10 @@ mod tests {
 
     #[test]
     fn query_and_key_are_split_off() {
-        assert_eq!(split_name("cam?key=abc&x=1"), ("cam".into(), Some("key=abc&x=1".into()), Some("abc".into())));
+        assert_eq!(
+            split_name("cam?key=abc&x=1"),
+            ("cam".into(), Some("key=abc&x=1".into()), Some("abc".into()))
+        );
         assert_eq!(split_name("cam"), ("cam".into(), None, None));
     }
 }

@@ -207,7 +207,9 @@ impl Outbox {
                 self.written(n);
                 let mut left = n;
                 while left > 0 {
-                    let Some(front) = batch.first_mut() else { break };
+                    let Some(front) = batch.first_mut() else {
+                        break;
+                    };
                     if front.len() <= left {
                         left -= front.len();
                         batch.remove(0);

@@ -216,7 +216,9 @@ impl Handler<Attach> for Publisher {
         let resumed = self.session.is_some();
         self.session = Some(msg.session);
         self.source = Some(msg.source);
-        self.stats.publisher_connection.store(msg.connection, Relaxed);
+        self.stats
+            .publisher_connection
+            .store(msg.connection, Relaxed);
         self.clear_caches();
         if resumed {
             self.broadcast(|| SubscriberEvent::Unpublished);

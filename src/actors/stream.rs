@@ -94,26 +94,45 @@ impl PublishingStream {
                 let (class, track) = match media::inspect_video(&raw.payload) {
                     Ok(tag) if tag.is_sequence_header() => {
                         self.note_video_header(&tag, &raw.payload);
-                        (DropClass::Header, tag.tracks.first().map_or(0, |t| t.track_id))
+                        (
+                            DropClass::Header,
+                            tag.tracks.first().map_or(0, |t| t.track_id),
+                        )
                     }
-                    Ok(tag) if tag.tracks.iter().any(|t| t.kind == PacketKind::Metadata) => {
-                        (DropClass::Header, 0x80 | tag.tracks.first().map_or(0, |t| t.track_id))
-                    }
+                    Ok(tag) if tag.tracks.iter().any(|t| t.kind == PacketKind::Metadata) => (
+                        DropClass::Header,
+                        0x80 | tag.tracks.first().map_or(0, |t| t.track_id),
+                    ),
                     Ok(tag) if tag.is_keyframe() => (DropClass::Key, 0),
                     Ok(tag) if tag.is_disposable() => (DropClass::Disposable, 0),
                     _ => (DropClass::Inter, 0),
                 };
-                (FrameKind::Video, class, track, raw.payload.clone(), csid::VIDEO)
+                (
+                    FrameKind::Video,
+                    class,
+                    track,
+                    raw.payload.clone(),
+                    csid::VIDEO,
+                )
             }
             type_id::AUDIO => {
                 let (class, track) = match media::inspect_audio(&raw.payload) {
                     Ok(tag) if tag.is_sequence_header() || tag.is_multichannel_config() => {
                         self.note_audio_header(&tag, &raw.payload);
-                        (DropClass::Header, tag.tracks.first().map_or(0, |t| t.track_id))
+                        (
+                            DropClass::Header,
+                            tag.tracks.first().map_or(0, |t| t.track_id),
+                        )
                     }
                     _ => (DropClass::Audio, 0),
                 };
-                (FrameKind::Audio, class, track, raw.payload.clone(), csid::AUDIO)
+                (
+                    FrameKind::Audio,
+                    class,
+                    track,
+                    raw.payload.clone(),
+                    csid::AUDIO,
+                )
             }
             type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
                 let body = if raw.type_id == type_id::DATA_AMF3 {
@@ -131,7 +150,11 @@ impl PublishingStream {
                                 return None;
                             }
                             let is_metadata = matches!(stripped.first(), Some(Amf0Value::String(s)) if s == "onMetaData");
-                            let class = if is_metadata { DropClass::Header } else { DropClass::Data };
+                            let class = if is_metadata {
+                                DropClass::Header
+                            } else {
+                                DropClass::Data
+                            };
                             let mut payload = Vec::with_capacity(out.len() + 1);
                             if raw.type_id == type_id::DATA_AMF3 {
                                 payload.push(0);
@@ -139,11 +162,23 @@ impl PublishingStream {
                             payload.extend_from_slice(&out);
                             (FrameKind::Data, class, 0, Bytes::from(payload), csid::DATA)
                         }
-                        None => (FrameKind::Data, DropClass::Data, 0, raw.payload.clone(), csid::DATA),
+                        None => (
+                            FrameKind::Data,
+                            DropClass::Data,
+                            0,
+                            raw.payload.clone(),
+                            csid::DATA,
+                        ),
                     },
                     Err(e) => {
                         tracing::debug!(connection = self.connection_id, error = %e, "data message not AMF; passed through");
-                        (FrameKind::Data, DropClass::Data, 0, raw.payload.clone(), csid::DATA)
+                        (
+                            FrameKind::Data,
+                            DropClass::Data,
+                            0,
+                            raw.payload.clone(),
+                            csid::DATA,
+                        )
                     }
                 }
             }
@@ -203,7 +238,9 @@ impl PublishingStream {
                         self.ingest(part, ctx);
                     }
                 }
-                Err(e) => tracing::warn!(connection = self.connection_id, error = %e, "aggregate message dropped"),
+                Err(e) => {
+                    tracing::warn!(connection = self.connection_id, error = %e, "aggregate message dropped")
+                }
             }
             return;
         }

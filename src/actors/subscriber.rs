@@ -100,7 +100,10 @@ impl Subscriber {
             &description,
             vec![
                 ("details".into(), Amf0Value::String(self.name.clone())),
-                ("clientid".into(), Amf0Value::String(self.connection_id.to_string())),
+                (
+                    "clientid".into(),
+                    Amf0Value::String(self.connection_id.to_string()),
+                ),
             ],
         );
         self.outbox.send(
@@ -175,9 +178,7 @@ impl Subscriber {
             out.freeze()
         };
         self.stats.messages_sent.fetch_add(1, Relaxed);
-        self.stats
-            .bytes_sent
-            .fetch_add(bytes.len() as u64, Relaxed);
+        self.stats.bytes_sent.fetch_add(bytes.len() as u64, Relaxed);
         self.outbox.push_chunked(bytes);
     }
 
@@ -223,8 +224,7 @@ impl Subscriber {
                 if self.awaiting_keyframe {
                     if frame.is_keyframe() && queued < live.drop_video_bytes {
                         // Resume cleanly: current sequence headers, then the keyframe.
-                        for header in self.headers.iter().filter(|h| h.kind == FrameKind::Video)
-                        {
+                        for header in self.headers.iter().filter(|h| h.kind == FrameKind::Video) {
                             self.write(header);
                         }
                         self.awaiting_keyframe = false;
@@ -232,7 +232,8 @@ impl Subscriber {
                     } else {
                         drops.awaiting_keyframe.fetch_add(1, Relaxed);
                     }
-                } else if frame.class == DropClass::Disposable && queued >= live.drop_disposable_bytes
+                } else if frame.class == DropClass::Disposable
+                    && queued >= live.drop_disposable_bytes
                 {
                     drops.disposable.fetch_add(1, Relaxed);
                 } else if queued >= live.drop_video_bytes {

@@ -2147,7 +2147,7 @@ mod tests {
 
         // The 16-bit size escape: UI8 0xff (256) means UI16 + 1 follows.
         let mut p = vec![0xa7, 0xff, 0x01, 0x00];
-        p.extend(std::iter::repeat(0x55).take(257));
+        p.extend(std::iter::repeat_n(0x55, 257));
         p.push(0x03);
         p.extend_from_slice(b"av01\x12\x00");
         let t = inspect_video(&p).unwrap();
