@@ -76,6 +76,7 @@ pub struct LiveSettings {
     pub gop_cache_max_duration_ms: u32,
     pub publish_conflict: PublishConflict,
     pub stale_publisher_ms: u64,
+    pub unpublish_notify: bool,
     pub publisher_idle_timeout_ms: u64,
     pub subscriber_mailbox: usize,
     pub drop_disposable_bytes: usize,

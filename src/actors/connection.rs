@@ -107,7 +107,12 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
     let leftover = match result {
         Ok(Ok(leftover)) => leftover,
         Ok(Err(e)) => {
-            tracing::info!(connection = id, %peer, error = %e, "handshake failed");
+            if stats.bytes_in.load(Relaxed) == 0 {
+                // A port probe or a health check: nothing was said.
+                tracing::debug!(connection = id, %peer, "closed before the handshake");
+            } else {
+                tracing::info!(connection = id, %peer, error = %e, "handshake failed");
+            }
             server.stats.protocol_errors.fetch_add(1, Relaxed);
             finish(&server, &stats);
             return;
@@ -130,9 +135,10 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
         consumed: decoder_consumed.clone(),
     };
     Connection::create(move |ctx| {
-        let mut framed = FramedRead::with_capacity(read, codec, 64 * 1024);
-        framed.read_buffer_mut().extend_from_slice(&leftover);
-        ctx.add_stream(framed);
+        // Bytes that came with C2 are read first: FramedRead only decodes its buffer after a
+        // socket read, and a client that sent `connect` with C2 waits for the reply.
+        let reader = std::io::Cursor::new(leftover).chain(read);
+        ctx.add_stream(FramedRead::with_capacity(reader, codec, 64 * 1024));
         let addr = ctx.address();
         actix::spawn(async move {
             if let Err(e) = writer_outbox.run_writer(write).await {

@@ -336,6 +336,9 @@ impl Handler<SubscriberEvent> for Subscriber {
             SubscriberEvent::Frame { frame, after_gap } => self.deliver(frame, after_gap),
             SubscriberEvent::Published => {
                 self.awaiting_keyframe = true;
+                if !self.settings.live.unpublish_notify {
+                    return;
+                }
                 self.user_control(UserControlEvent::StreamBegin {
                     stream_id: self.stream_id,
                 });
@@ -349,6 +352,9 @@ impl Handler<SubscriberEvent> for Subscriber {
                 self.headers.clear();
                 self.metadata = None;
                 self.awaiting_keyframe = true;
+                if !self.settings.live.unpublish_notify {
+                    return;
+                }
                 self.status(
                     "status",
                     status::PLAY_UNPUBLISH_NOTIFY,

@@ -284,3 +284,67 @@ fn probe_streams(rec: &Path, v: &mut Verdict) {
         v.resolution = Some((w, h));
     }
 }
+
+/// The recording's decoded video frames as runs of consecutive clip frames:
+/// `(first clip index, length)` per run, in recording order. Frames not in the
+/// clip end a run; runs of at most [`TAIL_REORDER_SLACK`] frames (a player or
+/// publisher stopped between a reference frame and its B-frames) are left out.
+pub fn contiguous_runs(rec: &Path, clip: &Clip) -> Vec<(usize, usize)> {
+    let frames = match super::clip::video_frame_md5s(rec) {
+        Ok(f) => f,
+        Err(e) => panic!("cannot decode {}: {e}", rec.display()),
+    };
+    let index: std::collections::HashMap<&str, usize> = clip
+        .frame_md5s()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut prev: Option<usize> = None;
+    for hash in &frames {
+        let Some(&i) = index.get(hash.as_str()) else {
+            prev = None;
+            continue;
+        };
+        match (prev, runs.last_mut()) {
+            (Some(p), Some(run)) if i == p + 1 => run.1 += 1,
+            _ => runs.push((i, 1)),
+        }
+        prev = Some(i);
+    }
+    runs.retain(|&(_, len)| len > TAIL_REORDER_SLACK);
+    runs
+}
+
+/// Every stream's packet decode timestamps in `rec` are non-decreasing.
+pub fn timestamps_monotonic(rec: &Path) -> bool {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,dts",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(rec)
+        .output();
+    let Ok(out) = out else { return false };
+    let mut last: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut parts = line.split(',');
+        let (Some(stream), Some(dts)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(dts) = dts.trim().parse::<i64>() else {
+            continue;
+        };
+        let prev = last.entry(stream.to_string()).or_insert(i64::MIN);
+        if dts < *prev {
+            return false;
+        }
+        *prev = dts;
+    }
+    !last.is_empty()
+}
