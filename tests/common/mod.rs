@@ -29,7 +29,7 @@ use std::path::Path;
 
 /// Environment variable that turns "client binary missing" from a skip into a
 /// failure; `.ci/run` sets it so CI can never pass by skipping.
-pub const REQUIRE_CLIENTS_ENV: &str = "REFLECTOR_REQUIRE_CLIENTS";
+pub const REQUIRE_CLIENTS_ENV: &str = "TEST_REQUIRE_RTMP_CLIENTS";
 
 /// Whether `cmd` is an executable found on `PATH` (or an existing path).
 pub fn have(cmd: &str) -> bool {
