@@ -68,6 +68,16 @@ pub enum PublishConflict {
     Protect,
 }
 
+/// What players that did not announce Enhanced RTMP get from an Enhanced RTMP stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LegacyPlayers {
+    /// NetStream.Play.Failed saying why, and no media.
+    Refuse,
+    /// The frames as they are (for players that parse Enhanced RTMP without announcing it).
+    Forward,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LiveSettings {
@@ -77,6 +87,7 @@ pub struct LiveSettings {
     pub publish_conflict: PublishConflict,
     pub stale_publisher_ms: u64,
     pub unpublish_notify: bool,
+    pub legacy_players: LegacyPlayers,
     pub publisher_idle_timeout_ms: u64,
     pub subscriber_mailbox: usize,
     pub drop_disposable_bytes: usize,

@@ -18,11 +18,11 @@ use tokio_util::codec::{Decoder, FramedRead};
 use super::outbox::Outbox;
 use super::registry::{self, PublishGrant, Refusal};
 use super::stream::{Media, PublishingStream, StopStream};
-use super::subscriber::{PlayControl, Subscriber};
+use super::subscriber::{PlayControl, PlayerCaps, Subscriber};
 use super::{csid, ConnectionId, ServerContext};
 use crate::protocol::amf0::Amf0Value;
 use crate::protocol::chunk::{ChunkDecoder, ChunkError, ReceiveWindow};
-use crate::protocol::command::{self, status, Command, ConnectCommand};
+use crate::protocol::command::{self, caps_ex, fourcc_info, status, Command, ConnectCommand};
 use crate::protocol::handshake::{HandshakeState, ServerHandshake};
 use crate::protocol::message::{type_id, LimitType, Message, RawMessage, UserControlEvent};
 use crate::stats::{ConnectionState, ConnectionStats, SubscriberStats};
@@ -75,6 +75,48 @@ enum StreamSlot {
 struct Session {
     app: String,
     object_encoding: f64,
+    /// Enhanced RTMP capabilities it announced.
+    caps: Arc<PlayerCaps>,
+    /// Enhanced RTMP v2 `capsEx` bits.
+    caps_ex: u32,
+    tc_url: Option<String>,
+}
+
+/// The Enhanced RTMP capabilities the server answers with (E-RTMP v2, "Enhancing
+/// NetConnection connect Command"): it forwards every codec, multitrack, ModEx and nanosecond
+/// offsets unchanged, and honours reconnect requests.
+fn server_enhanced_properties() -> Vec<(String, Amf0Value)> {
+    let forward = || Amf0Value::Number(f64::from(fourcc_info::CAN_FORWARD));
+    let video = ["avc1", "hvc1", "av01", "vp09", "vp08"];
+    let audio = ["mp4a", "Opus", "fLaC", "ac-3", "ec-3", ".mp3"];
+    vec![
+        (
+            "fourCcList".into(),
+            Amf0Value::StrictArray(
+                video
+                    .iter()
+                    .map(|f| Amf0Value::String((*f).into()))
+                    .collect(),
+            ),
+        ),
+        (
+            "videoFourCcInfoMap".into(),
+            Amf0Value::Object(video.iter().map(|f| ((*f).to_owned(), forward())).collect()),
+        ),
+        (
+            "audioFourCcInfoMap".into(),
+            Amf0Value::Object(audio.iter().map(|f| ((*f).to_owned(), forward())).collect()),
+        ),
+        (
+            "capsEx".into(),
+            Amf0Value::Number(f64::from(
+                caps_ex::RECONNECT
+                    | caps_ex::MULTITRACK
+                    | caps_ex::MOD_EX
+                    | caps_ex::TIMESTAMP_NANO_OFFSET,
+            )),
+        ),
+    ]
 }
 
 /// One RTMP connection.
@@ -570,17 +612,33 @@ impl Connection {
         self.outbox.set_chunk_size(rtmp.out_chunk_size);
         let object_encoding = if c.object_encoding == 3.0 { 3.0 } else { 0.0 };
         tracing::info!(connection = self.id, peer = %self.peer, app = %app, flash_ver = c.flash_ver.as_deref().unwrap_or(""), "connect");
+        tracing::debug!(connection = self.id, command_object = ?c.command_object, "connect command object");
         if let Ok(mut info) = self.stats.app.lock() {
             *info = Some((app.clone(), c.flash_ver.clone().unwrap_or_default()));
         }
+        let enhanced = c.announces_enhanced_rtmp();
+        let mut video_fourccs = c.fourcc_list();
+        video_fourccs.extend(c.fourcc_info_map("videoFourCcInfoMap"));
         self.session = Some(Session {
             app,
             object_encoding,
+            caps: Arc::new(PlayerCaps {
+                enhanced,
+                video_fourccs,
+            }),
+            caps_ex: c.caps_ex(),
+            tc_url: c.tc_url.clone(),
         });
+        // Echo capabilities only to clients that asked, so legacy replies stay byte-identical.
+        let properties = if enhanced {
+            server_enhanced_properties()
+        } else {
+            Vec::new()
+        };
         self.send_command(
             csid::COMMAND,
             0,
-            command::connect_result(c.transaction_id, object_encoding),
+            command::connect_result(c.transaction_id, object_encoding, properties),
         );
         self.send_command(csid::COMMAND, 0, command::on_bw_done());
     }
@@ -742,6 +800,7 @@ impl Connection {
                             act.server.stats.clone(),
                             stats,
                             reset,
+                            act.session.as_ref().map(|s| s.caps.clone()).unwrap_or_default(),
                         )
                         .start();
                         act.streams.insert(stream_id, StreamSlot::Playing { addr: subscriber });
@@ -915,6 +974,45 @@ impl Handler<CloseConnection> for Connection {
     fn handle(&mut self, msg: CloseConnection, ctx: &mut Context<Self>) {
         tracing::info!(connection = self.id, reason = %msg.reason, "closing");
         self.close(ctx, msg.reason);
+    }
+}
+
+/// Ask the client to reconnect (E-RTMP v2 reconnect request), to `tc_url` if given. Clients
+/// that did not announce `capsEx` Reconnect are closed instead. Used by graceful drain and by
+/// the admin action that moves publishers to another server.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct RequestReconnect {
+    pub tc_url: Option<String>,
+    pub description: String,
+}
+
+impl Handler<RequestReconnect> for Connection {
+    type Result = bool;
+
+    fn handle(&mut self, msg: RequestReconnect, ctx: &mut Context<Self>) -> bool {
+        let supported = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.caps_ex & caps_ex::RECONNECT != 0);
+        if supported {
+            let tc_url = msg
+                .tc_url
+                .or_else(|| self.session.as_ref().and_then(|s| s.tc_url.clone()));
+            tracing::info!(
+                connection = self.id,
+                tc_url = tc_url.as_deref().unwrap_or(""),
+                "reconnect requested"
+            );
+            self.send_command(
+                csid::COMMAND,
+                0,
+                command::reconnect_request(tc_url.as_deref(), &msg.description),
+            );
+        } else {
+            self.close(ctx, msg.description);
+        }
+        supported
     }
 }
 

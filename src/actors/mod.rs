@@ -88,6 +88,11 @@ pub struct Frame {
     pub chunked: Bytes,
     /// For sequence headers: which track (Enhanced RTMP multitrack), 0 otherwise.
     pub track: u8,
+    /// Carried in an Enhanced RTMP extended header (FourCC, multitrack): only players that
+    /// announced Enhanced RTMP can parse it.
+    pub enhanced: bool,
+    /// The FourCC of an Enhanced RTMP frame's codec (first track), as its four characters.
+    pub fourcc: Option<u32>,
 }
 
 impl Frame {

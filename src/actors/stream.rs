@@ -89,9 +89,16 @@ impl PublishingStream {
 
     /// Classify a message and make its frame; `None` for what players must not get.
     fn make_frame(&mut self, raw: &RawMessage) -> Option<Frame> {
+        let mut enhanced = false;
+        let mut fourcc = None;
         let (kind, class, track, payload, chunk_stream) = match raw.type_id {
             type_id::VIDEO => {
-                let (class, track) = match media::inspect_video(&raw.payload) {
+                let tag = media::inspect_video(&raw.payload);
+                if let Ok(tag) = &tag {
+                    enhanced = tag.enhanced;
+                    fourcc = tag.codec().fourcc();
+                }
+                let (class, track) = match tag {
                     Ok(tag) if tag.is_sequence_header() => {
                         self.note_video_header(&tag, &raw.payload);
                         (
@@ -116,7 +123,11 @@ impl PublishingStream {
                 )
             }
             type_id::AUDIO => {
-                let (class, track) = match media::inspect_audio(&raw.payload) {
+                let tag = media::inspect_audio(&raw.payload);
+                if let Ok(tag) = &tag {
+                    enhanced = tag.enhanced;
+                }
+                let (class, track) = match tag {
                     Ok(tag) if tag.is_sequence_header() || tag.is_multichannel_config() => {
                         self.note_audio_header(&tag, &raw.payload);
                         (
@@ -211,6 +222,8 @@ impl PublishingStream {
             payload: message.payload,
             chunked: chunked.freeze(),
             track,
+            enhanced,
+            fourcc,
         })
     }
 

@@ -18,12 +18,40 @@ use super::publisher::{
 };
 use super::registry::{Leave, Registry};
 use super::{csid, ConnectionId, DropClass, Frame, FrameKind, SHARED_STREAM_ID};
-use crate::config::Settings;
+use crate::config::{LegacyPlayers, Settings};
 use crate::protocol::amf0::Amf0Value;
 use crate::protocol::chunk::chunk_message;
 use crate::protocol::command::{on_status, sample_access, status};
 use crate::protocol::message::{Message, RawMessage, UserControlEvent};
 use crate::stats::{ServerStats, SubscriberStats};
+
+/// What a player announced in `connect` about Enhanced RTMP.
+#[derive(Debug, Clone, Default)]
+pub struct PlayerCaps {
+    /// It announced Enhanced RTMP (`fourCcList` or a v2 property).
+    pub enhanced: bool,
+    /// Video FourCCs it listed (`fourCcList`, `videoFourCcInfoMap` keys); `*` is any.
+    pub video_fourccs: Vec<String>,
+}
+
+impl PlayerCaps {
+    /// Whether this player can take `frame` as is.
+    fn accepts(&self, frame: &Frame) -> bool {
+        if !frame.enhanced {
+            return true;
+        }
+        if !self.enhanced {
+            return false;
+        }
+        match (frame.kind, frame.fourcc) {
+            (FrameKind::Video, Some(code)) if !self.video_fourccs.is_empty() => {
+                let name = crate::protocol::media::fourcc_str(code);
+                self.video_fourccs.iter().any(|f| f == "*" || *f == name)
+            }
+            _ => true,
+        }
+    }
+}
 
 /// Plays one resource to one NetStream of a connection.
 pub struct Subscriber {
@@ -39,6 +67,9 @@ pub struct Subscriber {
     pub server_stats: Arc<ServerStats>,
     pub stats: Arc<SubscriberStats>,
     pub reset: bool,
+    caps: Arc<PlayerCaps>,
+    /// The stream needs Enhanced RTMP and this player did not announce it: nothing is sent.
+    refused: bool,
     receive_audio: bool,
     receive_video: bool,
     paused: bool,
@@ -65,6 +96,7 @@ impl Subscriber {
         server_stats: Arc<ServerStats>,
         stats: Arc<SubscriberStats>,
         reset: bool,
+        caps: Arc<PlayerCaps>,
     ) -> Self {
         Subscriber {
             connection_id,
@@ -79,6 +111,8 @@ impl Subscriber {
             server_stats,
             stats,
             reset,
+            caps,
+            refused: false,
             receive_audio: true,
             receive_video: true,
             paused: false,
@@ -201,8 +235,42 @@ impl Subscriber {
             }
     }
 
+    /// A legacy player must not get Enhanced RTMP frames it cannot parse: tell it why, once,
+    /// and send it no more media (unless `live.legacy_players = "forward"`).
+    fn refuse_enhanced(&mut self, frame: &Frame) -> bool {
+        if self.refused {
+            return true;
+        }
+        if self.caps.accepts(frame) || self.settings.live.legacy_players == LegacyPlayers::Forward {
+            return false;
+        }
+        self.refused = true;
+        let codec = frame.fourcc.map_or_else(
+            || "an Enhanced RTMP codec".to_owned(),
+            crate::protocol::media::fourcc_str,
+        );
+        tracing::info!(
+            connection = self.connection_id,
+            stream = %format!("{}/{}", self.app, self.name),
+            codec = %codec,
+            "player did not announce Enhanced RTMP support for this stream: refused"
+        );
+        self.status(
+            "error",
+            status::PLAY_FAILED,
+            format!(
+                "{} is {codec} over Enhanced RTMP, which this player did not announce in connect (fourCcList / videoFourCcInfoMap; ffmpeg: -rtmp_enhanced_codecs {codec}).",
+                self.name
+            ),
+        );
+        true
+    }
+
     /// The drop policy. Whole messages only, decided before anything is queued.
     fn deliver(&mut self, frame: Arc<Frame>, after_gap: bool) {
+        if frame.kind != FrameKind::Data && self.refuse_enhanced(&frame) {
+            return;
+        }
         if frame.class == DropClass::Header {
             self.remember_header(&frame);
             if self.wanted(frame.kind) {
@@ -336,6 +404,7 @@ impl Handler<SubscriberEvent> for Subscriber {
             SubscriberEvent::Frame { frame, after_gap } => self.deliver(frame, after_gap),
             SubscriberEvent::Published => {
                 self.awaiting_keyframe = true;
+                self.refused = false;
                 if !self.settings.live.unpublish_notify {
                     return;
                 }

@@ -9,6 +9,7 @@ pub mod status {
     pub const CONNECT_SUCCESS: &str = "NetConnection.Connect.Success";
     pub const CONNECT_REJECTED: &str = "NetConnection.Connect.Rejected";
     pub const CONNECT_CLOSED: &str = "NetConnection.Connect.Closed";
+    pub const RECONNECT_REQUEST: &str = "NetConnection.Connect.ReconnectRequest";
     pub const CALL_FAILED: &str = "NetConnection.Call.Failed";
     pub const PUBLISH_START: &str = "NetStream.Publish.Start";
     pub const PUBLISH_BAD_NAME: &str = "NetStream.Publish.BadName";
@@ -96,6 +97,70 @@ impl ConnectCommand {
             _ => Vec::new(),
         }
     }
+
+    /// Keys of an Enhanced RTMP v2 `videoFourCcInfoMap` / `audioFourCcInfoMap`.
+    pub fn fourcc_info_map(&self, key: &str) -> Vec<String> {
+        match self.command_object.get(key) {
+            Some(Amf0Value::Object(props)) | Some(Amf0Value::EcmaArray(props)) => {
+                props.iter().map(|(k, _)| k.clone()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Enhanced RTMP v2 `capsEx` bits (0 when absent).
+    pub fn caps_ex(&self) -> u32 {
+        self.command_object
+            .get("capsEx")
+            .and_then(as_number)
+            .filter(|n| n.is_finite() && *n >= 0.0 && *n <= f64::from(u32::MAX))
+            .map_or(0, |n| n as u32)
+    }
+
+    /// Whether the client announced Enhanced RTMP at all (v1 `fourCcList` or any v2 property).
+    pub fn announces_enhanced_rtmp(&self) -> bool {
+        [
+            "fourCcList",
+            "videoFourCcInfoMap",
+            "audioFourCcInfoMap",
+            "capsEx",
+        ]
+        .iter()
+        .any(|k| self.command_object.get(k).is_some())
+    }
+}
+
+/// Enhanced RTMP v2 `capsEx` bits (E-RTMP v2, "Enhancing NetConnection connect Command").
+pub mod caps_ex {
+    pub const RECONNECT: u32 = 0x01;
+    pub const MULTITRACK: u32 = 0x02;
+    pub const MOD_EX: u32 = 0x04;
+    pub const TIMESTAMP_NANO_OFFSET: u32 = 0x08;
+}
+
+/// Enhanced RTMP v2 `FourCcInfoMask` bits.
+pub mod fourcc_info {
+    pub const CAN_DECODE: u32 = 0x01;
+    pub const CAN_ENCODE: u32 = 0x02;
+    pub const CAN_FORWARD: u32 = 0x04;
+}
+
+/// `onStatus` NetConnection.Connect.ReconnectRequest (E-RTMP v2 "Reconnect Request"): asks a
+/// client that announced `capsEx` Reconnect to reconnect, to `tc_url` if given.
+pub fn reconnect_request(tc_url: Option<&str>, description: &str) -> Vec<Amf0Value> {
+    let mut info = match status_info("status", status::RECONNECT_REQUEST, description) {
+        Amf0Value::Object(props) => props,
+        _ => Vec::new(),
+    };
+    if let Some(url) = tc_url {
+        info.push(("tcUrl".into(), Amf0Value::String(url.to_owned())));
+    }
+    vec![
+        Amf0Value::String("onStatus".into()),
+        Amf0Value::Number(0.0),
+        Amf0Value::Null,
+        Amf0Value::Object(info),
+    ]
 }
 
 /// A command in typed form. Client-to-server commands carry what the server acts on;
@@ -591,7 +656,13 @@ pub fn status_info(level: &str, code: &str, description: &str) -> Amf0Value {
 
 /// `_result` for `connect`: server properties and NetConnection.Connect.Success, echoing the
 /// client's object encoding (§7.2.1.1).
-pub fn connect_result(transaction_id: f64, object_encoding: f64) -> Vec<Amf0Value> {
+/// `server_properties` are appended to the properties object (the Enhanced RTMP capabilities
+/// a server echoes: `fourCcList`, `videoFourCcInfoMap`, `audioFourCcInfoMap`, `capsEx`).
+pub fn connect_result(
+    transaction_id: f64,
+    object_encoding: f64,
+    server_properties: Vec<(String, Amf0Value)>,
+) -> Vec<Amf0Value> {
     let mut info = vec![
         ("level".to_owned(), Amf0Value::String("status".into())),
         (
@@ -617,11 +688,18 @@ pub fn connect_result(transaction_id: f64, object_encoding: f64) -> Vec<Amf0Valu
     vec![
         Amf0Value::String("_result".into()),
         Amf0Value::Number(transaction_id),
-        Amf0Value::object([
-            ("fmsVer", Amf0Value::String("FMS/3,5,7,7009".into())),
-            ("capabilities", Amf0Value::Number(31.0)),
-            ("mode", Amf0Value::Number(1.0)),
-        ]),
+        {
+            let mut props = vec![
+                (
+                    "fmsVer".to_owned(),
+                    Amf0Value::String("FMS/3,5,7,7009".into()),
+                ),
+                ("capabilities".to_owned(), Amf0Value::Number(31.0)),
+                ("mode".to_owned(), Amf0Value::Number(1.0)),
+            ];
+            props.extend(server_properties);
+            Amf0Value::Object(props)
+        },
         Amf0Value::Object(info),
     ]
 }
@@ -917,7 +995,7 @@ mod tests {
 
     #[test]
     fn builders_have_the_expected_shape() {
-        let r = connect_result(1.0, 3.0);
+        let r = connect_result(1.0, 3.0, Vec::new());
         assert_eq!(r[0], s("_result"));
         assert_eq!(r[3].get("code"), Some(&s(status::CONNECT_SUCCESS)));
         assert_eq!(r[3].get("objectEncoding"), Some(&n(3.0)));

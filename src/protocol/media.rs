@@ -170,6 +170,18 @@ impl VideoCodec {
     }
 
     /// Maps an E-RTMP VideoFourCc.
+    /// The Enhanced RTMP FourCC of this codec, if it has one.
+    pub fn fourcc(self) -> Option<u32> {
+        match self {
+            VideoCodec::Avc => Some(FOURCC_AVC1),
+            VideoCodec::Hevc | VideoCodec::LegacyHevc => Some(FOURCC_HVC1),
+            VideoCodec::Av1 => Some(FOURCC_AV01),
+            VideoCodec::Vp9 => Some(FOURCC_VP09),
+            VideoCodec::Other(code) if code > 0xFF => Some(code),
+            _ => None,
+        }
+    }
+
     pub fn from_fourcc(code: u32) -> VideoCodec {
         match code {
             FOURCC_AVC1 => VideoCodec::Avc,
