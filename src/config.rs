@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthSettings;
 use crate::protocol::amf0::AmfLimits;
 use crate::protocol::chunk::ChunkLimits;
 
@@ -113,6 +114,7 @@ pub struct Settings {
     pub rtmp: RtmpSettings,
     pub live: LiveSettings,
     pub limits: LimitSettings,
+    pub auth: AuthSettings,
 }
 
 fn range<T: PartialOrd + std::fmt::Display>(
@@ -347,6 +349,19 @@ impl Settings {
             10_000_000,
             "1..=10000000",
         )?;
+        range(
+            "auth.callback_timeout_ms",
+            self.auth.callback_timeout_ms,
+            10,
+            600_000,
+            "10..=600000",
+        )?;
+        self.auth
+            .validate()
+            .map_err(|reason| ConfigError::Invalid {
+                key: "auth",
+                reason,
+            })?;
         Ok(())
     }
 

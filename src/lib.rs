@@ -5,11 +5,13 @@
 //!   commands, media tag inspection). Plain types and state machines over bytes.
 //! - [`actors`]: the actors that wire the core to the network: listener, connection,
 //!   publishing stream, subscriber, publisher, registry.
+//! - [`auth`]: who may publish and play (open, stream key, HTTP callback).
 //! - [`config`]: settings and their validation; every limit lives there.
 //! - [`stats`]: the figures actors publish for the admin side.
 //! - [`server`]: start-up: arbiters, registry, listener, signals.
 
 pub mod actors;
+pub mod auth;
 pub mod config;
 pub mod protocol;
 pub mod server;

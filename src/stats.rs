@@ -195,5 +195,6 @@ pub struct ServerStats {
     pub connections_total: AtomicU64,
     pub connections_refused: AtomicU64,
     pub protocol_errors: AtomicU64,
+    pub auth_denied: AtomicU64,
     pub panics: AtomicU64,
 }

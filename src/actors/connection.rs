@@ -20,6 +20,7 @@ use super::registry::{self, PublishGrant, Refusal};
 use super::stream::{Media, PublishingStream, StopStream};
 use super::subscriber::{PlayControl, PlayerCaps, Subscriber};
 use super::{csid, ConnectionId, ServerContext};
+use crate::auth::{self, Action, AuthDecision, AuthRequest};
 use crate::protocol::amf0::Amf0Value;
 use crate::protocol::chunk::{ChunkDecoder, ChunkError, ReceiveWindow};
 use crate::protocol::command::{self, caps_ex, fourcc_info, status, Command, ConnectCommand};
@@ -65,10 +66,25 @@ enum StreamSlot {
     Publishing {
         addr: Addr<PublishingStream>,
         name: String,
+        done: Option<DoneHook>,
     },
     Playing {
         addr: Addr<Subscriber>,
+        done: Option<DoneHook>,
     },
+}
+
+/// The `on_done` callback to notify when a publish or play ends.
+struct DoneHook {
+    url: String,
+    request: AuthRequest,
+    timeout: Duration,
+}
+
+impl DoneHook {
+    fn fire(self) {
+        actix::spawn(auth::notify_done(self.url, self.request, self.timeout));
+    }
 }
 
 /// What `connect` said.
@@ -649,7 +665,7 @@ impl Connection {
         raw: &str,
         ctx: &mut Context<Self>,
         failure: &str,
-    ) -> Option<(String, Option<String>)> {
+    ) -> Option<(String, Option<String>, Option<String>)> {
         if !matches!(self.streams.get(&stream_id), Some(StreamSlot::Idle)) {
             self.stream_status(
                 stream_id,
@@ -663,7 +679,7 @@ impl Connection {
             );
             return None;
         }
-        let (name, _query, key) = split_name(raw);
+        let (name, query, key) = split_name(raw);
         if let Err(reason) =
             validate_name("stream name", &name, self.server.settings.rtmp.max_name_len)
         {
@@ -671,15 +687,97 @@ impl Connection {
             self.protocol_error(ctx, reason);
             return None;
         }
-        Some((name, key))
+        Some((name, query, key))
+    }
+
+    /// Ask the app's authorization rules, then `then` with the (possibly redirected) name;
+    /// a denial answers `failure` on the stream, is logged and counted, and closes.
+    fn authorize(
+        &mut self,
+        action: Action,
+        stream_id: u32,
+        name: String,
+        query: Option<String>,
+        stream_key: Option<String>,
+        ctx: &mut Context<Self>,
+        then: impl FnOnce(&mut Self, String, Option<DoneHook>, &mut Context<Self>) + 'static,
+    ) {
+        let (app, tc_url) = self
+            .session
+            .as_ref()
+            .map(|s| (s.app.clone(), s.tc_url.clone()))
+            .unwrap_or_default();
+        let auth = &self.server.settings.auth;
+        let rules = auth.rules(&app);
+        let timeout = Duration::from_millis(auth.callback_timeout_ms);
+        let request = AuthRequest {
+            action,
+            app,
+            name,
+            args: query,
+            stream_key,
+            peer: self.peer,
+            connection: self.id,
+            tc_url,
+        };
+        let failure = match action {
+            Action::Publish => status::PUBLISH_BAD_NAME,
+            Action::Play => status::PLAY_FAILED,
+        };
+        let fut = async move {
+            let decision = auth::authorize(&rules, &request, timeout).await;
+            (decision, request, rules.on_done)
+        };
+        ctx.wait(fut.into_actor(self).map(move |(decision, mut request, on_done), act, ctx| {
+            match decision {
+                AuthDecision::Allow { name } => {
+                    if name != request.name {
+                        if let Err(reason) = validate_name("stream name", &name, act.server.settings.rtmp.max_name_len) {
+                            act.stream_status(stream_id, "error", failure, reason.clone());
+                            return act.protocol_error(ctx, format!("callback redirect: {reason}"));
+                        }
+                        tracing::info!(connection = act.id, from = %request.name, to = %name, "callback redirected the stream");
+                        request.name = name.clone();
+                    }
+                    let done = (!on_done.is_empty()).then(|| DoneHook { url: on_done, request, timeout });
+                    then(act, name, done, ctx);
+                }
+                AuthDecision::Deny { reason } => {
+                    act.server.stats.auth_denied.fetch_add(1, Relaxed);
+                    tracing::warn!(connection = act.id, peer = %act.peer, action = action.as_str(), stream = %registry::resource_key(&request.app, &request.name), reason = %reason, "not authorized");
+                    act.stream_status(stream_id, "error", failure, format!("{}: not authorized ({reason})", request.name));
+                    act.close(ctx, format!("{} not authorized: {reason}", action.as_str()));
+                }
+            }
+        }));
     }
 
     fn on_publish(&mut self, stream_id: u32, raw_name: String, ctx: &mut Context<Self>) {
-        let Some((name, stream_key)) =
+        let Some((name, query, stream_key)) =
             self.stream_name(stream_id, &raw_name, ctx, status::PUBLISH_BAD_NAME)
         else {
             return;
         };
+        let key = stream_key.clone();
+        self.authorize(
+            Action::Publish,
+            stream_id,
+            name,
+            query,
+            stream_key,
+            ctx,
+            move |act, name, done, ctx| act.register_publish(stream_id, name, key, done, ctx),
+        );
+    }
+
+    fn register_publish(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        stream_key: Option<String>,
+        done: Option<DoneHook>,
+        ctx: &mut Context<Self>,
+    ) {
         let app = self
             .session
             .as_ref()
@@ -700,7 +798,7 @@ impl Connection {
                 .map(move |res, act, ctx| {
                     let grant: Result<PublishGrant, Refusal> = res.unwrap_or(Err(Refusal::Internal));
                     match grant {
-                        Ok(grant) => act.start_publishing(stream_id, app, name, grant, ctx),
+                        Ok(grant) => act.start_publishing(stream_id, app, name, grant, done, ctx),
                         Err(refusal) => {
                             act.stream_status(stream_id, "error", status::PUBLISH_BAD_NAME, format!("{name}: {refusal}"));
                             tracing::warn!(connection = act.id, stream = %registry::resource_key(&app, &name), reason = %refusal, "publish refused");
@@ -717,6 +815,7 @@ impl Connection {
         app: String,
         name: String,
         grant: PublishGrant,
+        done: Option<DoneHook>,
         ctx: &mut Context<Self>,
     ) {
         let key = registry::resource_key(&app, &name);
@@ -743,6 +842,7 @@ impl Connection {
             StreamSlot::Publishing {
                 addr: stream,
                 name: name.clone(),
+                done,
             },
         );
         self.stats.set_state(ConnectionState::Publishing);
@@ -756,10 +856,30 @@ impl Connection {
     }
 
     fn on_play(&mut self, stream_id: u32, raw_name: String, reset: bool, ctx: &mut Context<Self>) {
-        let Some((name, _key)) = self.stream_name(stream_id, &raw_name, ctx, status::PLAY_FAILED)
+        let Some((name, query, key)) =
+            self.stream_name(stream_id, &raw_name, ctx, status::PLAY_FAILED)
         else {
             return;
         };
+        self.authorize(
+            Action::Play,
+            stream_id,
+            name,
+            query,
+            key,
+            ctx,
+            move |act, name, done, ctx| act.register_play(stream_id, name, reset, done, ctx),
+        );
+    }
+
+    fn register_play(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        reset: bool,
+        done: Option<DoneHook>,
+        ctx: &mut Context<Self>,
+    ) {
         let app = self
             .session
             .as_ref()
@@ -803,7 +923,7 @@ impl Connection {
                             act.session.as_ref().map(|s| s.caps.clone()).unwrap_or_default(),
                         )
                         .start();
-                        act.streams.insert(stream_id, StreamSlot::Playing { addr: subscriber });
+                        act.streams.insert(stream_id, StreamSlot::Playing { addr: subscriber, done });
                         act.stats.set_state(ConnectionState::Playing);
                         tracing::info!(connection = act.id, stream = %registry::resource_key(&app, &name), "play");
                     }
@@ -824,8 +944,11 @@ impl Connection {
             self.streams.remove(&stream_id)
         };
         match slot {
-            Some(StreamSlot::Publishing { addr, name }) => {
+            Some(StreamSlot::Publishing { addr, name, done }) => {
                 addr.do_send(StopStream);
+                if let Some(done) = done {
+                    done.fire();
+                }
                 self.stream_status(
                     stream_id,
                     "status",
@@ -833,7 +956,12 @@ impl Connection {
                     format!("{name} is now unpublished."),
                 );
             }
-            Some(StreamSlot::Playing { addr }) => addr.do_send(PlayControl::Stop),
+            Some(StreamSlot::Playing { addr, done }) => {
+                addr.do_send(PlayControl::Stop);
+                if let Some(done) = done {
+                    done.fire();
+                }
+            }
             Some(StreamSlot::Idle) | None => {
                 if keep && !self.streams.contains_key(&stream_id) {
                     self.streams.remove(&stream_id);
@@ -850,7 +978,7 @@ impl Connection {
     }
 
     fn control_player(&self, stream_id: u32, control: PlayControl) {
-        if let Some(StreamSlot::Playing { addr }) = self.streams.get(&stream_id) {
+        if let Some(StreamSlot::Playing { addr, .. }) = self.streams.get(&stream_id) {
             addr.do_send(control);
         }
     }
@@ -907,8 +1035,18 @@ impl Actor for Connection {
     fn stopped(&mut self, _: &mut Context<Self>) {
         for (_, slot) in self.streams.drain() {
             match slot {
-                StreamSlot::Publishing { addr, .. } => addr.do_send(StopStream),
-                StreamSlot::Playing { addr } => addr.do_send(PlayControl::Stop),
+                StreamSlot::Publishing { addr, done, .. } => {
+                    addr.do_send(StopStream);
+                    if let Some(done) = done {
+                        done.fire();
+                    }
+                }
+                StreamSlot::Playing { addr, done } => {
+                    addr.do_send(PlayControl::Stop);
+                    if let Some(done) = done {
+                        done.fire();
+                    }
+                }
                 StreamSlot::Idle => {}
             }
         }

@@ -1,0 +1,242 @@
+//! Who may publish and play: per-app rules, each open, by stream key, by an HTTP callback in
+//! the manner of nginx-rtmp's `on_publish` / `on_play` / `on_done`, or denied.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How one action (publish or play) is authorized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone.
+    Open,
+    /// Only with a stream key from the list (`rtmp://host/app/name?key=KEY`).
+    Key,
+    /// Ask the HTTP callback: 2xx allows, 3xx with `Location` allows under another name,
+    /// anything else, an error or a timeout denies.
+    Callback,
+    /// No one.
+    Deny,
+}
+
+/// The rules of one app (or the defaults for apps without their own).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRules {
+    pub publish: AuthMode,
+    pub play: AuthMode,
+    #[serde(default)]
+    pub publish_keys: Vec<String>,
+    #[serde(default)]
+    pub play_keys: Vec<String>,
+    #[serde(default)]
+    pub on_publish: String,
+    #[serde(default)]
+    pub on_play: String,
+    #[serde(default)]
+    pub on_done: String,
+}
+
+/// The `[auth]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub publish: AuthMode,
+    pub play: AuthMode,
+    pub publish_keys: Vec<String>,
+    pub play_keys: Vec<String>,
+    pub on_publish: String,
+    pub on_play: String,
+    pub on_done: String,
+    pub callback_timeout_ms: u64,
+    /// Per-app rules, replacing the defaults above for that app.
+    #[serde(default)]
+    pub apps: HashMap<String, AuthRules>,
+}
+
+impl AuthSettings {
+    /// The rules that apply to `app`.
+    pub fn rules(&self, app: &str) -> AuthRules {
+        self.apps.get(app).cloned().unwrap_or_else(|| AuthRules {
+            publish: self.publish,
+            play: self.play,
+            publish_keys: self.publish_keys.clone(),
+            play_keys: self.play_keys.clone(),
+            on_publish: self.on_publish.clone(),
+            on_play: self.on_play.clone(),
+            on_done: self.on_done.clone(),
+        })
+    }
+
+    /// Every callback mode has its URL (checked at start-up and on reload).
+    pub fn validate(&self) -> Result<(), String> {
+        let mut all: Vec<(&str, AuthRules)> = vec![("[auth]", self.rules("\u{0}"))];
+        all.extend(self.apps.iter().map(|(k, v)| (k.as_str(), v.clone())));
+        for (app, rules) in all {
+            for (mode, url, what) in [
+                (rules.publish, &rules.on_publish, "on_publish"),
+                (rules.play, &rules.on_play, "on_play"),
+            ] {
+                if mode == AuthMode::Callback
+                    && !url.starts_with("http://")
+                    && !url.starts_with("https://")
+                {
+                    return Err(format!(
+                        "{app}: callback mode needs an http:// URL in {what}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Publish or play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Publish,
+    Play,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Play => "play",
+        }
+    }
+}
+
+/// What is asked.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    pub action: Action,
+    pub app: String,
+    pub name: String,
+    /// The query string after `?` in the stream name, if any.
+    pub args: Option<String>,
+    pub stream_key: Option<String>,
+    pub peer: SocketAddr,
+    pub connection: u64,
+    pub tc_url: Option<String>,
+}
+
+/// The answer: allowed (possibly under another stream name), or denied with a reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthDecision {
+    Allow { name: String },
+    Deny { reason: String },
+}
+
+fn form(request: &AuthRequest, call: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("call", call.to_owned()),
+        ("app", request.app.clone()),
+        ("name", request.name.clone()),
+        ("args", request.args.clone().unwrap_or_default()),
+        ("addr", request.peer.ip().to_string()),
+        ("clientid", request.connection.to_string()),
+        ("tcurl", request.tc_url.clone().unwrap_or_default()),
+    ]
+}
+
+fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        // A 3xx is the callback's answer (a new name), not something to follow.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// Decide `request` under `rules`.
+pub async fn authorize(
+    rules: &AuthRules,
+    request: &AuthRequest,
+    timeout: Duration,
+) -> AuthDecision {
+    let (mode, keys, url) = match request.action {
+        Action::Publish => (rules.publish, &rules.publish_keys, &rules.on_publish),
+        Action::Play => (rules.play, &rules.play_keys, &rules.on_play),
+    };
+    let allow = || AuthDecision::Allow {
+        name: request.name.clone(),
+    };
+    match mode {
+        AuthMode::Open => allow(),
+        AuthMode::Deny => AuthDecision::Deny {
+            reason: format!("{} is not allowed on this app", request.action.as_str()),
+        },
+        AuthMode::Key => match &request.stream_key {
+            Some(key) if keys.iter().any(|k| k == key) => allow(),
+            Some(_) => AuthDecision::Deny {
+                reason: "wrong stream key".into(),
+            },
+            None => AuthDecision::Deny {
+                reason: "a stream key is required (?key=...)".into(),
+            },
+        },
+        AuthMode::Callback => callback(url, request, timeout).await,
+    }
+}
+
+async fn callback(url: &str, request: &AuthRequest, timeout: Duration) -> AuthDecision {
+    let client = match client(timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            return AuthDecision::Deny {
+                reason: format!("callback client: {e}"),
+            }
+        }
+    };
+    let response = client
+        .post(url)
+        .form(&form(request, request.action.as_str()))
+        .send()
+        .await;
+    match response {
+        Ok(r) if r.status().is_success() => AuthDecision::Allow {
+            name: request.name.clone(),
+        },
+        Ok(r) if r.status().is_redirection() => {
+            let location = r
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().trim_start_matches('/').to_owned())
+                .filter(|v| !v.is_empty());
+            match location {
+                Some(name) => AuthDecision::Allow { name },
+                None => AuthDecision::Deny {
+                    reason: format!("callback answered {} without a Location", r.status()),
+                },
+            }
+        }
+        Ok(r) => AuthDecision::Deny {
+            reason: format!("callback answered {}", r.status()),
+        },
+        Err(e) if e.is_timeout() => AuthDecision::Deny {
+            reason: format!("callback timed out after {timeout:?}"),
+        },
+        Err(e) => AuthDecision::Deny {
+            reason: format!("callback failed: {e}"),
+        },
+    }
+}
+
+/// Tell the `on_done` callback that a publish or play ended (fire and forget).
+pub async fn notify_done(url: String, request: AuthRequest, timeout: Duration) {
+    if url.is_empty() {
+        return;
+    }
+    let call = match request.action {
+        Action::Publish => "publish_done",
+        Action::Play => "play_done",
+    };
+    let Ok(client) = client(timeout) else { return };
+    if let Err(e) = client.post(&url).form(&form(&request, call)).send().await {
+        tracing::warn!(connection = request.connection, error = %e, "on_done callback failed");
+    }
+}
