@@ -9,9 +9,12 @@
 //! - [`config`]: settings and their validation; every limit lives there.
 //! - [`stats`]: the figures actors publish for the admin side.
 //! - [`server`]: start-up: arbiters, registry, listener, signals.
+//! - [`client`]: the project's own RTMP client on tokio (tests, load tool, relays), and
+//!   synthetic numbered media.
 
 pub mod actors;
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod protocol;
 pub mod server;

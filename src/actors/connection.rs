@@ -692,6 +692,7 @@ impl Connection {
 
     /// Ask the app's authorization rules, then `then` with the (possibly redirected) name;
     /// a denial answers `failure` on the stream, is logged and counted, and closes.
+    #[allow(clippy::too_many_arguments)]
     fn authorize(
         &mut self,
         action: Action,
@@ -739,7 +740,7 @@ impl Connection {
                         tracing::info!(connection = act.id, from = %request.name, to = %name, "callback redirected the stream");
                         request.name = name.clone();
                     }
-                    let done = (!on_done.is_empty()).then(|| DoneHook { url: on_done, request, timeout });
+                    let done = (!on_done.is_empty()).then_some(DoneHook { url: on_done, request, timeout });
                     then(act, name, done, ctx);
                 }
                 AuthDecision::Deny { reason } => {
