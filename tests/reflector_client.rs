@@ -1147,3 +1147,183 @@ async fn connect_sent_right_after_c2_is_answered() {
         "no reply to a connect sent together with C2"
     );
 }
+
+// Authorization (operations issue): stream keys, HTTP callbacks, deny.
+
+/// A real HTTP server for the callbacks: answers each POST by the stream name in its form
+/// body (`ok` → 200, `moved` → 302 to `renamed`, `slow` → 200 after 2 s, anything else →
+/// 403) and records every body.
+struct CallbackServer {
+    port: u16,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl CallbackServer {
+    fn start() -> CallbackServer {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind callback server");
+        let port = listener.local_addr().expect("addr").port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end().to_ascii_lowercase();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = line.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    let name = body
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("name="))
+                        .unwrap_or("")
+                        .to_owned();
+                    seen.lock().expect("lock").push(body);
+                    let reply = match name.as_str() {
+                        "ok" => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned(),
+                        "moved" => {
+                            "HTTP/1.1 302 Found\r\nLocation: renamed\r\nContent-Length: 0\r\n\r\n"
+                                .to_owned()
+                        }
+                        "slow" => {
+                            std::thread::sleep(Duration::from_secs(2));
+                            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned()
+                        }
+                        _ => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_owned(),
+                    };
+                    let _ = stream.write_all(reply.as_bytes());
+                });
+            }
+        });
+        CallbackServer { port, bodies }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().expect("lock").clone()
+    }
+}
+
+#[tokio::test]
+async fn auth_stream_keys_for_publish_and_play() {
+    let (server, _config) = server_with_config(
+        "[auth.apps.live]\npublish = \"key\"\npublish_keys = [\"s3cret\"]\nplay = \"key\"\nplay_keys = [\"viewer\"]\n\n[auth.apps.open]\npublish = \"open\"\nplay = \"deny\"\n",
+    );
+    assert_status_error(
+        try_publish(&server, "live", "cam", gop(10, 0)).await,
+        "NetStream.Publish.BadName",
+        "publish without a key",
+    );
+    assert_status_error(
+        try_publish(&server, "live", "cam?key=wrong", gop(10, 0)).await,
+        "NetStream.Publish.BadName",
+        "publish with a wrong key",
+    );
+    let mut publisher = publish(&server, "live", "cam?key=s3cret", gop(10, 0)).await;
+    publisher.headers().await;
+    assert_status_error(
+        try_play(&server, "live", "cam").await,
+        "NetStream.Play.Failed",
+        "play without a key",
+    );
+    let mut player = play(&server, "live", "cam?key=viewer").await;
+    publisher.ticks(20, Duration::from_millis(5)).await;
+    player.read_until_video(15).await;
+    // An app whose play rule is "deny".
+    let _open = publish(&server, "open", "x", gop(10, 0)).await;
+    assert_status_error(
+        try_play(&server, "open", "x").await,
+        "NetStream.Play.Failed",
+        "play on a deny app",
+    );
+    let log = server.log();
+    assert!(log.contains("not authorized"), "{}", server.log_tail(20));
+}
+
+#[tokio::test]
+async fn auth_http_callbacks_allow_deny_redirect_timeout_and_done() {
+    let callbacks = CallbackServer::start();
+    let toml = format!(
+        "[auth]\npublish = \"callback\"\nplay = \"callback\"\non_publish = \"{}\"\non_play = \"{}\"\non_done = \"{}\"\ncallback_timeout_ms = 300\n",
+        callbacks.url("publish"),
+        callbacks.url("play"),
+        callbacks.url("done"),
+    );
+    let (server, _config) = server_with_config(&toml);
+    // 200: allowed.
+    let mut publisher = publish(&server, "live", "ok?token=abc", gop(10, 0)).await;
+    publisher.headers().await;
+    // 403: denied.
+    assert_status_error(
+        try_publish(&server, "live", "nope", gop(10, 0)).await,
+        "NetStream.Publish.BadName",
+        "callback 403",
+    );
+    // A timeout denies.
+    let started = Instant::now();
+    assert_status_error(
+        try_publish(&server, "live", "slow", gop(10, 0)).await,
+        "NetStream.Publish.BadName",
+        "callback timeout",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "timeout honoured"
+    );
+    // 302 Location: published under the new name; a player of that name gets it.
+    let mut moved = publish(&server, "live", "moved", gop(10, 1000)).await;
+    moved.headers().await;
+    let mut player = play(&server, "live", "ok").await;
+    publisher.ticks(20, Duration::from_millis(5)).await;
+    player.read_until_video(15).await;
+    // Player of "renamed" is allowed by the callback only if named ok/moved: "renamed" is
+    // refused, which also shows play goes through the play callback.
+    assert_status_error(
+        try_play(&server, "live", "renamed").await,
+        "NetStream.Play.Failed",
+        "play callback 403",
+    );
+    // on_done: the publisher leaves.
+    drop(publisher);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bodies = callbacks.bodies();
+    let has = |needle: &str| bodies.iter().any(|b| b.contains(needle));
+    assert!(
+        has("call=publish&app=live&name=ok&args=token%3Dabc&addr=127.0.0.1"),
+        "{bodies:?}"
+    );
+    assert!(has("call=play&app=live&name=ok"), "{bodies:?}");
+    assert!(has("call=publish&app=live&name=moved"), "{bodies:?}");
+    assert!(has("call=publish_done&app=live&name=ok"), "{bodies:?}");
+    let log = server.log();
+    assert!(
+        log.contains("callback redirected the stream"),
+        "{}",
+        server.log_tail(20)
+    );
+    assert!(
+        log.contains("callback timed out"),
+        "{}",
+        server.log_tail(20)
+    );
+}
