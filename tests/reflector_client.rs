@@ -1327,3 +1327,150 @@ async fn auth_http_callbacks_allow_deny_redirect_timeout_and_done() {
         server.log_tail(20)
     );
 }
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn p99(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// A player that never reads its socket: the publisher and another player keep full rate and
+/// their latency does not rise, the stalled player's queued memory stays under its bound, and
+/// it is disconnected after the lag limit.
+#[tokio::test]
+async fn stalled_player_is_isolated_bounded_and_disconnected() {
+    let (server, _config) = server_with_config("[live]\nmax_lag_ms = 2000\n");
+    // About 20 Mbit/s so that the stalled player's kernel buffers fill within a second or two.
+    let shape = SynthConfig {
+        fps: 50,
+        gop: 50,
+        keyframe_size: 150_000,
+        inter_size: 45_000,
+        audio_size: 400,
+        ..SynthConfig::default()
+    };
+    let mut publisher = publish(&server, "live", "fast", shape).await;
+    publisher.headers().await;
+    let sent: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u64, Instant>>> =
+        Default::default();
+    let healthy = play(&server, "live", "fast").await;
+    let Source::Whole(client) = healthy.source else {
+        unreachable!()
+    };
+    let (mut reader, _writer) = client.into_split();
+    let received = sent.clone();
+    // The healthy player: latency of every video frame, and which ones arrived.
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Ok(Ok(event)) =
+            tokio::time::timeout(Duration::from_secs(3), reader.next_event()).await
+        {
+            if let ClientEvent::Media(m) = event {
+                if m.type_id == type_id::VIDEO {
+                    if let Some(seq) = synth::video_seq(&m.payload) {
+                        let at = received.lock().expect("lock").get(&seq).copied();
+                        if let Some(at) = at {
+                            seen.push((seq, Instant::now(), at.elapsed()));
+                        }
+                    }
+                }
+            }
+        }
+        seen
+    });
+    let pid = server.pid();
+    let baseline_rss = rss_kb(pid);
+    let mut stalled: Option<RtmpClient> = None;
+    let mut scratch = Vec::new();
+    let mut stall_started = None;
+    let mut peak_rss = 0;
+    // 3 s alone, then 6 s beside a player that never reads.
+    for tick in 0..450u32 {
+        if tick == 150 {
+            let mut client = connect_to(&url(&server, "live", "fast"), &config())
+                .await
+                .expect("stalled player connects");
+            let id = client.create_stream().await.expect("createStream");
+            client.play(id, "fast").await.expect("play");
+            stalled = Some(client);
+            stall_started = Some(Instant::now());
+        }
+        scratch.clear();
+        publisher.synth.next_tick(&mut scratch);
+        let now = Instant::now();
+        for m in &scratch {
+            if m.type_id == type_id::VIDEO {
+                if let Some(seq) = synth::video_seq(&m.payload) {
+                    sent.lock().expect("lock").insert(seq, now);
+                }
+            }
+            publisher.client.feed(m);
+        }
+        publisher
+            .client
+            .flush()
+            .await
+            .expect("publisher keeps full rate");
+        if tick % 25 == 0 {
+            peak_rss = peak_rss.max(rss_kb(pid));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stall_started = stall_started.expect("stall phase ran");
+    let seen = watcher.await.expect("watcher");
+    let frames = publisher.synth.video_frames();
+    let seqs: Vec<u64> = seen.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        (seqs[0]..frames).collect::<Vec<_>>(),
+        "healthy player lost or reordered frames"
+    );
+    let (alone, beside): (Vec<_>, Vec<_>) = seen.iter().partition(|(_, at, _)| *at < stall_started);
+    let p99_alone = p99(alone.iter().map(|(_, _, d)| *d).collect());
+    let p99_beside = p99(beside.iter().map(|(_, _, d)| *d).collect());
+    eprintln!(
+        "healthy player p99 latency: {p99_alone:?} alone, {p99_beside:?} beside a stalled player; server RSS {baseline_rss} kB -> peak {peak_rss} kB"
+    );
+    assert!(
+        p99_beside <= p99_alone + Duration::from_millis(50)
+            && p99_beside < Duration::from_millis(250),
+        "healthy player's latency rose: p99 {p99_alone:?} -> {p99_beside:?}"
+    );
+    assert!(
+        peak_rss < baseline_rss + 32 * 1024,
+        "server memory grew by {} kB with one stalled player",
+        peak_rss - baseline_rss
+    );
+    assert!(
+        server
+            .log()
+            .contains("player too far behind: disconnecting"),
+        "stalled player not disconnected:\n{}",
+        server.log_tail(30)
+    );
+    // The stalled player, reading at last, finds its connection closed after the backlog.
+    let mut stalled = stalled.expect("stalled client");
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stalled.next_event().await {
+                Ok(_) => continue,
+                Err(e) => return e.is_disconnect(),
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true), "stalled player's connection was closed");
+}
