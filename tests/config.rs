@@ -1,0 +1,166 @@
+//! Configuration: embedded defaults, file, `REFLECTOR_...` environment and flags, in that
+//! order of precedence; validation names the key; unknown keys are errors. Driven through the
+//! binary's `--print-config`.
+
+use std::io::Write;
+use std::process::{Command, Output};
+
+fn reflector(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reflector"));
+    cmd.args(args);
+    // Start from a clean REFLECTOR_ environment whatever the caller has set.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("REFLECTOR_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run reflector")
+}
+
+fn config_file(toml: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    file.write_all(toml.as_bytes()).expect("write");
+    file
+}
+
+fn printed(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "reflector failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn error(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "reflector accepted an invalid configuration"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn embedded_defaults_need_no_file() {
+    let text = printed(&reflector(&["--print-config"], &[]));
+    assert!(text.contains("listen = \"0.0.0.0:1935\""), "{text}");
+    assert!(text.contains("admin_listen = \"127.0.0.1:8080\""), "{text}");
+    assert!(text.contains("publish_conflict = \"protect\""), "{text}");
+    assert!(text.contains("gop_cache = true"), "{text}");
+}
+
+#[test]
+fn file_then_environment_then_flags() {
+    let file = config_file(
+        "[server]\nlisten = \"127.0.0.1:1000\"\nworkers = 3\n[live]\ngop_cache = false\nmax_lag_ms = 4000\n",
+    );
+    let path = file.path().display().to_string();
+    // File over defaults.
+    let text = printed(&reflector(&["--config", &path, "--print-config"], &[]));
+    assert!(text.contains("listen = \"127.0.0.1:1000\""), "{text}");
+    assert!(text.contains("workers = 3"), "{text}");
+    assert!(text.contains("gop_cache = false"), "{text}");
+    // Environment over file.
+    let env = [
+        ("REFLECTOR_SERVER__LISTEN", "127.0.0.1:2000"),
+        ("REFLECTOR_LIVE__MAX_LAG_MS", "5000"),
+    ];
+    let text = printed(&reflector(&["--config", &path, "--print-config"], &env));
+    assert!(text.contains("listen = \"127.0.0.1:2000\""), "{text}");
+    assert!(text.contains("max_lag_ms = 5000"), "{text}");
+    assert!(text.contains("workers = 3"), "file value kept: {text}");
+    // Flags over environment.
+    let text = printed(&reflector(
+        &[
+            "--config",
+            &path,
+            "--listen",
+            "127.0.0.1:3000",
+            "--workers",
+            "1",
+            "--print-config",
+        ],
+        &env,
+    ));
+    assert!(text.contains("listen = \"127.0.0.1:3000\""), "{text}");
+    assert!(text.contains("workers = 1"), "{text}");
+    assert!(text.contains("max_lag_ms = 5000"), "{text}");
+}
+
+#[test]
+fn each_validation_error_names_its_key() {
+    let cases = [
+        ("[rtmp]\nout_chunk_size = 64\n", "rtmp.out_chunk_size"),
+        (
+            "[rtmp]\nmax_message_len = 99999999\n",
+            "rtmp.max_message_len",
+        ),
+        ("[rtmp]\nmax_chunk_streams = 1\n", "rtmp.max_chunk_streams"),
+        (
+            "[rtmp]\nhandshake_timeout_ms = 1\n",
+            "rtmp.handshake_timeout_ms",
+        ),
+        ("[server]\nworkers = 100000\n", "server.workers"),
+        ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
+        ("[server]\nlog_format = \"xml\"\n", "server.log_format"),
+        (
+            "[live]\ndrop_video_bytes = 20000\n",
+            "live.drop_video_bytes",
+        ),
+        (
+            "[live]\nsubscriber_mailbox = 1\n",
+            "live.subscriber_mailbox",
+        ),
+        ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
+        ("[auth]\npublish = \"callback\"\n", "auth"),
+        (
+            "[auth]\ncallback_timeout_ms = 0\n",
+            "auth.callback_timeout_ms",
+        ),
+    ];
+    for (toml, key) in cases {
+        let file = config_file(toml);
+        let path = file.path().display().to_string();
+        let err = error(&reflector(&["--config", &path, "--print-config"], &[]));
+        assert!(err.contains(key), "{toml:?} should name {key}: {err}");
+    }
+    // Wrong types and unknown enum values are refused too.
+    for toml in [
+        "[live]\npublish_conflict = \"maybe\"\n",
+        "[live]\ngop_cache = \"yes please\"\n",
+    ] {
+        let file = config_file(toml);
+        let path = file.path().display().to_string();
+        error(&reflector(&["--config", &path, "--print-config"], &[]));
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let file = config_file("[live]\ngop_cahce = false\n");
+    let path = file.path().display().to_string();
+    let err = error(&reflector(&["--config", &path, "--print-config"], &[]));
+    assert!(err.contains("gop_cahce"), "{err}");
+    let err = error(&reflector(
+        &["--print-config"],
+        &[("REFLECTOR_LIVE__NOPE", "1")],
+    ));
+    assert!(err.contains("nope"), "{err}");
+    let file = config_file("[nonsense]\nx = 1\n");
+    let path = file.path().display().to_string();
+    let err = error(&reflector(&["--config", &path, "--print-config"], &[]));
+    assert!(err.contains("nonsense"), "{err}");
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let err = error(&reflector(
+        &["--config", "/nonexistent/reflector.toml"],
+        &[],
+    ));
+    assert!(err.contains("reflector.toml"), "{err}");
+}
