@@ -36,6 +36,8 @@ pub struct ServerSettings {
     pub workers: usize,
     pub log_level: String,
     pub log_format: String,
+    pub drain_timeout_ms: u64,
+    pub drain_reconnect_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +186,13 @@ impl Settings {
                 })?;
         }
         range("server.workers", self.server.workers, 0, 256, "0..=256")?;
+        range(
+            "server.drain_timeout_ms",
+            self.server.drain_timeout_ms,
+            0,
+            3_600_000,
+            "0..=3600000",
+        )?;
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid {
                 key: "server.log_format",
@@ -408,5 +417,39 @@ mod tests {
         s.rtmp.out_chunk_size = 1;
         let err = s.validate().expect_err("invalid").to_string();
         assert!(err.contains("rtmp.out_chunk_size"), "{err}");
+    }
+}
+
+impl Settings {
+    /// The dotted keys whose values differ between `self` and `other`.
+    pub fn changed_keys(&self, other: &Settings) -> Vec<String> {
+        fn walk(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+            match (a, b) {
+                (toml::Value::Table(ta), toml::Value::Table(tb)) => {
+                    let mut keys: Vec<&String> = ta.keys().chain(tb.keys()).collect();
+                    keys.sort();
+                    keys.dedup();
+                    for k in keys {
+                        let path = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        match (ta.get(k), tb.get(k)) {
+                            (Some(x), Some(y)) => walk(&path, x, y, out),
+                            _ => out.push(path),
+                        }
+                    }
+                }
+                (x, y) if x != y => out.push(prefix.to_owned()),
+                _ => {}
+            }
+        }
+        let (Ok(a), Ok(b)) = (toml::Value::try_from(self), toml::Value::try_from(other)) else {
+            return vec!["(unserializable)".into()];
+        };
+        let mut out = Vec::new();
+        walk("", &a, &b, &mut out);
+        out
     }
 }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use reflector::config::Settings;
+use reflector::config::{ConfigError, Settings};
+use reflector::server::Hooks;
 
 /// A live RTMP reflector: publishers push to rtmp://host:1935/app/stream, players pull it.
 #[derive(Debug, Parser)]
@@ -29,44 +30,61 @@ struct Cli {
     print_config: bool,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Defaults, file, environment, then the flags; validated.
+fn load(cli: &Cli) -> Result<Settings, ConfigError> {
     let mut settings = Settings::load(cli.config.as_deref())?;
-    if let Some(v) = cli.listen {
-        settings.server.listen = v;
+    if let Some(v) = &cli.listen {
+        settings.server.listen = v.clone();
     }
-    if let Some(v) = cli.admin_listen {
-        settings.server.admin_listen = v;
+    if let Some(v) = &cli.admin_listen {
+        settings.server.admin_listen = v.clone();
     }
     if let Some(v) = cli.workers {
         settings.server.workers = v;
     }
-    if let Some(v) = cli.log_level {
-        settings.server.log_level = v;
+    if let Some(v) = &cli.log_level {
+        settings.server.log_level = v.clone();
     }
     settings.validate()?;
+    Ok(settings)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = load(&cli)?;
     if cli.print_config {
-        print!("{}", toml_string(&settings)?);
+        print!("{}", toml::to_string_pretty(&settings)?);
         return Ok(());
     }
-    init_logging(&settings);
-    actix::System::new().block_on(reflector::server::run(settings))
+    let set_log_level = init_logging(&settings);
+    let hooks = Hooks {
+        reload_settings: Box::new(move || load(&cli)),
+        set_log_level,
+    };
+    actix::System::new().block_on(reflector::server::run(settings, hooks))
 }
 
-fn toml_string(settings: &Settings) -> anyhow::Result<String> {
-    Ok(toml::to_string_pretty(settings)?)
-}
-
-fn init_logging(settings: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.server.log_level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+/// Install the log subscriber; returns how to change its level later (SIGHUP). `RUST_LOG`,
+/// when set, wins over `server.log_level` at start-up.
+fn init_logging(settings: &Settings) -> Box<dyn Fn(&str) -> Result<(), String>> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{fmt, reload, EnvFilter};
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| EnvFilter::try_new(&settings.server.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     if settings.server.log_format == "json" {
-        builder.json().init();
+        registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .init();
     } else {
-        builder.init();
+        registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .init();
     }
+    Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }

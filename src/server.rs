@@ -1,20 +1,44 @@
-//! Start-up: one actix arbiter per worker, the registry, the RTMP listener; SIGINT/SIGTERM
-//! stop the server.
+//! Start-up and shutdown: one actix arbiter per worker, the registry, the RTMP listener;
+//! SIGHUP reloads what can change without dropping anyone; SIGTERM/SIGINT drain.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
 use tokio::net::TcpListener;
 
-use crate::actors::registry::Registry;
+use crate::actors::registry::{Registry, Reload};
 use crate::actors::{listener, ServerContext};
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
 use crate::stats::ServerStats;
 
+/// What the binary gives the server for reloads.
+pub struct Hooks {
+    /// Read the configuration again (file, environment, flags), validated.
+    pub reload_settings: Box<dyn Fn() -> Result<Settings, ConfigError>>,
+    /// Apply a new log level or filter.
+    pub set_log_level: Box<dyn Fn(&str) -> Result<(), String>>,
+}
+
+/// Keys that only take effect at start-up: a reload that changes them keeps the running
+/// values and says so.
+const RESTART_KEYS: &[&str] = &[
+    "server.listen",
+    "server.admin_listen",
+    "server.workers",
+    "server.log_format",
+];
+
+enum Signal {
+    Reload,
+    Stop(&'static str),
+}
+
 /// Run the server until a signal stops it. Must be called inside an actix `System`.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
     let settings = Arc::new(settings);
     let workers = settings.worker_count();
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
@@ -26,43 +50,142 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(rtmp = %local, workers, "reflector listening");
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ServerContext {
-        settings: settings.clone(),
-        registry,
-        stats,
+        settings: arc_swap::ArcSwap::new(settings.clone()),
+        registry: registry.clone(),
+        stats: stats.clone(),
         arbiters: handles,
         next_connection_id: AtomicU64::new(1),
         connections_per_ip: DashMap::new(),
+        draining: drain_rx,
     });
     let accept = actix::spawn(listener::run(listener, ctx.clone()));
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    accept.abort();
+    let mut signals = Signals::new()?;
+    let reason = loop {
+        match signals.next().await {
+            Signal::Reload => reload(&ctx, &registry, &hooks),
+            Signal::Stop(reason) => break reason,
+        }
+    };
+    drain(&ctx, accept, drain_tx, reason).await;
     for arbiter in arbiters {
         arbiter.stop();
     }
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+/// SIGHUP: re-read the configuration and apply what can change without dropping anyone
+/// (authorization rules, limits for new connections and streams, log level).
+fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
+    let mut next = match (hooks.reload_settings)() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused: configuration invalid; keeping the running one");
+            return;
+        }
+    };
+    let current = ctx.settings.load_full();
+    let changed = current.changed_keys(&next);
+    if changed.is_empty() {
+        tracing::info!("reload: configuration unchanged");
+        return;
+    }
+    let needs_restart: Vec<&String> = changed
+        .iter()
+        .filter(|k| RESTART_KEYS.contains(&k.as_str()))
+        .collect();
+    if !needs_restart.is_empty() {
+        tracing::warn!(keys = ?needs_restart, "reload: these keys take effect only at restart; keeping their running values");
+        next.server.listen = current.server.listen.clone();
+        next.server.admin_listen = current.server.admin_listen.clone();
+        next.server.workers = current.server.workers;
+        next.server.log_format = current.server.log_format.clone();
+    }
+    if next.server.log_level != current.server.log_level {
+        if let Err(e) = (hooks.set_log_level)(&next.server.log_level) {
+            tracing::error!(error = %e, "reload: log level not applied");
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+    let applied: Vec<&String> = changed
+        .iter()
+        .filter(|k| !RESTART_KEYS.contains(&k.as_str()))
+        .collect();
+    let next = Arc::new(next);
+    ctx.settings.store(next.clone());
+    registry.do_send(Reload(next));
+    tracing::info!(keys = ?applied, "reload: applied to new connections and streams");
+}
+
+/// SIGTERM/SIGINT: stop accepting, end every stream cleanly, exit when all connections have
+/// gone or after `server.drain_timeout_ms`.
+async fn drain(
+    ctx: &ServerContext,
+    accept: tokio::task::JoinHandle<()>,
+    drain_tx: tokio::sync::watch::Sender<bool>,
+    reason: &str,
+) {
+    let timeout = Duration::from_millis(ctx.settings.load().server.drain_timeout_ms);
+    ctx.stats.draining.store(true, Relaxed);
+    accept.abort();
+    let _ = drain_tx.send(true);
+    let open = ctx.stats.connections.len();
+    tracing::info!(
+        signal = reason,
+        connections = open,
+        timeout_ms = timeout.as_millis() as u64,
+        "draining"
+    );
+    let deadline = Instant::now() + timeout;
+    while !ctx.stats.connections.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = ctx.stats.connections.len();
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "drain deadline reached: closing the rest"
+        );
+    } else {
+        tracing::info!("drained: every connection closed");
+    }
+}
+
+/// The signals the server reacts to.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                hup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop("SIGINT"),
+                _ = self.term.recv() => Signal::Stop("SIGTERM"),
+                _ = self.hup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop("ctrl-c")
+        }
     }
 }

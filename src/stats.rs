@@ -2,7 +2,7 @@
 //! reading stats never messages a media actor and never blocks the media path.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -197,4 +197,6 @@ pub struct ServerStats {
     pub protocol_errors: AtomicU64,
     pub auth_denied: AtomicU64,
     pub panics: AtomicU64,
+    /// Set when the server drains: it no longer accepts RTMP connections.
+    pub draining: AtomicBool,
 }

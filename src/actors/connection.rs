@@ -21,6 +21,7 @@ use super::stream::{Media, PublishingStream, StopStream};
 use super::subscriber::{PlayControl, PlayerCaps, Subscriber};
 use super::{csid, ConnectionId, ServerContext};
 use crate::auth::{self, Action, AuthDecision, AuthRequest};
+use crate::config::Settings;
 use crate::protocol::amf0::Amf0Value;
 use crate::protocol::chunk::{ChunkDecoder, ChunkError, ReceiveWindow};
 use crate::protocol::command::{self, caps_ex, fourcc_info, status, Command, ConnectCommand};
@@ -140,6 +141,9 @@ pub struct Connection {
     id: ConnectionId,
     peer: SocketAddr,
     server: Arc<ServerContext>,
+    /// The settings this connection started with.
+    settings: Arc<Settings>,
+    draining: bool,
     stats: Arc<ConnectionStats>,
     outbox: Rc<Outbox>,
     window: ReceiveWindow,
@@ -159,7 +163,8 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
     let id = stats.id;
     let peer = stats.peer;
     let _ = socket.set_nodelay(true);
-    let timeout = Duration::from_millis(server.settings.rtmp.handshake_timeout_ms);
+    let settings = server.settings.load_full();
+    let timeout = Duration::from_millis(settings.rtmp.handshake_timeout_ms);
     let mut socket = socket;
     let result = tokio::time::timeout(timeout, handshake(&mut socket, &stats)).await;
     let leftover = match result {
@@ -185,8 +190,8 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
     let (read, write) = socket.into_split();
     let outbox = Outbox::new(stats.clone());
     let writer_outbox = outbox.clone();
-    let decoder = ChunkDecoder::new(server.settings.chunk_limits());
-    let window_size = server.settings.rtmp.window_ack_size;
+    let decoder = ChunkDecoder::new(settings.chunk_limits());
+    let window_size = settings.rtmp.window_ack_size;
     let decoder_consumed = Rc::new(std::cell::Cell::new(0));
     let codec = ChunkCodec {
         decoder,
@@ -209,6 +214,8 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
             id,
             peer,
             server,
+            settings,
+            draining: false,
             stats,
             outbox,
             window: ReceiveWindow::new(window_size),
@@ -369,7 +376,7 @@ impl Connection {
             type_id::SET_CHUNK_SIZE | type_id::ABORT | type_id::ACKNOWLEDGEMENT => return,
             _ => {}
         }
-        let message = match Message::decode(&raw, &self.server.settings.amf_limits()) {
+        let message = match Message::decode(&raw, &self.settings.amf_limits()) {
             Ok(m) => m,
             Err(e) => return self.protocol_error(ctx, e),
         };
@@ -433,7 +440,7 @@ impl Connection {
         match cmd {
             Command::Connect(c) => self.on_connect(c, ctx),
             Command::CreateStream { transaction_id } => {
-                let limit = self.server.settings.rtmp.max_streams_per_connection;
+                let limit = self.settings.rtmp.max_streams_per_connection;
                 if self.streams.len() as u32 >= limit {
                     self.send_command(
                         csid::COMMAND,
@@ -601,7 +608,7 @@ impl Connection {
             .unwrap_or_default()
             .trim_end_matches('/')
             .to_owned();
-        if let Err(reason) = validate_name("app", &app, self.server.settings.rtmp.max_name_len) {
+        if let Err(reason) = validate_name("app", &app, self.settings.rtmp.max_name_len) {
             self.send_command(
                 csid::COMMAND,
                 0,
@@ -609,7 +616,7 @@ impl Connection {
             );
             return self.protocol_error(ctx, reason);
         }
-        let rtmp = &self.server.settings.rtmp;
+        let rtmp = &self.settings.rtmp;
         self.outbox.send(
             csid::CONTROL,
             0,
@@ -680,9 +687,7 @@ impl Connection {
             return None;
         }
         let (name, query, key) = split_name(raw);
-        if let Err(reason) =
-            validate_name("stream name", &name, self.server.settings.rtmp.max_name_len)
-        {
+        if let Err(reason) = validate_name("stream name", &name, self.settings.rtmp.max_name_len) {
             self.stream_status(stream_id, "error", failure, reason.clone());
             self.protocol_error(ctx, reason);
             return None;
@@ -708,7 +713,7 @@ impl Connection {
             .as_ref()
             .map(|s| (s.app.clone(), s.tc_url.clone()))
             .unwrap_or_default();
-        let auth = &self.server.settings.auth;
+        let auth = &self.settings.auth;
         let rules = auth.rules(&app);
         let timeout = Duration::from_millis(auth.callback_timeout_ms);
         let request = AuthRequest {
@@ -733,7 +738,7 @@ impl Connection {
             match decision {
                 AuthDecision::Allow { name } => {
                     if name != request.name {
-                        if let Err(reason) = validate_name("stream name", &name, act.server.settings.rtmp.max_name_len) {
+                        if let Err(reason) = validate_name("stream name", &name, act.settings.rtmp.max_name_len) {
                             act.stream_status(stream_id, "error", failure, reason.clone());
                             return act.protocol_error(ctx, format!("callback redirect: {reason}"));
                         }
@@ -832,7 +837,7 @@ impl Connection {
             grant.publisher,
             self.server.registry.clone(),
             ctx.address(),
-            self.server.settings.clone(),
+            self.settings.clone(),
             stats,
             self.server.stats.clone(),
             grant.last_media_ms,
@@ -917,7 +922,7 @@ impl Connection {
                             publisher,
                             act.server.registry.clone(),
                             ctx.address(),
-                            act.server.settings.clone(),
+                            act.settings.clone(),
                             act.server.stats.clone(),
                             stats,
                             reset,
@@ -984,9 +989,64 @@ impl Connection {
         }
     }
 
+    /// The server drains: clients that announced Enhanced RTMP reconnect support are asked to
+    /// reconnect (and leave on their own, or at the deadline); publishers end publishing, so
+    /// their players get UnpublishNotify and StreamEOF; players get them too, then every
+    /// connection closes, flushing what it queued.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let reconnect = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.caps_ex & caps_ex::RECONNECT != 0);
+        if reconnect {
+            let url = &self.settings.server.drain_reconnect_url;
+            let tc_url = (!url.is_empty())
+                .then(|| url.clone())
+                .or_else(|| self.session.as_ref().and_then(|s| s.tc_url.clone()));
+            tracing::info!(
+                connection = self.id,
+                tc_url = tc_url.as_deref().unwrap_or(""),
+                "drain: reconnect requested"
+            );
+            self.send_command(
+                csid::COMMAND,
+                0,
+                command::reconnect_request(tc_url.as_deref(), "The server is shutting down."),
+            );
+            return;
+        }
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            match self.streams.get(&id) {
+                Some(StreamSlot::Publishing { .. }) => self.stop_stream(id, false),
+                Some(StreamSlot::Playing { .. }) => {
+                    self.stop_stream(id, false);
+                    self.stream_status(
+                        id,
+                        "status",
+                        status::PLAY_UNPUBLISH_NOTIFY,
+                        "The server is shutting down.".into(),
+                    );
+                    self.outbox.send(
+                        csid::CONTROL,
+                        0,
+                        0,
+                        &Message::UserControl(UserControlEvent::StreamEof { stream_id: id }),
+                    );
+                }
+                _ => {}
+            }
+        }
+        self.close(ctx, "server shutting down");
+    }
+
     /// Once a second: timeouts and pings.
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        let rtmp = &self.server.settings.rtmp;
+        let rtmp = &self.settings.rtmp;
         let active = self
             .streams
             .values()
@@ -1031,6 +1091,17 @@ impl Actor for Connection {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.server.stats.actors.connections.fetch_add(1, Relaxed);
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+        let mut draining = self.server.draining.clone();
+        if *draining.borrow() {
+            return self.close(ctx, "server shutting down");
+        }
+        ctx.spawn(
+            async move {
+                let _ = draining.changed().await;
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| act.drain(ctx)),
+        );
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

@@ -23,7 +23,8 @@ pub async fn run(listener: TcpListener, server: Arc<ServerContext>) {
                 continue;
             }
         };
-        let limits = &server.settings.limits;
+        let settings = server.settings.load();
+        let limits = &settings.limits;
         let total = server.stats.connections.len();
         let ip = peer.ip();
         let from_ip = server.connections_per_ip.get(&ip).map_or(0, |n| *n);

@@ -103,10 +103,14 @@ impl Frame {
 
 /// What every actor can reach: settings, the registry, the stats the admin side reads.
 pub struct ServerContext {
-    pub settings: Arc<Settings>,
+    /// The current settings; a reload (SIGHUP) swaps them. Connections take a snapshot when
+    /// they start, so a reload applies to new connections and never drops anyone.
+    pub settings: arc_swap::ArcSwap<Settings>,
     pub registry: Addr<registry::Registry>,
     pub stats: Arc<ServerStats>,
     pub arbiters: Vec<ArbiterHandle>,
     pub next_connection_id: AtomicU64,
     pub connections_per_ip: DashMap<IpAddr, usize>,
+    /// Becomes true when the server drains (SIGTERM/SIGINT): connections end cleanly.
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }

@@ -288,3 +288,16 @@ impl Handler<Lookup> for Registry {
             .map(|e| (e.addr.clone(), e.publisher.as_ref().map(|p| p.connection)))
     }
 }
+
+/// New settings after a reload (SIGHUP): limits apply to new streams and subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reload(pub Arc<Settings>);
+
+impl Handler<Reload> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) {
+        self.settings = msg.0;
+    }
+}
