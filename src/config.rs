@@ -399,27 +399,6 @@ impl Settings {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_defaults_are_valid() {
-        let s = Settings::defaults();
-        s.validate().expect("valid");
-        assert_eq!(s.server.listen, "0.0.0.0:1935");
-        assert_eq!(s.live.publish_conflict, PublishConflict::Protect);
-    }
-
-    #[test]
-    fn out_of_range_names_the_key() {
-        let mut s = Settings::defaults();
-        s.rtmp.out_chunk_size = 1;
-        let err = s.validate().expect_err("invalid").to_string();
-        assert!(err.contains("rtmp.out_chunk_size"), "{err}");
-    }
-}
-
 impl Settings {
     /// The dotted keys whose values differ between `self` and `other`.
     pub fn changed_keys(&self, other: &Settings) -> Vec<String> {
@@ -451,5 +430,26 @@ impl Settings {
         let mut out = Vec::new();
         walk("", &a, &b, &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let s = Settings::defaults();
+        s.validate().expect("valid");
+        assert_eq!(s.server.listen, "0.0.0.0:1935");
+        assert_eq!(s.live.publish_conflict, PublishConflict::Protect);
+    }
+
+    #[test]
+    fn out_of_range_names_the_key() {
+        let mut s = Settings::defaults();
+        s.rtmp.out_chunk_size = 1;
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(err.contains("rtmp.out_chunk_size"), "{err}");
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use reflector::config::{ConfigError, Settings};
-use reflector::server::Hooks;
+use reflector::server::{Hooks, SetLogLevel};
 
 /// A live RTMP reflector: publishers push to rtmp://host:1935/app/stream, players pull it.
 #[derive(Debug, Parser)]
@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
 
 /// Install the log subscriber; returns how to change its level later (SIGHUP). `RUST_LOG`,
 /// when set, wins over `server.log_level` at start-up.
-fn init_logging(settings: &Settings) -> Box<dyn Fn(&str) -> Result<(), String>> {
+fn init_logging(settings: &Settings) -> SetLogLevel {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{fmt, reload, EnvFilter};
     let filter = EnvFilter::try_from_env("RUST_LOG")

@@ -15,12 +15,15 @@ use crate::actors::{listener, ServerContext};
 use crate::config::{ConfigError, Settings};
 use crate::stats::ServerStats;
 
+/// Applies a new log level or filter.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String>>;
+
 /// What the binary gives the server for reloads.
 pub struct Hooks {
     /// Read the configuration again (file, environment, flags), validated.
     pub reload_settings: Box<dyn Fn() -> Result<Settings, ConfigError>>,
     /// Apply a new log level or filter.
-    pub set_log_level: Box<dyn Fn(&str) -> Result<(), String>>,
+    pub set_log_level: SetLogLevel,
 }
 
 /// Keys that only take effect at start-up: a reload that changes them keeps the running
