@@ -305,6 +305,14 @@ fn validate_name(what: &str, name: &str, max_len: usize) -> Result<(), String> {
 }
 
 impl Connection {
+    /// The app named in `connect` ("" before it).
+    fn app(&self) -> String {
+        self.session
+            .as_ref()
+            .map(|s| s.app.clone())
+            .unwrap_or_default()
+    }
+
     fn amf3(&self) -> bool {
         self.session
             .as_ref()
@@ -784,11 +792,7 @@ impl Connection {
         done: Option<DoneHook>,
         ctx: &mut Context<Self>,
     ) {
-        let app = self
-            .session
-            .as_ref()
-            .map(|s| s.app.clone())
-            .unwrap_or_default();
+        let app = self.app();
         let request = registry::Publish {
             app: app.clone(),
             name: name.clone(),
@@ -886,11 +890,7 @@ impl Connection {
         done: Option<DoneHook>,
         ctx: &mut Context<Self>,
     ) {
-        let app = self
-            .session
-            .as_ref()
-            .map(|s| s.app.clone())
-            .unwrap_or_default();
+        let app = self.app();
         let request = registry::Play {
             app: app.clone(),
             name: name.clone(),

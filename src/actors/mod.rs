@@ -101,6 +101,38 @@ impl Frame {
     }
 }
 
+/// The latest metadata and sequence headers of a stream (one per kind and track slot): what
+/// a player needs before media, kept by the publisher for joiners and by each subscriber for
+/// resyncs.
+#[derive(Debug, Default)]
+pub struct HeaderCache {
+    pub metadata: Option<Arc<Frame>>,
+    pub headers: Vec<Arc<Frame>>,
+}
+
+impl HeaderCache {
+    /// Keep `frame` (a [`DropClass::Header`] frame), replacing the one in its slot.
+    pub fn remember(&mut self, frame: &Arc<Frame>) {
+        if frame.kind == FrameKind::Data {
+            self.metadata = Some(frame.clone());
+        } else {
+            self.headers
+                .retain(|h| !(h.kind == frame.kind && h.track == frame.track));
+            self.headers.push(frame.clone());
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.metadata = None;
+        self.headers.clear();
+    }
+
+    /// The sequence headers of one kind.
+    pub fn of(&self, kind: FrameKind) -> impl Iterator<Item = &Arc<Frame>> {
+        self.headers.iter().filter(move |h| h.kind == kind)
+    }
+}
+
 /// What every actor can reach: settings, the registry, the stats the admin side reads.
 pub struct ServerContext {
     /// The current settings; a reload (SIGHUP) swaps them. Connections take a snapshot when

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix::dev::SendError;
 use actix::prelude::*;
 
-use super::{ConnectionId, DropClass, Frame, FrameKind};
+use super::{ConnectionId, DropClass, Frame, FrameKind, HeaderCache};
 use crate::config::Settings;
 use crate::stats::{ServerStats, StreamStats, SubscriberStats};
 
@@ -59,9 +59,7 @@ pub struct Publisher {
     session: Option<u64>,
     source: Option<Recipient<SourceEvent>>,
     subscribers: HashMap<SubscriberKey, Edge>,
-    metadata: Option<Arc<Frame>>,
-    /// Sequence headers by (kind, track).
-    headers: Vec<Arc<Frame>>,
+    headers: HeaderCache,
     gop: VecDeque<Arc<Frame>>,
     gop_bytes: usize,
     /// Last timestamp fanned out, so that a new publisher continues from it.
@@ -87,8 +85,7 @@ impl Publisher {
             session: None,
             source: None,
             subscribers: HashMap::new(),
-            metadata: None,
-            headers: Vec::new(),
+            headers: HeaderCache::default(),
             gop: VecDeque::new(),
             gop_bytes: 0,
             last_timestamp: None,
@@ -96,7 +93,6 @@ impl Publisher {
     }
 
     fn clear_caches(&mut self) {
-        self.metadata = None;
         self.headers.clear();
         self.clear_gop();
     }
@@ -114,13 +110,7 @@ impl Publisher {
     fn cache(&mut self, frame: &Arc<Frame>) {
         match frame.class {
             DropClass::Header => {
-                if frame.kind == FrameKind::Data {
-                    self.metadata = Some(frame.clone());
-                } else {
-                    self.headers
-                        .retain(|h| !(h.kind == frame.kind && h.track == frame.track));
-                    self.headers.push(frame.clone());
-                }
+                self.headers.remember(frame);
                 return;
             }
             _ if !self.settings.live.gop_cache => return,
@@ -342,9 +332,9 @@ impl Handler<Subscribe> for Publisher {
     type Result = MessageResult<Subscribe>;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
-        let mut burst = Vec::with_capacity(2 + self.headers.len() + self.gop.len());
-        burst.extend(self.metadata.iter().cloned());
-        burst.extend(self.headers.iter().cloned());
+        let mut burst = Vec::with_capacity(2 + self.headers.headers.len() + self.gop.len());
+        burst.extend(self.headers.metadata.iter().cloned());
+        burst.extend(self.headers.headers.iter().cloned());
         burst.extend(self.gop.iter().cloned());
         self.stats.subscribers.insert(msg.key, msg.stats.clone());
         self.subscribers.insert(

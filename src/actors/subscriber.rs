@@ -17,7 +17,7 @@ use super::publisher::{
     JoinInfo, Publisher, Subscribe, SubscriberEvent, SubscriberKey, Unsubscribe,
 };
 use super::registry::{Leave, Registry};
-use super::{csid, ConnectionId, DropClass, Frame, FrameKind, SHARED_STREAM_ID};
+use super::{csid, ConnectionId, DropClass, Frame, FrameKind, HeaderCache, SHARED_STREAM_ID};
 use crate::config::{LegacyPlayers, Settings};
 use crate::protocol::amf0::Amf0Value;
 use crate::protocol::chunk::chunk_message;
@@ -75,9 +75,8 @@ pub struct Subscriber {
     paused: bool,
     /// Video is skipped until a keyframe (after a drop, a pause or a new publisher).
     awaiting_keyframe: bool,
-    /// The sequence headers seen, resent before the keyframe that ends a resync.
-    headers: Vec<Arc<Frame>>,
-    metadata: Option<Arc<Frame>>,
+    /// The metadata and sequence headers seen, resent before the keyframe that ends a resync.
+    headers: HeaderCache,
     joined: bool,
 }
 
@@ -117,8 +116,7 @@ impl Subscriber {
             receive_video: true,
             paused: false,
             awaiting_keyframe: true,
-            headers: Vec::new(),
-            metadata: None,
+            headers: HeaderCache::default(),
             joined: false,
         }
     }
@@ -216,16 +214,6 @@ impl Subscriber {
         self.outbox.push_chunked(bytes);
     }
 
-    fn remember_header(&mut self, frame: &Arc<Frame>) {
-        if frame.kind == FrameKind::Data {
-            self.metadata = Some(frame.clone());
-        } else {
-            self.headers
-                .retain(|h| !(h.kind == frame.kind && h.track == frame.track));
-            self.headers.push(frame.clone());
-        }
-    }
-
     fn wanted(&self, kind: FrameKind) -> bool {
         !self.paused
             && match kind {
@@ -272,7 +260,7 @@ impl Subscriber {
             return;
         }
         if frame.class == DropClass::Header {
-            self.remember_header(&frame);
+            self.headers.remember(&frame);
             if self.wanted(frame.kind) {
                 self.write(&frame);
             }
@@ -292,7 +280,7 @@ impl Subscriber {
                 if self.awaiting_keyframe {
                     if frame.is_keyframe() && queued < live.drop_video_bytes {
                         // Resume cleanly: current sequence headers, then the keyframe.
-                        for header in self.headers.iter().filter(|h| h.kind == FrameKind::Video) {
+                        for header in self.headers.of(FrameKind::Video) {
                             self.write(header);
                         }
                         self.awaiting_keyframe = false;
@@ -419,7 +407,6 @@ impl Handler<SubscriberEvent> for Subscriber {
             }
             SubscriberEvent::Unpublished => {
                 self.headers.clear();
-                self.metadata = None;
                 self.awaiting_keyframe = true;
                 if !self.settings.live.unpublish_notify {
                     return;
@@ -474,10 +461,10 @@ impl Handler<PlayControl> for Subscriber {
                     self.paused = false;
                     // Live resumes at the next keyframe, with the current headers first.
                     self.awaiting_keyframe = true;
-                    if let Some(meta) = self.metadata.clone() {
+                    if let Some(meta) = self.headers.metadata.clone() {
                         self.write(&meta);
                     }
-                    for header in self.headers.iter().filter(|h| h.kind == FrameKind::Audio) {
+                    for header in self.headers.of(FrameKind::Audio) {
                         self.write(header);
                     }
                     self.status(
