@@ -7,9 +7,11 @@
 //!   publishing stream, subscriber, publisher, registry.
 //! - [`config`]: settings and their validation; every limit lives there.
 //! - [`stats`]: the figures actors publish for the admin side.
+//! - [`admin`]: the admin HTTP port: stats API, metrics, health, dashboard.
 //! - [`server`]: start-up: arbiters, registry, listener, signals.
 
 pub mod actors;
+pub mod admin;
 pub mod config;
 pub mod protocol;
 pub mod server;

@@ -1,7 +1,7 @@
-//! Start-up: one actix arbiter per worker, the registry, the RTMP listener; SIGINT/SIGTERM
-//! stop the server.
+//! Start-up: one actix arbiter per worker, the registry, the RTMP listener, the admin HTTP
+//! port; SIGINT/SIGTERM stop the server.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::actors::registry::Registry;
 use crate::actors::{listener, ServerContext};
+use crate::admin;
 use crate::config::Settings;
 use crate::stats::ServerStats;
 
@@ -25,19 +26,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
     let local = listener.local_addr()?;
-    tracing::info!(rtmp = %local, workers, "reflector listening");
+    let admin = admin::start(&settings, stats.clone(), registry.clone())?;
+    tracing::info!(rtmp = %local, admin = %admin.local_addr, workers, "reflector listening");
     let ctx = Arc::new(ServerContext {
         settings: settings.clone(),
         registry,
-        stats,
+        stats: stats.clone(),
         arbiters: handles,
         next_connection_id: AtomicU64::new(1),
         connections_per_ip: DashMap::new(),
     });
     let accept = actix::spawn(listener::run(listener, ctx.clone()));
+    stats.ready.store(true, Relaxed);
     shutdown_signal().await;
     tracing::info!("shutting down");
+    stats.ready.store(false, Relaxed);
     accept.abort();
+    admin.stop().await;
     for arbiter in arbiters {
         arbiter.stop();
     }
