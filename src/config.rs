@@ -108,6 +108,27 @@ pub struct LimitSettings {
     pub max_subscribers_per_stream: usize,
 }
 
+/// The admin HTTP port (stats API, metrics, dashboard).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Bearer token required on every admin endpoint but `/healthz` and `/readyz`; empty =
+    /// none. Required when `server.admin_listen` is not a loopback address. Never printed.
+    #[serde(default, skip_serializing)]
+    pub token: String,
+    /// Seconds of per-stream bitrate and subscriber history kept for the dashboard chart.
+    pub history_seconds: usize,
+    /// Window, in seconds, over which ingest and egress bitrates are averaged.
+    pub rate_window_seconds: usize,
+}
+
+impl AdminSettings {
+    /// The configured token, if any.
+    pub fn token(&self) -> Option<&str> {
+        Some(self.token.as_str()).filter(|t| !t.is_empty())
+    }
+}
+
 /// The whole effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +138,7 @@ pub struct Settings {
     pub live: LiveSettings,
     pub limits: LimitSettings,
     pub auth: AuthSettings,
+    pub admin: AdminSettings,
 }
 
 fn range<T: PartialOrd + std::fmt::Display>(
@@ -192,6 +214,38 @@ impl Settings {
             0,
             3_600_000,
             "0..=3600000",
+        )?;
+        let admin_ip = self
+            .server
+            .admin_listen
+            .parse::<SocketAddr>()
+            .map(|a| a.ip())
+            .map_err(|e| ConfigError::Invalid {
+                key: "server.admin_listen",
+                reason: e.to_string(),
+            })?;
+        if !admin_ip.is_loopback() && self.admin.token().is_none() {
+            return Err(ConfigError::Invalid {
+                key: "admin.token",
+                reason: format!(
+                    "the admin port listens on {admin_ip}, which is not loopback: set a bearer \
+                     token (admin.token or REFLECTOR_ADMIN__TOKEN) or listen on 127.0.0.1"
+                ),
+            });
+        }
+        range(
+            "admin.history_seconds",
+            self.admin.history_seconds,
+            10,
+            86_400,
+            "10..=86400",
+        )?;
+        range(
+            "admin.rate_window_seconds",
+            self.admin.rate_window_seconds,
+            1,
+            300,
+            "1..=300",
         )?;
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid {
@@ -443,6 +497,16 @@ mod tests {
         s.validate().expect("valid");
         assert_eq!(s.server.listen, "0.0.0.0:1935");
         assert_eq!(s.live.publish_conflict, PublishConflict::Protect);
+    }
+
+    #[test]
+    fn non_loopback_admin_needs_a_token() {
+        let mut s = Settings::defaults();
+        s.server.admin_listen = "0.0.0.0:8080".into();
+        let err = s.validate().expect_err("no token").to_string();
+        assert!(err.contains("admin.token"), "{err}");
+        s.admin.token = "secret".into();
+        s.validate().expect("token set");
     }
 
     #[test]

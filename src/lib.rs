@@ -8,11 +8,13 @@
 //! - [`auth`]: who may publish and play (open, stream key, HTTP callback).
 //! - [`config`]: settings and their validation; every limit lives there.
 //! - [`stats`]: the figures actors publish for the admin side.
+//! - [`admin`]: the admin HTTP port: stats API, metrics, health, dashboard.
 //! - [`server`]: start-up: arbiters, registry, listener, signals.
 //! - [`client`]: the project's own RTMP client on tokio (tests, load tool, relays), and
 //!   synthetic numbered media.
 
 pub mod actors;
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;

@@ -1,5 +1,6 @@
-//! Start-up and shutdown: one actix arbiter per worker, the registry, the RTMP listener;
-//! SIGHUP reloads what can change without dropping anyone; SIGTERM/SIGINT drain.
+//! Start-up and shutdown: one actix arbiter per worker, the registry, the RTMP listener, the
+//! admin HTTP port; SIGHUP reloads what can change without dropping anyone; SIGTERM/SIGINT
+//! drain.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::actors::registry::{Registry, Reload};
 use crate::actors::{listener, ServerContext};
+use crate::admin;
 use crate::config::{ConfigError, Settings};
 use crate::stats::ServerStats;
 
@@ -52,7 +54,8 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
     let local = listener.local_addr()?;
-    tracing::info!(rtmp = %local, workers, "reflector listening");
+    let admin = admin::start(&settings, stats.clone(), registry.clone())?;
+    tracing::info!(rtmp = %local, admin = %admin.local_addr, workers, "reflector listening");
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ServerContext {
         settings: arc_swap::ArcSwap::new(settings.clone()),
@@ -64,6 +67,7 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         draining: drain_rx,
     });
     let accept = actix::spawn(listener::run(listener, ctx.clone()));
+    stats.ready.store(true, Relaxed);
     let mut signals = Signals::new()?;
     let reason = loop {
         match signals.next().await {
@@ -72,6 +76,7 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         }
     };
     drain(&ctx, accept, drain_tx, reason).await;
+    admin.stop().await;
     for arbiter in arbiters {
         arbiter.stop();
     }
@@ -129,7 +134,7 @@ async fn drain(
     reason: &str,
 ) {
     let timeout = Duration::from_millis(ctx.settings.load().server.drain_timeout_ms);
-    ctx.stats.draining.store(true, Relaxed);
+    ctx.stats.ready.store(false, Relaxed);
     accept.abort();
     let _ = drain_tx.send(true);
     let open = ctx.stats.connections.len();

@@ -1,12 +1,52 @@
 //! Figures the actors publish for the admin side to read: atomics and shared maps, so that
 //! reading stats never messages a media actor and never blocks the media path.
+//!
+//! How each per-actor figure of the admin API is obtained (actix exposes no mailbox length,
+//! so depths are counted by sender and receiver):
+//! - subscriber mailbox depth: the publisher adds one to [`SubscriberStats::mailbox_depth`]
+//!   before it offers a frame (taking it back if the offer fails); the subscriber takes one
+//!   off when it handles the frame. Capacity: `live.subscriber_mailbox`.
+//! - publishing stream mailbox depth: media messages the connection forwarded
+//!   ([`ConnectionStats::media_forwarded`]) minus those the stream handled
+//!   ([`ConnectionStats::media_handled`]). Capacity: 64.
+//! - publisher mailbox depth: [`StreamStats::publisher_queued`], added to by the publishing
+//!   stream before it sends an `Ingest`, taken off by the publisher when it handles one.
+//!   Capacity: actix's default of 16.
+//! - connection and registry mailboxes carry only rare control messages and are not
+//!   counted (reported as `null`); their "handled" figures are messages read from the
+//!   socket and registry requests.
 
+use std::collections::VecDeque;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
+use actix::Recipient;
 use dashmap::DashMap;
+
+use crate::actors::connection::CloseConnection;
+
+/// How many gone subscribers each stream remembers for the admin API.
+pub const GONE_SUBSCRIBERS_KEPT: usize = 16;
+
+/// Mailbox capacity of a publishing stream actor (set in its `started`).
+pub const PUBLISHING_STREAM_MAILBOX: usize = 64;
+
+/// actix's default mailbox capacity (publisher, registry, connection actors).
+pub const DEFAULT_MAILBOX: usize = 16;
+
+/// The handle the admin API kicks a connection with: its actor's `CloseConnection`
+/// recipient, registered when the actor starts.
+#[derive(Clone)]
+pub struct KickHandle(pub Recipient<CloseConnection>);
+
+impl fmt::Debug for KickHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KickHandle")
+    }
+}
 
 /// What a connection is doing, as the admin API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +100,14 @@ pub struct ConnectionStats {
     pub last_read_ms: AtomicU64,
     /// App and client name (`flashVer`) once connected.
     pub app: Mutex<Option<(String, String)>>,
+    /// Media messages handed to this connection's publishing stream actors.
+    pub media_forwarded: AtomicU64,
+    /// Media messages its publishing stream actors have handled.
+    pub media_handled: AtomicU64,
+    /// Why the connection is closing, once it is.
+    pub close_reason: Mutex<Option<String>>,
+    /// Set when the connection actor starts; the admin API's kick.
+    pub kick: Mutex<Option<KickHandle>>,
 }
 
 impl ConnectionStats {
@@ -78,7 +126,58 @@ impl ConnectionStats {
             rtt_us: AtomicU64::new(0),
             last_read_ms: AtomicU64::new(0),
             app: Mutex::new(None),
+            media_forwarded: AtomicU64::new(0),
+            media_handled: AtomicU64::new(0),
+            close_reason: Mutex::new(None),
+            kick: Mutex::new(None),
         }
+    }
+
+    /// Record why the connection ends (the first reason wins).
+    pub fn set_close_reason(&self, reason: &str) {
+        if let Ok(mut r) = self.close_reason.lock() {
+            if r.is_none() {
+                *r = Some(reason.to_owned());
+            }
+        }
+    }
+
+    /// The close reason, if any.
+    pub fn close_reason(&self) -> Option<String> {
+        self.close_reason.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// App and `flashVer`, once connected.
+    pub fn app_info(&self) -> Option<(String, String)> {
+        self.app.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// Register the connection actor's close recipient.
+    pub fn set_kick(&self, recipient: Recipient<CloseConnection>) {
+        if let Ok(mut k) = self.kick.lock() {
+            *k = Some(KickHandle(recipient));
+        }
+    }
+
+    /// Ask the connection actor to close; false if it has none registered.
+    pub fn kick(&self, reason: &str) -> bool {
+        let handle = self.kick.lock().ok().and_then(|k| k.clone());
+        match handle {
+            Some(KickHandle(recipient)) => {
+                recipient.do_send(CloseConnection {
+                    reason: reason.to_owned(),
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Depth of its publishing stream actors' mailboxes (forwarded minus handled).
+    pub fn media_queued(&self) -> u64 {
+        self.media_forwarded
+            .load(Relaxed)
+            .saturating_sub(self.media_handled.load(Relaxed))
     }
 
     pub fn state(&self) -> ConnectionState {
@@ -116,6 +215,19 @@ pub struct DropCounters {
 }
 
 impl DropCounters {
+    /// Add `other`'s counts to these.
+    pub fn add(&self, other: &DropCounters) {
+        for (to, from) in [
+            (&self.mailbox_full, &other.mailbox_full),
+            (&self.disposable, &other.disposable),
+            (&self.video, &other.video),
+            (&self.audio, &other.audio),
+            (&self.awaiting_keyframe, &other.awaiting_keyframe),
+        ] {
+            to.fetch_add(from.load(Relaxed), Relaxed);
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.mailbox_full.load(Relaxed)
             + self.disposable.load(Relaxed)
@@ -137,6 +249,67 @@ pub struct SubscriberStats {
     pub drops: DropCounters,
     /// Age of the oldest byte queued to the player, in ms.
     pub lag_ms: AtomicU64,
+    /// Frames offered by the publisher and not handled yet (see the module doc).
+    pub mailbox_depth: AtomicUsize,
+    pub mailbox_capacity: usize,
+    /// Publisher events handled by the subscriber actor.
+    pub handled: AtomicU64,
+    /// Why the subscriber stopped, when it decided itself (lag limit...).
+    pub close_reason: Mutex<Option<String>>,
+    /// Its connection's figures (queued bytes, close reason).
+    pub connection: Option<Arc<ConnectionStats>>,
+}
+
+impl SubscriberStats {
+    /// Figures for a new player on `connection`'s message stream `stream_id`.
+    pub fn new(connection: Arc<ConnectionStats>, stream_id: u32, mailbox_capacity: usize) -> Self {
+        SubscriberStats {
+            connection_id: connection.id,
+            stream_id,
+            peer: connection.peer,
+            started: Instant::now(),
+            messages_sent: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            drops: DropCounters::default(),
+            lag_ms: AtomicU64::new(0),
+            mailbox_depth: AtomicUsize::new(0),
+            mailbox_capacity,
+            handled: AtomicU64::new(0),
+            close_reason: Mutex::new(None),
+            connection: Some(connection),
+        }
+    }
+
+    /// Bytes queued to the player's socket (its connection's outbox).
+    pub fn queued_bytes(&self) -> usize {
+        self.connection
+            .as_ref()
+            .map_or(0, |c| c.queued_bytes.load(Relaxed))
+    }
+
+    /// Why it went: its own reason, else its connection's, else a plain stop.
+    pub fn disconnect_reason(&self) -> String {
+        self.close_reason
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .or_else(|| self.connection.as_ref().and_then(|c| c.close_reason()))
+            .unwrap_or_else(|| "stopped playing".to_owned())
+    }
+}
+
+/// What is kept of a subscriber after it left.
+#[derive(Debug, Clone)]
+pub struct GoneSubscriber {
+    pub connection_id: u64,
+    pub stream_id: u32,
+    pub peer: SocketAddr,
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    pub drops_total: u64,
+    pub duration_ms: u64,
+    pub left_wall: SystemTime,
+    pub reason: String,
 }
 
 /// One published stream's live figures.
@@ -155,6 +328,19 @@ pub struct StreamStats {
     pub gop_cache_bytes: AtomicUsize,
     pub gop_cache_frames: AtomicUsize,
     pub subscribers: DashMap<(u64, u32), Arc<SubscriberStats>>,
+    /// Video frames and keyframes ingested (frame rate and GOP length are sampled from
+    /// these by the admin side).
+    pub video_frames: AtomicU64,
+    pub keyframes: AtomicU64,
+    /// `Ingest` messages sent to the publisher actor and not handled yet.
+    pub publisher_queued: AtomicUsize,
+    /// [`crate::actors::registry::now_ms`] when the current publisher attached; 0 = none.
+    pub publish_started_ms: AtomicU64,
+    /// Egress of subscribers that already left, so the stream's egress total is monotonic.
+    pub gone_bytes_sent: AtomicU64,
+    pub gone_messages_sent: AtomicU64,
+    /// The last [`GONE_SUBSCRIBERS_KEPT`] subscribers that left.
+    pub gone: Mutex<VecDeque<GoneSubscriber>>,
 }
 
 impl StreamStats {
@@ -173,7 +359,63 @@ impl StreamStats {
             gop_cache_bytes: AtomicUsize::new(0),
             gop_cache_frames: AtomicUsize::new(0),
             subscribers: DashMap::new(),
+            video_frames: AtomicU64::new(0),
+            keyframes: AtomicU64::new(0),
+            publisher_queued: AtomicUsize::new(0),
+            publish_started_ms: AtomicU64::new(0),
+            gone_bytes_sent: AtomicU64::new(0),
+            gone_messages_sent: AtomicU64::new(0),
+            gone: Mutex::new(VecDeque::with_capacity(GONE_SUBSCRIBERS_KEPT)),
         }
+    }
+
+    /// Move a subscriber from the live table to the bounded ring of gone ones, and its
+    /// drops into the server's totals.
+    pub fn subscriber_gone(&self, key: &(u64, u32), server: &ServerStats) {
+        let Some((_, sub)) = self.subscribers.remove(key) else {
+            return;
+        };
+        server.closed_drops.add(&sub.drops);
+        server.subscribers_closed.fetch_add(1, Relaxed);
+        let bytes = sub.bytes_sent.load(Relaxed);
+        let messages = sub.messages_sent.load(Relaxed);
+        self.gone_bytes_sent.fetch_add(bytes, Relaxed);
+        self.gone_messages_sent.fetch_add(messages, Relaxed);
+        let gone = GoneSubscriber {
+            connection_id: sub.connection_id,
+            stream_id: sub.stream_id,
+            peer: sub.peer,
+            messages_sent: messages,
+            bytes_sent: bytes,
+            drops_total: sub.drops.total(),
+            duration_ms: u64::try_from(sub.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            left_wall: SystemTime::now(),
+            reason: sub.disconnect_reason(),
+        };
+        if let Ok(mut ring) = self.gone.lock() {
+            if ring.len() >= GONE_SUBSCRIBERS_KEPT {
+                ring.pop_front();
+            }
+            ring.push_back(gone);
+        }
+    }
+
+    /// Bytes sent to players of this stream, gone ones included.
+    pub fn bytes_out(&self) -> u64 {
+        self.gone_bytes_sent.load(Relaxed)
+            + self
+                .subscribers
+                .iter()
+                .map(|s| s.bytes_sent.load(Relaxed))
+                .sum::<u64>()
+    }
+
+    pub fn video_codec(&self) -> Option<String> {
+        self.video_codec.lock().ok().and_then(|c| c.clone())
+    }
+
+    pub fn audio_codec(&self) -> Option<String> {
+        self.audio_codec.lock().ok().and_then(|c| c.clone())
     }
 }
 
@@ -187,7 +429,7 @@ pub struct ActorCounts {
 }
 
 /// Everything the admin side can read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServerStats {
     pub connections: DashMap<u64, Arc<ConnectionStats>>,
     pub streams: DashMap<String, Arc<StreamStats>>,
@@ -197,6 +439,81 @@ pub struct ServerStats {
     pub protocol_errors: AtomicU64,
     pub auth_denied: AtomicU64,
     pub panics: AtomicU64,
-    /// Set when the server drains: it no longer accepts RTMP connections.
-    pub draining: AtomicBool,
+    /// Requests the registry actor handled.
+    pub registry_handled: AtomicU64,
+    /// Bytes of connections that are gone, so that the totals stay monotonic.
+    pub closed_bytes_in: AtomicU64,
+    pub closed_bytes_out: AtomicU64,
+    /// Drops of subscribers that are gone, and how many are gone.
+    pub closed_drops: DropCounters,
+    pub subscribers_closed: AtomicU64,
+    /// Accepting RTMP connections (false before the listener is up and while draining):
+    /// `/readyz`.
+    pub ready: AtomicBool,
+    pub started: Instant,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        ServerStats {
+            connections: DashMap::new(),
+            streams: DashMap::new(),
+            actors: ActorCounts::default(),
+            connections_total: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            auth_denied: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            registry_handled: AtomicU64::new(0),
+            closed_bytes_in: AtomicU64::new(0),
+            closed_bytes_out: AtomicU64::new(0),
+            closed_drops: DropCounters::default(),
+            subscribers_closed: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(id: u64) -> Arc<ConnectionStats> {
+        Arc::new(ConnectionStats::new(
+            id,
+            "127.0.0.1:5000".parse().unwrap(),
+            0,
+        ))
+    }
+
+    #[test]
+    fn gone_subscribers_are_bounded_and_keep_egress() {
+        let stream = StreamStats::new("live", "cam");
+        for id in 0..(GONE_SUBSCRIBERS_KEPT as u64 + 5) {
+            let sub = Arc::new(SubscriberStats::new(connection(id), 1, 8));
+            sub.bytes_sent.store(10, Relaxed);
+            stream.subscribers.insert((id, 1), sub);
+            stream.subscriber_gone(&(id, 1), &ServerStats::default());
+        }
+        let ring = stream.gone.lock().unwrap();
+        assert_eq!(ring.len(), GONE_SUBSCRIBERS_KEPT);
+        assert_eq!(
+            ring.back().unwrap().connection_id,
+            GONE_SUBSCRIBERS_KEPT as u64 + 4
+        );
+        assert_eq!(stream.bytes_out(), 10 * (GONE_SUBSCRIBERS_KEPT as u64 + 5));
+    }
+
+    #[test]
+    fn disconnect_reason_falls_back_to_the_connection() {
+        let conn = connection(1);
+        let sub = SubscriberStats::new(conn.clone(), 1, 8);
+        assert_eq!(sub.disconnect_reason(), "stopped playing");
+        conn.set_close_reason("kicked");
+        conn.set_close_reason("peer closed");
+        assert_eq!(sub.disconnect_reason(), "kicked");
+        *sub.close_reason.lock().unwrap() = Some("player lag limit".into());
+        assert_eq!(sub.disconnect_reason(), "player lag limit");
+    }
 }

@@ -171,12 +171,12 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
         Ok(Ok(leftover)) => leftover,
         Ok(Err(e)) => {
             if stats.bytes_in.load(Relaxed) == 0 {
-                // A port probe or a health check: nothing was said.
+                // A port probe or a health check: nothing was said, nothing was wrong.
                 tracing::debug!(connection = id, %peer, "closed before the handshake");
             } else {
                 tracing::info!(connection = id, %peer, error = %e, "handshake failed");
+                server.stats.protocol_errors.fetch_add(1, Relaxed);
             }
-            server.stats.protocol_errors.fetch_add(1, Relaxed);
             finish(&server, &stats);
             return;
         }
@@ -259,7 +259,14 @@ async fn handshake(
 
 /// Forget a connection in the shared tables.
 fn finish(server: &ServerContext, stats: &ConnectionStats) {
-    server.stats.connections.remove(&stats.id);
+    if server.stats.connections.remove(&stats.id).is_some() {
+        // Keep the server's byte totals monotonic once this connection leaves the table.
+        let s = &server.stats;
+        s.closed_bytes_in
+            .fetch_add(stats.bytes_in.load(Relaxed), Relaxed);
+        s.closed_bytes_out
+            .fetch_add(stats.bytes_out.load(Relaxed), Relaxed);
+    }
     let ip = stats.peer.ip();
     let mut empty = false;
     if let Some(mut n) = server.connections_per_ip.get_mut(&ip) {
@@ -342,7 +349,9 @@ impl Connection {
     /// End this connection for `reason`, flushing what was queued (e.g. an `_error`).
     fn close(&mut self, ctx: &mut Context<Self>, reason: impl Into<String>) {
         if self.close_reason.is_none() {
-            self.close_reason = Some(reason.into());
+            let reason = reason.into();
+            self.stats.set_close_reason(&reason);
+            self.close_reason = Some(reason);
         }
         ctx.stop();
     }
@@ -364,13 +373,16 @@ impl Connection {
                 if let Some(StreamSlot::Publishing { addr, .. }) = self.streams.get(&raw.stream_id)
                 {
                     let addr = addr.clone();
+                    self.stats.media_forwarded.fetch_add(1, Relaxed);
                     match addr.try_send(Media(raw)) {
                         Ok(()) => {}
                         Err(actix::dev::SendError::Full(msg)) => {
                             // The publisher is behind: stop reading until it has room.
                             ctx.wait(addr.send(msg).into_actor(self).map(|_, _, _| ()));
                         }
-                        Err(actix::dev::SendError::Closed(_)) => {}
+                        Err(actix::dev::SendError::Closed(_)) => {
+                            self.stats.media_forwarded.fetch_sub(1, Relaxed);
+                        }
                     }
                 } else if raw.type_id != type_id::DATA_AMF0 && raw.type_id != type_id::DATA_AMF3 {
                     tracing::debug!(
@@ -903,16 +915,11 @@ impl Connection {
                 .into_actor(self)
                 .map(move |res, act, ctx| match res.unwrap_or(Err(Refusal::Internal)) {
                     Ok(publisher) => {
-                        let stats = Arc::new(SubscriberStats {
-                            connection_id: act.id,
+                        let stats = Arc::new(SubscriberStats::new(
+                            act.stats.clone(),
                             stream_id,
-                            peer: act.peer,
-                            started: Instant::now(),
-                            messages_sent: Default::default(),
-                            bytes_sent: Default::default(),
-                            drops: Default::default(),
-                            lag_ms: Default::default(),
-                        });
+                            act.settings.live.subscriber_mailbox,
+                        ));
                         let subscriber = Subscriber::new(
                             act.id,
                             stream_id,
@@ -1090,6 +1097,7 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.server.stats.actors.connections.fetch_add(1, Relaxed);
+        self.stats.set_kick(ctx.address().recipient());
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
         let mut draining = self.server.draining.clone();
         if *draining.borrow() {

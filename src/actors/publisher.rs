@@ -146,6 +146,9 @@ impl Publisher {
                 frame: frame.clone(),
                 after_gap: edge.missed,
             };
+            // Counted before the send: the subscriber (maybe on another arbiter) takes it
+            // off when it handles the frame.
+            edge.stats.mailbox_depth.fetch_add(1, Relaxed);
             if frame.class == DropClass::Header {
                 // Headers are never dropped: a player must always be able to resync.
                 edge.recipient.do_send(event);
@@ -154,10 +157,14 @@ impl Publisher {
             match edge.recipient.try_send(event) {
                 Ok(()) => edge.missed = false,
                 Err(SendError::Full(_)) => {
+                    edge.stats.mailbox_depth.fetch_sub(1, Relaxed);
                     edge.missed = true;
                     edge.stats.drops.mailbox_full.fetch_add(1, Relaxed);
                 }
-                Err(SendError::Closed(_)) => closed.push(*key),
+                Err(SendError::Closed(_)) => {
+                    edge.stats.mailbox_depth.fetch_sub(1, Relaxed);
+                    closed.push(*key)
+                }
             }
         }
         for key in closed {
@@ -209,6 +216,9 @@ impl Handler<Attach> for Publisher {
         self.stats
             .publisher_connection
             .store(msg.connection, Relaxed);
+        self.stats
+            .publish_started_ms
+            .store(super::registry::now_ms().max(1), Relaxed);
         self.clear_caches();
         if resumed {
             self.broadcast(|| SubscriberEvent::Unpublished);
@@ -257,6 +267,7 @@ impl Handler<Detach> for Publisher {
             self.session = None;
             self.source = None;
             self.stats.publisher_connection.store(0, Relaxed);
+            self.stats.publish_started_ms.store(0, Relaxed);
             self.clear_caches();
             self.broadcast(|| SubscriberEvent::Unpublished);
             tracing::info!(stream = %self.key, subscribers = self.subscribers.len(), "publishing stopped");
@@ -295,6 +306,7 @@ impl Handler<Ingest> for Publisher {
     type Result = ();
 
     fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) {
+        self.stats.publisher_queued.fetch_sub(1, Relaxed);
         if self.session != Some(msg.session) {
             return;
         }
@@ -305,6 +317,12 @@ impl Handler<Ingest> for Publisher {
             .fetch_add(frame.payload.len() as u64, Relaxed);
         if frame.kind != FrameKind::Data {
             self.last_timestamp = Some(frame.timestamp);
+        }
+        if frame.kind == FrameKind::Video && frame.class != DropClass::Header {
+            self.stats.video_frames.fetch_add(1, Relaxed);
+            if frame.is_keyframe() {
+                self.stats.keyframes.fetch_add(1, Relaxed);
+            }
         }
         self.cache(&frame);
         self.fan_out(&frame);
@@ -364,7 +382,7 @@ impl Handler<Unsubscribe> for Publisher {
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
         self.subscribers.remove(&msg.key);
-        self.stats.subscribers.remove(&msg.key);
+        self.stats.subscriber_gone(&msg.key, &self.server_stats);
     }
 }
 

@@ -147,6 +147,7 @@ impl Handler<Publish> for Registry {
     type Result = Result<PublishGrant, Refusal>;
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        self.stats.registry_handled.fetch_add(1, Relaxed);
         let policy = self.settings.live.publish_conflict;
         let stale_ms = self.settings.live.stale_publisher_ms;
         let session = self.next_session;
@@ -214,6 +215,7 @@ impl Handler<Unpublish> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Unpublish, _: &mut Context<Self>) {
+        self.stats.registry_handled.fetch_add(1, Relaxed);
         let key = resource_key(&msg.app, &msg.name);
         if let Some(entry) = self.entries.get_mut(&key) {
             if entry
@@ -242,6 +244,7 @@ impl Handler<Play> for Registry {
     type Result = Result<Addr<Publisher>, Refusal>;
 
     fn handle(&mut self, msg: Play, _: &mut Context<Self>) -> Self::Result {
+        self.stats.registry_handled.fetch_add(1, Relaxed);
         let limit = self.settings.limits.max_subscribers_per_stream;
         let entry = self.entry(&msg.app, &msg.name, &msg.arbiter)?;
         if entry.players >= limit {
@@ -264,6 +267,7 @@ impl Handler<Leave> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+        self.stats.registry_handled.fetch_add(1, Relaxed);
         let key = resource_key(&msg.app, &msg.name);
         if let Some(entry) = self.entries.get_mut(&key) {
             entry.players = entry.players.saturating_sub(1);
@@ -283,6 +287,7 @@ impl Handler<Lookup> for Registry {
     type Result = Option<(Addr<Publisher>, Option<ConnectionId>)>;
 
     fn handle(&mut self, msg: Lookup, _: &mut Context<Self>) -> Self::Result {
+        self.stats.registry_handled.fetch_add(1, Relaxed);
         self.entries
             .get(&msg.key)
             .map(|e| (e.addr.clone(), e.publisher.as_ref().map(|p| p.connection)))

@@ -22,7 +22,7 @@ use crate::protocol::chunk::chunk_message;
 use crate::protocol::command::strip_set_data_frame;
 use crate::protocol::media::{self, video_params, PacketKind};
 use crate::protocol::message::{split_aggregate, type_id, RawMessage};
-use crate::stats::{ServerStats, StreamStats};
+use crate::stats::{ConnectionStats, ServerStats, StreamStats};
 
 /// Feeds one published stream.
 pub struct PublishingStream {
@@ -42,6 +42,8 @@ pub struct PublishingStream {
     offset: Option<u32>,
     continue_from: Option<u32>,
     attached: bool,
+    /// Its connection's figures, for the admin's mailbox depth (set in `started`).
+    connection_stats: Option<Arc<ConnectionStats>>,
 }
 
 impl PublishingStream {
@@ -76,6 +78,7 @@ impl PublishingStream {
             offset: None,
             continue_from: None,
             attached: false,
+            connection_stats: None,
         }
     }
 
@@ -267,6 +270,7 @@ impl PublishingStream {
             session: self.session,
             frame: Arc::new(frame),
         };
+        self.stats.publisher_queued.fetch_add(1, Relaxed);
         match self.publisher.try_send(msg) {
             Ok(()) => {}
             Err(SendError::Full(msg)) => {
@@ -274,7 +278,10 @@ impl PublishingStream {
                 // connection stops reading.
                 ctx.wait(self.publisher.send(msg).into_actor(self).map(|_, _, _| ()));
             }
-            Err(SendError::Closed(_)) => ctx.stop(),
+            Err(SendError::Closed(_)) => {
+                self.stats.publisher_queued.fetch_sub(1, Relaxed);
+                ctx.stop()
+            }
         }
     }
 }
@@ -283,7 +290,12 @@ impl Actor for PublishingStream {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(64);
+        ctx.set_mailbox_capacity(crate::stats::PUBLISHING_STREAM_MAILBOX);
+        self.connection_stats = self
+            .server_stats
+            .connections
+            .get(&self.connection_id)
+            .map(|c| c.clone());
         self.server_stats
             .actors
             .publishing_streams
@@ -347,6 +359,9 @@ impl Handler<Media> for PublishingStream {
     type Result = ();
 
     fn handle(&mut self, msg: Media, ctx: &mut Context<Self>) {
+        if let Some(c) = &self.connection_stats {
+            c.media_handled.fetch_add(1, Relaxed);
+        }
         self.ingest(msg.0, ctx);
     }
 }

@@ -327,6 +327,9 @@ impl Subscriber {
                 queued = self.outbox.queued_bytes(),
                 "player too far behind: disconnecting"
             );
+            if let Ok(mut reason) = self.stats.close_reason.lock() {
+                *reason = Some("player lag limit".into());
+            }
             self.connection.do_send(CloseConnection {
                 reason: "player lag limit".into(),
             });
@@ -388,8 +391,12 @@ impl Handler<SubscriberEvent> for Subscriber {
     type Result = ();
 
     fn handle(&mut self, msg: SubscriberEvent, _: &mut Context<Self>) {
+        self.stats.handled.fetch_add(1, Relaxed);
         match msg {
-            SubscriberEvent::Frame { frame, after_gap } => self.deliver(frame, after_gap),
+            SubscriberEvent::Frame { frame, after_gap } => {
+                self.stats.mailbox_depth.fetch_sub(1, Relaxed);
+                self.deliver(frame, after_gap)
+            }
             SubscriberEvent::Published => {
                 self.awaiting_keyframe = true;
                 self.refused = false;

@@ -1,0 +1,270 @@
+// reflector admin dashboard: polls the JSON API once a second and draws everything by hand
+// (no framework, no CDN, no build step).
+"use strict";
+
+const REFRESH_MS = 1000;
+let token = sessionStorage.getItem("reflector-token") || "";
+let chartStream = "";
+let history = {};
+
+const $ = (id) => document.getElementById(id);
+
+function esc(v) {
+  return String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+function bits(bps) {
+  if (!bps) return "0 b/s";
+  const u = ["b/s", "kb/s", "Mb/s", "Gb/s"];
+  let i = 0;
+  while (bps >= 1000 && i < u.length - 1) { bps /= 1000; i++; }
+  return bps.toFixed(bps < 10 && i > 0 ? 2 : bps < 100 && i > 0 ? 1 : 0) + " " + u[i];
+}
+function bytes(n) {
+  if (n == null) return "–";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(n < 10 ? 2 : 1) : n) + " " + u[i];
+}
+function dur(ms) {
+  if (ms == null) return "–";
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return s + "s";
+  const m = Math.floor(s / 60);
+  if (m < 60) return m + "m " + (s % 60) + "s";
+  const h = Math.floor(m / 60);
+  return h < 48 ? h + "h " + (m % 60) + "m" : Math.floor(h / 24) + "d " + (h % 24) + "h";
+}
+function num(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
+
+async function api(path, method) {
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const res = await fetch(path, { method: method || "GET", headers, cache: "no-store" });
+  if (res.status === 401) {
+    $("auth").classList.remove("hidden");
+    throw new Error("unauthorized");
+  }
+  if (!res.ok) throw new Error(path + ": HTTP " + res.status);
+  return res.json();
+}
+
+function rows(tbody, html, cols, empty) {
+  tbody.innerHTML = html.length ? html.join("") : `<tr><td class="empty" colspan="${cols}">${empty}</td></tr>`;
+}
+
+function renderSummary(s) {
+  $("version").textContent = "v" + s.version;
+  const pill = $("ready-pill");
+  pill.textContent = s.ready ? "ready" : "not ready";
+  pill.className = "pill " + (s.ready ? "ok" : "bad");
+  $("uptime").textContent = "up " + dur(s.uptime_ms);
+  $("t-connections").textContent = num(s.connections);
+  $("t-streams").textContent = num(s.streams);
+  $("t-subscribers").textContent = num(s.subscribers);
+  $("t-ingest").textContent = bits(s.ingest_bps);
+  $("t-egress").textContent = bits(s.egress_bps);
+  $("t-errors").textContent = num(s.protocol_errors);
+}
+
+function renderStreams(list) {
+  const html = list.map((s) => {
+    const p = s.publisher;
+    const v = s.video;
+    const video = v.codec ? `${esc(v.codec)} <span class="sub">${esc(v.resolution || "")}</span>` : '<span class="sub">–</span>';
+    const pub = p
+      ? `${esc(p.peer)}<div class="sub">${esc(p.client || "")}</div>`
+      : '<span class="badge waiting">waiting</span>';
+    return `<tr data-stream="${esc(s.key)}">
+      <td><b>${esc(s.key)}</b> <span class="badge ${s.live ? "live" : "waiting"}">${s.live ? "live" : "idle"}</span></td>
+      <td>${pub}</td><td>${video}</td><td>${esc(s.audio.codec || "–")}</td>
+      <td class="num">${v.fps ? v.fps.toFixed(1) : "–"}</td>
+      <td class="num">${bits(s.ingest_bps)}</td><td class="num">${bits(s.egress_bps)}</td>
+      <td class="num subscriber-count">${s.subscriber_count}</td>
+      <td class="num">${bytes(s.gop_cache.bytes)} <span class="sub">${s.gop_cache.frames} fr</span></td>
+      <td class="num">${p ? dur(p.uptime_ms) : "–"}</td>
+      <td>${p ? `<button class="danger" data-stop="${esc(s.key)}">Stop</button>` : ""}</td></tr>`;
+  });
+  rows($("streams").tBodies[0], html, 11, "No streams. Publish to rtmp://host/app/name.");
+  $("streams-note").textContent = list.length ? `${list.length} stream${list.length > 1 ? "s" : ""}` : "";
+
+  const subs = [];
+  const gone = [];
+  for (const s of list) {
+    for (const u of s.subscribers) {
+      const fill = u.mailbox_capacity ? Math.min(100, (100 * u.mailbox_depth) / u.mailbox_capacity) : 0;
+      const lagClass = u.lag_ms > 2000 ? "bad" : u.lag_ms > 500 ? "warn" : "";
+      subs.push(`<tr class="subscriber-row">
+        <td>${esc(s.key)}</td><td>${u.connection}</td><td>${esc(u.peer)}</td><td class="sub">${esc(u.client || "")}</td>
+        <td class="num">${bytes(u.bytes_sent)}</td><td class="num">${num(u.messages_sent)}</td>
+        <td class="num ${lagClass}">${num(u.lag_ms)} ms</td><td class="num">${bytes(u.queued_bytes)}</td>
+        <td class="num ${u.drops.total ? "warn" : ""}" title="mailbox ${u.drops.mailbox_full} · disposable ${u.drops.disposable} · video ${u.drops.video} · audio ${u.drops.audio} · awaiting keyframe ${u.drops.awaiting_keyframe}">${num(u.drops.total)}</td>
+        <td><span class="mini"><span style="width:${fill}%"></span></span><span class="sub">${u.mailbox_depth}/${u.mailbox_capacity}</span></td>
+        <td><button class="danger" data-kick="${u.connection}">Kick</button></td></tr>`);
+    }
+    for (const g of s.gone_subscribers) {
+      gone.push(`<tr><td>${esc(s.key)}</td><td>${g.connection}</td><td>${esc(g.peer)}</td>
+        <td class="num">${bytes(g.bytes_sent)}</td><td class="num">${num(g.drops_total)}</td>
+        <td class="num">${dur(g.duration_ms)}</td><td>${esc(g.reason)}</td></tr>`);
+    }
+  }
+  rows($("subscribers").tBodies[0], subs, 11, "No subscribers.");
+  rows($("gone").tBodies[0], gone, 7, "None yet.");
+
+  const sel = $("chart-stream");
+  const keys = list.map((s) => s.key);
+  if (!keys.includes(chartStream)) chartStream = keys[0] || "";
+  const want = keys.join("\n");
+  if (sel.dataset.keys !== want) {
+    sel.innerHTML = keys.map((k) => `<option>${esc(k)}</option>`).join("");
+    sel.dataset.keys = want;
+  }
+  sel.value = chartStream;
+}
+
+function renderConnections(list) {
+  const html = list.map((c) => `<tr>
+    <td>${c.id}</td><td>${esc(c.peer)}</td><td><span class="badge ${esc(c.state)}">${esc(c.state)}</span></td>
+    <td>${esc(c.app || "–")}</td><td class="sub">${esc(c.client || "")}</td>
+    <td class="num">${bytes(c.bytes_in)}</td><td class="num">${bytes(c.bytes_out)}</td>
+    <td class="num">${c.rtt_ms == null ? "–" : c.rtt_ms.toFixed(1) + " ms"}</td><td class="num">${dur(c.idle_ms)}</td>
+    <td><button class="danger" data-kick="${c.id}">Kick</button></td></tr>`);
+  rows($("connections").tBodies[0], html, 10, "No connections.");
+}
+
+function renderActors(a) {
+  const c = a.counts;
+  $("actor-counts").textContent =
+    `${c.connections} conn · ${c.publishing_streams} publishing · ${c.publishers} publishers · ${c.subscribers} subs · ${c.registry} registry`;
+  const html = a.actors.map((x) => {
+    const depth = x.mailbox_depth;
+    const fill = depth == null ? 0 : Math.min(100, (100 * depth) / Math.max(1, x.mailbox_capacity));
+    const cls = fill > 75 ? "high" : fill > 40 ? "mid" : "";
+    return `<div class="bar-row" title="${esc(x.id)} · handled ${x.handled} · dropped ${x.dropped} · age ${dur(x.age_ms)}">
+      <span class="name"><span class="sub">${esc(x.kind)}</span> ${esc(x.label)}</span>
+      <span class="bar"><span class="${cls}" style="width:${fill}%"></span></span>
+      <span class="sub num">${depth == null ? "n/a" : depth}/${x.mailbox_capacity}</span></div>`;
+  });
+  $("actors").innerHTML = html.join("");
+}
+
+// The chart: ingest and egress bitrate (left axis) and subscribers (right axis), by hand.
+function drawChart() {
+  const canvas = $("chart");
+  const points = history[chartStream] || [];
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 800;
+  const h = 260;
+  canvas.width = w * dpr;
+  canvas.height = h * dpr;
+  const g = canvas.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const css = getComputedStyle(document.documentElement);
+  const col = (n) => css.getPropertyValue(n).trim();
+  const pad = { l: 70, r: 44, t: 12, b: 26 };
+  const pw = w - pad.l - pad.r, ph = h - pad.t - pad.b;
+  g.font = "11px system-ui, sans-serif";
+  g.fillStyle = col("--muted");
+  if (points.length < 2) {
+    g.textAlign = "center";
+    g.fillText(chartStream ? "collecting samples…" : "no stream", pad.l + pw / 2, pad.t + ph / 2);
+    canvas.dataset.points = String(points.length);
+    canvas.dataset.draws = String(Number(canvas.dataset.draws) + 1);
+    return;
+  }
+  const t0 = points[0].t, t1 = points[points.length - 1].t;
+  const maxRate = Math.max(1000, ...points.map((p) => Math.max(p.ingest_bps, p.egress_bps))) * 1.15;
+  const maxSubs = Math.max(1, ...points.map((p) => p.subscribers));
+  const x = (t) => pad.l + ((t - t0) / Math.max(1, t1 - t0)) * pw;
+  const y = (v) => pad.t + ph - (v / maxRate) * ph;
+  const ys = (v) => pad.t + ph - (v / (maxSubs * 1.15)) * ph;
+  // grid and axes
+  g.strokeStyle = col("--line");
+  g.lineWidth = 1;
+  g.textAlign = "right";
+  for (let i = 0; i <= 4; i++) {
+    const v = (maxRate / 4) * i;
+    const yy = Math.round(y(v)) + 0.5;
+    g.beginPath(); g.moveTo(pad.l, yy); g.lineTo(pad.l + pw, yy); g.stroke();
+    g.fillText(bits(v), pad.l - 8, yy + 4);
+  }
+  g.textAlign = "left";
+  g.fillStyle = col("--subs");
+  for (let i = 0; i <= maxSubs; i += Math.max(1, Math.ceil(maxSubs / 4))) g.fillText(String(i), pad.l + pw + 8, ys(i) + 4);
+  g.fillStyle = col("--muted");
+  g.textAlign = "center";
+  const span = (t1 - t0) / 1000;
+  for (let i = 0; i <= 4; i++) {
+    const t = t0 + ((t1 - t0) / 4) * i;
+    g.fillText(i === 4 ? "now" : "-" + Math.round(span - (span / 4) * i) + "s", x(t), h - 8);
+  }
+  // subscribers: stepped area
+  g.beginPath();
+  g.moveTo(x(points[0].t), ys(0));
+  let prev = null;
+  for (const p of points) {
+    if (prev) g.lineTo(x(p.t), ys(prev.subscribers));
+    g.lineTo(x(p.t), ys(p.subscribers));
+    prev = p;
+  }
+  g.lineTo(x(t1), ys(0));
+  g.closePath();
+  g.fillStyle = "rgba(245,185,76,0.12)";
+  g.fill();
+  const line = (key, color) => {
+    g.beginPath();
+    points.forEach((p, i) => (i ? g.lineTo(x(p.t), y(p[key])) : g.moveTo(x(p.t), y(p[key]))));
+    g.strokeStyle = color;
+    g.lineWidth = 2;
+    g.lineJoin = "round";
+    g.stroke();
+  };
+  line("egress_bps", col("--out"));
+  line("ingest_bps", col("--in"));
+  canvas.dataset.points = String(points.length);
+  canvas.dataset.draws = String(Number(canvas.dataset.draws) + 1);
+  canvas.dataset.last = String(t1);
+}
+
+async function refresh() {
+  try {
+    const [summary, streams, conns, actors, hist] = await Promise.all([
+      api("/api/v1/summary"), api("/api/v1/streams"), api("/api/v1/connections"),
+      api("/api/v1/actors?limit=200"), api("/api/v1/history"),
+    ]);
+    $("error").classList.add("hidden");
+    $("auth").classList.add("hidden");
+    renderSummary(summary);
+    renderStreams(streams.streams);
+    renderConnections(conns.connections);
+    renderActors(actors);
+    history = hist.streams;
+    drawChart();
+    $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes) + 1);
+  } catch (e) {
+    if (e.message !== "unauthorized") {
+      $("error").textContent = "Cannot reach the admin API: " + e.message;
+      $("error").classList.remove("hidden");
+    }
+  }
+}
+
+document.addEventListener("click", async (ev) => {
+  const kick = ev.target.dataset && ev.target.dataset.kick;
+  const stop = ev.target.dataset && ev.target.dataset.stop;
+  try {
+    if (kick && confirm(`Disconnect connection ${kick}?`)) await api("/api/v1/connections/" + kick, "DELETE");
+    if (stop && confirm(`Stop the publisher of ${stop}?`)) await api("/api/v1/streams/" + stop, "DELETE");
+  } catch (e) { /* shown by the next refresh */ }
+  if (kick || stop) refresh();
+});
+$("chart-stream").addEventListener("change", (ev) => { chartStream = ev.target.value; drawChart(); });
+$("token-save").addEventListener("click", () => {
+  token = $("token").value.trim();
+  sessionStorage.setItem("reflector-token", token);
+  refresh();
+});
+window.addEventListener("resize", drawChart);
+refresh();
+setInterval(refresh, REFRESH_MS);

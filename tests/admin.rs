@@ -1,0 +1,575 @@
+//! The admin HTTP port against the real binary with real clients: the stats API sees a
+//! published stream (codecs, resolution) and its players (counters move), a stalled player's
+//! drops and lag rise, kicking and stopping work, `/metrics` is valid Prometheus/OpenMetrics
+//! text, the bearer token is enforced, and a non-loopback admin address without a token
+//! refuses to start.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use common::{play, publish, shared_clip, Player, Publisher, Server};
+use reflector::protocol::amf0::Amf0Value;
+use reflector::protocol::chunk::ChunkEncoder;
+use reflector::protocol::handshake::{ClientHandshake, HandshakeState};
+use reflector::protocol::message::Message;
+use serde_json::Value;
+
+/// `(status, body)` of an HTTP request, with an optional bearer token.
+fn http(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    match req.call() {
+        Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+fn get_json(url: &str, token: Option<&str>) -> Value {
+    let (status, body) = http("GET", url, token);
+    assert_eq!(status, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
+/// Poll `f` every 200 ms until it returns `Some`, or panic after `timeout`.
+fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        sleep(Duration::from_millis(200));
+    }
+}
+
+fn stream_json(server: &Server, key: &str) -> Option<Value> {
+    let (status, body) = http(
+        "GET",
+        &format!("{}/api/v1/streams/{key}", server.admin_url()),
+        None,
+    );
+    (status == 200).then(|| serde_json::from_str(&body).expect("stream json"))
+}
+
+/// A config file in its own temp dir (kept alive by the returned guard).
+fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("reflector.toml");
+    std::fs::write(&path, text).expect("write config");
+    (dir, path)
+}
+
+/// Parse Prometheus / OpenMetrics text strictly enough to catch malformed output: every
+/// sample belongs to a family declared by `# TYPE`, label sets are well formed, values are
+/// numbers, and `# EOF` (OpenMetrics) comes last if present. Returns `name{labels}` → value.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    let mut families: HashMap<String, String> = HashMap::new();
+    let mut samples = HashMap::new();
+    let mut eof = false;
+    for line in text.lines() {
+        assert!(!eof, "content after # EOF: {line:?}");
+        if line == "# EOF" {
+            eof = true;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap_or_default();
+            let name = parts.next().expect("metadata names a family");
+            assert!(valid_name(name), "bad family name {name:?}");
+            match kind {
+                "TYPE" => {
+                    let t = parts.next().expect("TYPE has a type");
+                    assert!(
+                        [
+                            "counter",
+                            "gauge",
+                            "histogram",
+                            "summary",
+                            "info",
+                            "unknown",
+                            "stateset",
+                            "gaugehistogram"
+                        ]
+                        .contains(&t),
+                        "bad type {t:?}"
+                    );
+                    families.insert(name.to_owned(), t.to_owned());
+                }
+                "HELP" | "UNIT" => {}
+                other => panic!("unknown metadata {other:?}"),
+            }
+            continue;
+        }
+        assert!(!line.is_empty(), "empty line in exposition");
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|e| panic!("bad value in {line:?}: {e}"));
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').expect("labels close");
+                for pair in split_labels(labels) {
+                    let (k, v) = pair.split_once('=').expect("label has =");
+                    assert!(valid_name(k), "bad label name {k:?}");
+                    assert!(
+                        v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+                        "bad label value {v:?}"
+                    );
+                }
+                name
+            }
+            None => series,
+        };
+        assert!(valid_name(name), "bad sample name {name:?}");
+        let family = families
+            .keys()
+            .find(|f| {
+                name == f.as_str()
+                    || ["_total", "_created", "_bucket", "_count", "_sum", "_info"]
+                        .iter()
+                        .any(|s| name == format!("{f}{s}"))
+            })
+            .unwrap_or_else(|| panic!("sample {name} has no # TYPE"));
+        if families[family] == "counter" {
+            assert!(value >= 0.0, "negative counter {line}");
+        }
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn split_labels(labels: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in labels.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&labels[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < labels.len() {
+        out.push(&labels[start..]);
+    }
+    out
+}
+
+/// A player written with the crate's protocol core that connects, plays, and then never
+/// reads: the server's queue to it can only grow. Its receive buffer is made small before
+/// connecting, so that the kernel does not absorb the whole (low bitrate) clip.
+fn stalled_player(port: u16, app: &str, name: &str) -> TcpStream {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    sock.connect(&addr.into()).expect("connect");
+    let mut socket: TcpStream = sock.into();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut hs = ClientHandshake::new(true);
+    let mut out = BytesMut::new();
+    let mut input = BytesMut::new();
+    hs.start(&mut out);
+    loop {
+        socket.write_all(&out).expect("write handshake");
+        out.clear();
+        if hs.process(&mut input, &mut out).expect("handshake") == HandshakeState::Done {
+            socket.write_all(&out).expect("write C2");
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        let n = socket.read(&mut buf).expect("read handshake");
+        assert!(n > 0, "server closed during the handshake");
+        input.extend_from_slice(&buf[..n]);
+    }
+    let s = |v: &str| Amf0Value::String(v.to_owned());
+    let commands = [
+        (
+            0,
+            vec![
+                s("connect"),
+                Amf0Value::Number(1.0),
+                Amf0Value::Object(vec![
+                    ("app".into(), s(app)),
+                    ("flashVer".into(), s("stalled-test-player/1.0")),
+                    ("tcUrl".into(), s(&format!("rtmp://127.0.0.1:{port}/{app}"))),
+                ]),
+            ],
+        ),
+        (
+            0,
+            vec![s("createStream"), Amf0Value::Number(2.0), Amf0Value::Null],
+        ),
+        (
+            1,
+            vec![s("play"), Amf0Value::Number(0.0), Amf0Value::Null, s(name)],
+        ),
+    ];
+    let mut encoder = ChunkEncoder::new();
+    let mut bytes = BytesMut::new();
+    for (stream_id, values) in commands {
+        let raw = Message::Command {
+            amf3: false,
+            values,
+        }
+        .to_raw(stream_id, 0)
+        .expect("encode command");
+        encoder.encode(3, &raw, &mut bytes);
+    }
+    socket.write_all(&bytes).expect("write commands");
+    socket
+}
+
+#[test]
+fn stream_codecs_players_and_counters() {
+    skip_unless_have!("ffmpeg", "ffprobe");
+    let server = Server::reflector(&["--workers", "2"]);
+    let admin = server.admin_url();
+    let url = server.rtmp_url("live", "cam");
+    let _publisher = publish(Publisher::Ffmpeg, shared_clip(), &url, server.dir());
+
+    let stream = wait_for("the stream with codecs", Duration::from_secs(10), || {
+        stream_json(&server, "live/cam")
+            .filter(|s| s["video"]["resolution"].is_string() && s["audio"]["codec"].is_string())
+    });
+    assert_eq!(stream["video"]["codec"], "H.264", "{stream}");
+    assert_eq!(stream["video"]["resolution"], "320x240", "{stream}");
+    assert_eq!(stream["audio"]["codec"], "AAC", "{stream}");
+    assert_eq!(stream["live"], true);
+    let publisher = &stream["publisher"];
+    assert!(
+        publisher["client"]
+            .as_str()
+            .is_some_and(|c| c.contains("Lavf")),
+        "ffmpeg's flashVer: {publisher}"
+    );
+    assert!(publisher["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
+
+    let rec = play(Player::Ffmpeg, &url, server.dir(), Duration::from_secs(4));
+    let first = wait_for("a subscriber with bytes", Duration::from_secs(10), || {
+        stream_json(&server, "live/cam").filter(|s| {
+            s["subscriber_count"] == 1 && s["subscribers"][0]["bytes_sent"].as_u64() > Some(0)
+        })
+    });
+    sleep(Duration::from_millis(1500));
+    let later = stream_json(&server, "live/cam").expect("still there");
+    let sub0 = &first["subscribers"][0];
+    let sub1 = &later["subscribers"][0];
+    assert!(
+        sub1["bytes_sent"].as_u64() > sub0["bytes_sent"].as_u64(),
+        "{sub0} -> {sub1}"
+    );
+    assert!(sub1["messages_sent"].as_u64() > sub0["messages_sent"].as_u64());
+    assert!(later["bytes_in"].as_u64() > first["bytes_in"].as_u64());
+    assert!(later["ingest_bps"].as_f64() > Some(10_000.0), "{later}");
+    assert!(later["egress_bps"].as_f64() > Some(10_000.0), "{later}");
+    let fps = later["video"]["fps"].as_f64().unwrap_or(0.0);
+    assert!((20.0..=30.0).contains(&fps), "fps {fps}");
+    assert!(later["gop_cache"]["frames"].as_u64() > Some(0), "{later}");
+
+    let all = get_json(&format!("{admin}/api/v1/streams"), None);
+    assert_eq!(all["count"], 1);
+    let conns = get_json(&format!("{admin}/api/v1/connections"), None);
+    let states: Vec<&str> = conns["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["state"].as_str())
+        .collect();
+    assert!(
+        states.contains(&"publishing") && states.contains(&"playing"),
+        "{conns}"
+    );
+    for c in conns["connections"].as_array().expect("list") {
+        assert_eq!(c["app"], "live");
+        assert!(c["bytes_in"].as_u64() > Some(0) && c["bytes_out"].as_u64() > Some(0));
+        assert!(c["idle_ms"].is_u64());
+    }
+
+    let actors = get_json(&format!("{admin}/api/v1/actors"), None);
+    let counts = &actors["counts"];
+    assert_eq!(counts["connections"], 2, "{actors}");
+    assert_eq!(counts["publishing_streams"], 1);
+    assert_eq!(counts["publishers"], 1);
+    assert_eq!(counts["subscribers"], 1);
+    assert_eq!(counts["registry"], 1);
+    let list = actors["actors"].as_array().expect("actors");
+    let sub = list
+        .iter()
+        .find(|a| a["kind"] == "subscriber")
+        .expect("subscriber actor");
+    assert_eq!(sub["mailbox_capacity"], 256);
+    assert!(
+        sub["mailbox_depth"].is_u64() && sub["handled"].as_u64() > Some(0),
+        "{sub}"
+    );
+    for kind in ["connection", "publisher", "publishing_stream", "registry"] {
+        assert!(
+            list.iter().any(|a| a["kind"] == kind),
+            "no {kind} in {actors}"
+        );
+    }
+
+    let (status, text) = http("GET", &format!("{admin}/metrics"), None);
+    assert_eq!(status, 200);
+    let metrics = parse_metrics(&text);
+    assert_eq!(metrics["reflector_connections"], 2.0, "{text}");
+    assert_eq!(metrics["reflector_subscribers"], 1.0);
+    assert_eq!(metrics["reflector_streams_live"], 1.0);
+    assert!(metrics["reflector_bytes_sent_total"] > 0.0);
+    assert!(metrics["reflector_bytes_received_total"] > 0.0);
+    assert_eq!(
+        metrics["reflector_top_stream_subscribers{stream=\"live/cam\"}"],
+        1.0
+    );
+    assert_eq!(metrics["reflector_actors{kind=\"publisher\"}"], 1.0);
+
+    // The player leaves by itself (ffmpeg -t): it moves to the gone ring with a reason.
+    rec.finish();
+    let gone = wait_for("the gone subscriber", Duration::from_secs(10), || {
+        stream_json(&server, "live/cam")
+            .filter(|s| s["subscriber_count"] == 0 && s["gone_subscribers"][0].is_object())
+    });
+    let g = &gone["gone_subscribers"][0];
+    assert!(
+        g["bytes_sent"].as_u64() > Some(0) && g["reason"].is_string(),
+        "{g}"
+    );
+    assert!(gone["bytes_out"].as_u64() >= g["bytes_sent"].as_u64());
+    let (status, _) = http("GET", &format!("{admin}/healthz"), None);
+    assert_eq!(status, 200);
+    let (status, body) = http("GET", &format!("{admin}/readyz"), None);
+    assert_eq!((status, body.trim()), (200, "ready"));
+}
+
+#[test]
+fn stalled_player_drops_and_lag_rise_then_kick_and_stop() {
+    skip_unless_have!("ffmpeg", "ffprobe");
+    let (_cfg_dir, cfg) = config_file(
+        "[live]\ndrop_disposable_bytes = 16384\ndrop_video_bytes = 16384\n\
+         drop_audio_bytes = 16384\nmax_lag_ms = 120000\n",
+    );
+    let cfg = cfg.display().to_string();
+    let server = Server::reflector(&["--workers", "2", "--config", &cfg]);
+    let admin = server.admin_url();
+    let url = server.rtmp_url("live", "cam");
+    // The clip looped at 20x real time (about 1 MB/s): enough to fill the kernel's socket
+    // buffers (which autotune to megabytes on loopback) in a few seconds.
+    let clip = shared_clip().path().display().to_string();
+    let args: Vec<String> = [
+        "-nostdin",
+        "-v",
+        "warning",
+        "-stream_loop",
+        "-1",
+        "-readrate",
+        "20",
+        "-i",
+        &clip,
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        &url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let log = server.dir().join("ffmpeg-fast-publish.log");
+    let mut publisher = common::Proc::spawn("ffmpeg-fast-publish", "ffmpeg", &args, &[], &log);
+    wait_for("the stream", Duration::from_secs(10), || {
+        stream_json(&server, "live/cam").filter(|s| s["live"] == true)
+    });
+    let _stalled = stalled_player(server.port(), "live", "cam");
+
+    let mut last = None;
+    let stream = wait_for(
+        "drops and lag on the stalled player",
+        Duration::from_secs(15),
+        || {
+            let s = stream_json(&server, "live/cam");
+            if let Some(s) = &s {
+                if last.as_ref() != Some(&s["subscribers"]) {
+                    eprintln!("stalled player: {}", s["subscribers"]);
+                }
+                last = Some(s["subscribers"].clone());
+            }
+            s.filter(|s| {
+                let sub = &s["subscribers"][0];
+                sub["drops"]["total"].as_u64() > Some(0) && sub["lag_ms"].as_u64() > Some(1000)
+            })
+        },
+    );
+    let sub = stream["subscribers"][0].clone();
+    assert!(sub["queued_bytes"].as_u64() >= Some(16384), "{sub}");
+    assert_eq!(sub["client"], "stalled-test-player/1.0");
+    let id = sub["connection"].as_u64().expect("connection id");
+    sleep(Duration::from_millis(1000));
+    let again = stream_json(&server, "live/cam").expect("stream");
+    let sub2 = &again["subscribers"][0];
+    assert!(
+        sub2["drops"]["total"].as_u64() > sub["drops"]["total"].as_u64(),
+        "drops rise: {sub} -> {sub2}"
+    );
+    assert!(
+        sub2["lag_ms"].as_u64() > sub["lag_ms"].as_u64(),
+        "lag rises: {sub} -> {sub2}"
+    );
+    let metrics = parse_metrics(&http("GET", &format!("{admin}/metrics"), None).1);
+    let dropped: f64 = metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with("reflector_subscriber_dropped_frames_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(dropped > 0.0);
+    assert!(metrics["reflector_subscriber_lag_max_seconds"] > 1.0);
+
+    // Kick the stalled player: its connection goes, and it is remembered with the reason.
+    let (status, body) = http("DELETE", &format!("{admin}/api/v1/connections/{id}"), None);
+    assert_eq!(status, 200, "{body}");
+    wait_for(
+        "the kicked connection to go",
+        Duration::from_secs(10),
+        || {
+            let (status, _) = http("GET", &format!("{admin}/api/v1/connections/{id}"), None);
+            (status == 404).then_some(())
+        },
+    );
+    let stream = wait_for(
+        "the kicked subscriber in the gone ring",
+        Duration::from_secs(10),
+        || stream_json(&server, "live/cam").filter(|s| s["gone_subscribers"][0].is_object()),
+    );
+    assert_eq!(
+        stream["gone_subscribers"][0]["reason"], "kicked by an operator",
+        "{stream}"
+    );
+    assert!(server.log().contains("admin: connection kicked"));
+    let (status, _) = http("DELETE", &format!("{admin}/api/v1/connections/{id}"), None);
+    assert_eq!(status, 404);
+
+    // Stop the publisher: ffmpeg loses its connection and the stream is no longer live.
+    let (status, body) = http("DELETE", &format!("{admin}/api/v1/streams/live/cam"), None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        publisher.wait_timeout(Duration::from_secs(10)).is_some(),
+        "ffmpeg publisher still running after its stream was stopped"
+    );
+    wait_for(
+        "the stream to stop",
+        Duration::from_secs(10),
+        || match stream_json(&server, "live/cam") {
+            None => Some(()),
+            Some(s) => (s["live"] == false).then_some(()),
+        },
+    );
+    assert!(server.log().contains("admin: publisher stopped"));
+    let (status, _) = http("DELETE", &format!("{admin}/api/v1/streams/live/cam"), None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn bearer_token_is_enforced() {
+    let (_cfg_dir, cfg) = config_file("[admin]\ntoken = \"s3cret-token\"\n");
+    let cfg = cfg.display().to_string();
+    let server = Server::reflector(&["--workers", "1", "--config", &cfg]);
+    let admin = server.admin_url();
+    // Probes stay open.
+    assert_eq!(http("GET", &format!("{admin}/healthz"), None).0, 200);
+    assert_eq!(http("GET", &format!("{admin}/readyz"), None).0, 200);
+    for path in [
+        "/metrics",
+        "/api/v1/streams",
+        "/api/v1/streams/live/cam",
+        "/api/v1/connections",
+        "/api/v1/actors",
+        "/api/v1/summary",
+        "/api/v1/history",
+    ] {
+        let url = format!("{admin}{path}");
+        assert_eq!(http("GET", &url, None).0, 401, "{path} without token");
+        assert_eq!(
+            http("GET", &url, Some("wrong")).0,
+            401,
+            "{path} wrong token"
+        );
+        let (status, _) = http("GET", &url, Some("s3cret-token"));
+        assert!(
+            status == 200 || status == 404,
+            "{path} with token: {status}"
+        );
+    }
+    for path in ["/api/v1/connections/1", "/api/v1/streams/live/cam"] {
+        let url = format!("{admin}{path}");
+        assert_eq!(http("DELETE", &url, None).0, 401, "DELETE {path}");
+        assert_eq!(
+            http("DELETE", &url, Some("s3cret-token")).0,
+            404,
+            "DELETE {path}"
+        );
+    }
+    // The dashboard shell holds no data; it asks for the token.
+    let (status, page) = http("GET", &format!("{admin}/"), None);
+    assert_eq!(status, 200);
+    assert!(page.contains("bearer token"));
+}
+
+#[test]
+fn non_loopback_admin_without_token_refuses_to_start() {
+    let exe = env!("CARGO_BIN_EXE_reflector");
+    let start = Instant::now();
+    let out = std::process::Command::new(exe)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"])
+        .env_remove("REFLECTOR_ADMIN__TOKEN")
+        .output()
+        .expect("run reflector");
+    assert!(!out.status.success(), "started without a token");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("admin.token") && stderr.contains("loopback"),
+        "unclear error: {stderr}"
+    );
+    // With the token from the environment the configuration is accepted.
+    let out = std::process::Command::new(exe)
+        .args(["--admin-listen", "0.0.0.0:0", "--print-config"])
+        .env("REFLECTOR_ADMIN__TOKEN", "from-env")
+        .output()
+        .expect("run reflector");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("from-env"),
+        "the token must not be printed"
+    );
+}
