@@ -1193,33 +1193,42 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Reproducers of core bugs found by fuzzing (fixed in src/ by the lead; un-ignore then)
+// Reproducers of core bugs found by fuzzing, fixed since
 // ---------------------------------------------------------------------------------------------
 
-/// Found by the `amf3` fuzz target. The AMF3 value budget charges a string *reference*
+/// Found by the `amf3` fuzz target. The AMF3 value budget charged a string *reference*
 /// 1 + len/64 values but an *inline* string 1, and the encoder turns every repeated string
-/// into a reference: so a value that decodes within `max_values` can have an encoding that
-/// the same decoder with the same limits rejects (`TooManyValues`).
+/// into a reference: so a value that decoded within `max_values` could have an encoding that
+/// the same decoder with the same limits rejected (`TooManyValues`). Now every copy of a
+/// payload costs the same, inline or not.
 #[test]
-#[ignore = "bug: AMF3 re-encoding exceeds the value budget its decode fitted in (string references charged by size, inline strings not)"]
 fn amf3_reencoded_value_fits_the_budget_it_decoded_in() {
     use reflector::protocol::amf3;
 
-    let limits = AmfLimits {
+    let tight = AmfLimits {
         max_depth: 8,
         max_values: 10,
     };
+    let limits = AmfLimits {
+        max_depth: 8,
+        max_values: 30,
+    };
     // Dense array (U29A 2 << 1 | 1, no associative part) of the same 640-byte string twice,
-    // both inline (U29S 640 << 1 | 1 = 0x8A 0x01): 3 values.
+    // both inline (U29S 640 << 1 | 1 = 0x8A 0x01): 1 + 2 × (1 + 640/64) = 23 values.
     let mut input = vec![0x09, 0x05, 0x01];
     for _ in 0..2 {
         input.extend_from_slice(&[0x06, 0x8A, 0x01]);
         input.extend_from_slice(&[b'x'; 640]);
     }
-    let value = amf3::decode(&mut &input[..], &limits).expect("3 values fit a budget of 10");
+    assert!(
+        amf3::decode(&mut &input[..], &tight).is_err(),
+        "23 values do not fit a budget of 10"
+    );
+    let value = amf3::decode(&mut &input[..], &limits).expect("23 values fit a budget of 30");
     let mut encoded = Vec::new();
     amf3::encode(&value, &mut encoded).expect("encode");
-    // The second copy is now a string reference, charged 1 + 640 / 64 = 11 values.
+    // The second copy is now a string reference, charged 1 + 640 / 64 = 11 values, as the
+    // inline copy was.
     assert_eq!(encoded.len(), 3 + 3 + 640 + 2);
     match amf3::decode(&mut &encoded[..], &limits) {
         Ok(again) => assert_eq!(again, value),
@@ -1232,7 +1241,6 @@ fn amf3_reencoded_value_fits_the_budget_it_decoded_in() {
 /// `Command::parse` lifts values out of their message: rebuilt with `to_values`, the
 /// reference can point at nothing (or at another value) and the message no longer decodes.
 #[test]
-#[ignore = "bug: Command::parse keeps unresolved AMF0 references, so to_values can produce an undecodable message"]
 fn command_with_amf0_reference_survives_to_values() {
     // "onStatus", 0, {} (complex value 0), reference to complex value 0: info is that object.
     let mut body = vec![0x02, 0x00, 0x08];

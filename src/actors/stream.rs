@@ -154,7 +154,10 @@ impl PublishingStream {
                 } else {
                     &raw.payload[..]
                 };
-                match amf0::decode_all(body, &self.settings.amf_limits()) {
+                let limits = self.settings.amf_limits();
+                match amf0::decode_all(body, &limits)
+                    .and_then(|values| amf0::resolve_references(values, &limits))
+                {
                     Ok(values) => match strip_set_data_frame(&values) {
                         // `@setDataFrame onMetaData {...}` becomes `onMetaData {...}` for
                         // players, and is cached for late joiners.

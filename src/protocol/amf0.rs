@@ -506,6 +506,122 @@ pub fn decode_all(input: &[u8], limits: &AmfLimits) -> Result<Vec<Amf0Value>, Am
     Ok(values)
 }
 
+/// Replace every `Reference` in a decoded sequence by a copy of the value it points to, so
+/// the values stand on their own (a command can be rebuilt, metadata re-encoded). The table is
+/// built as the decoder builds it: objects, typed objects, ECMA and strict arrays, in order.
+/// A reference to a value still open (a loop) is refused; copies count against
+/// `limits.max_values`.
+pub fn resolve_references(
+    values: Vec<Amf0Value>,
+    limits: &AmfLimits,
+) -> Result<Vec<Amf0Value>, Amf0Error> {
+    fn has_reference(v: &Amf0Value) -> bool {
+        match v {
+            Amf0Value::Reference(_) => true,
+            Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => {
+                p.iter().any(|(_, v)| has_reference(v))
+            }
+            Amf0Value::TypedObject { properties, .. } => {
+                properties.iter().any(|(_, v)| has_reference(v))
+            }
+            Amf0Value::StrictArray(items) => items.iter().any(has_reference),
+            _ => false,
+        }
+    }
+    fn size(v: &Amf0Value) -> usize {
+        1 + match v {
+            Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => p.iter().map(|(_, v)| size(v)).sum(),
+            Amf0Value::TypedObject { properties, .. } => {
+                properties.iter().map(|(_, v)| size(v)).sum()
+            }
+            Amf0Value::StrictArray(items) => items.iter().map(size).sum(),
+            _ => 0,
+        }
+    }
+    struct Resolver<'a> {
+        table: Vec<Option<Amf0Value>>,
+        copied: usize,
+        limits: &'a AmfLimits,
+    }
+    impl Resolver<'_> {
+        fn props(
+            &mut self,
+            props: Vec<(String, Amf0Value)>,
+        ) -> Result<Vec<(String, Amf0Value)>, Amf0Error> {
+            props
+                .into_iter()
+                .map(|(k, v)| Ok((k, self.value(v)?)))
+                .collect()
+        }
+
+        fn value(&mut self, v: Amf0Value) -> Result<Amf0Value, Amf0Error> {
+            let complex = matches!(
+                v,
+                Amf0Value::Object(_)
+                    | Amf0Value::EcmaArray(_)
+                    | Amf0Value::TypedObject { .. }
+                    | Amf0Value::StrictArray(_)
+            );
+            let slot = self.table.len();
+            if complex {
+                self.table.push(None);
+            }
+            let resolved = match v {
+                Amf0Value::Reference(index) => {
+                    let bad = |table_len| Amf0Error::BadReference {
+                        index,
+                        table_len,
+                        offset: 0,
+                    };
+                    let target = match self.table.get(usize::from(index)) {
+                        Some(Some(target)) => target.clone(),
+                        // Still open: the reference is a loop.
+                        Some(None) => return Err(bad(usize::from(index))),
+                        None => return Err(bad(self.table.len())),
+                    };
+                    self.copied += size(&target);
+                    if self.copied > self.limits.max_values {
+                        return Err(Amf0Error::TooManyValues {
+                            max_values: self.limits.max_values,
+                            offset: 0,
+                        });
+                    }
+                    target
+                }
+                Amf0Value::Object(p) => Amf0Value::Object(self.props(p)?),
+                Amf0Value::EcmaArray(p) => Amf0Value::EcmaArray(self.props(p)?),
+                Amf0Value::TypedObject {
+                    class_name,
+                    properties,
+                } => Amf0Value::TypedObject {
+                    class_name,
+                    properties: self.props(properties)?,
+                },
+                Amf0Value::StrictArray(items) => Amf0Value::StrictArray(
+                    items
+                        .into_iter()
+                        .map(|v| self.value(v))
+                        .collect::<Result<_, _>>()?,
+                ),
+                other => other,
+            };
+            if complex {
+                self.table[slot] = Some(resolved.clone());
+            }
+            Ok(resolved)
+        }
+    }
+    if !values.iter().any(has_reference) {
+        return Ok(values);
+    }
+    let mut resolver = Resolver {
+        table: Vec::new(),
+        copied: 0,
+        limits,
+    };
+    values.into_iter().map(|v| resolver.value(v)).collect()
+}
+
 /// Appends the encoding of `value` to `out` (nothing is appended on error). A String longer
 /// than 65535 bytes goes out as a LongString.
 pub fn encode(value: &Amf0Value, out: &mut Vec<u8>) -> Result<(), Amf0Error> {
@@ -1260,5 +1376,45 @@ mod tests {
             }
             let _ = decode_all(&out, &limits());
         }
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    #[test]
+    fn references_resolve_to_copies_and_loops_are_refused() {
+        let limits = AmfLimits::default();
+        let obj = Amf0Value::object([("a", Amf0Value::Number(1.0))]);
+        let values = vec![obj.clone(), Amf0Value::Reference(0)];
+        assert_eq!(
+            resolve_references(values, &limits).expect("resolves"),
+            vec![obj.clone(), obj.clone()]
+        );
+        // An object containing a reference to itself.
+        let looped = vec![Amf0Value::object([("me", Amf0Value::Reference(0))])];
+        assert!(matches!(
+            resolve_references(looped, &limits),
+            Err(Amf0Error::BadReference { .. })
+        ));
+        // A reference past the table.
+        assert!(resolve_references(vec![Amf0Value::Reference(3)], &limits).is_err());
+        // Copies count against the budget: a chain of doubling arrays.
+        let tight = AmfLimits {
+            max_depth: 32,
+            max_values: 50,
+        };
+        let mut chain = vec![Amf0Value::StrictArray(vec![Amf0Value::Null])];
+        for i in 0..10u16 {
+            chain.push(Amf0Value::StrictArray(vec![
+                Amf0Value::Reference(i),
+                Amf0Value::Reference(i),
+            ]));
+        }
+        assert!(matches!(
+            resolve_references(chain, &tight),
+            Err(Amf0Error::TooManyValues { .. })
+        ));
     }
 }

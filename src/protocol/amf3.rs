@@ -509,12 +509,11 @@ impl Amf3Decoder {
         self.charge(bytes / PAYLOAD_BYTES_PER_VALUE, offset)
     }
 
-    /// Charges payload read inline, which costs extra only when it is a replay (a copy).
+    /// Charges payload read inline. It costs the same as a copy made through a reference:
+    /// our encoder turns repeated values into references, so a value that decoded within a
+    /// budget must also decode within it after re-encoding (found by the amf3 fuzz target).
     fn charge_replayed(&mut self, bytes: usize, offset: usize) -> Result<(), Amf3Error> {
-        if self.replaying > 0 {
-            self.charge_payload(bytes, offset)?;
-        }
-        Ok(())
+        self.charge_payload(bytes, offset)
     }
 
     /// The depth of the children of a container opened at `depth`.

@@ -1,7 +1,7 @@
 //! NetConnection and NetStream commands (Adobe RTMP 1.0 §7.2) as typed values, and builders
 //! for the replies a server sends (`_result`, `_error`, `onStatus`, ...).
 
-use super::amf0::Amf0Value;
+use super::amf0::{self, Amf0Value, AmfLimits};
 use super::amf3::Amf3Value;
 
 /// NetConnection / NetStream status codes, in the protocol's own words.
@@ -34,6 +34,8 @@ pub mod status {
 pub enum CommandError {
     #[error("command message is empty")]
     Empty,
+    #[error("command has an AMF0 reference that cannot be resolved: {reason}")]
+    BadReference { reason: String },
     #[error("command name is a {found}, not a string")]
     NameNotString { found: &'static str },
     #[error("{command}: argument {argument} is missing")]
@@ -262,6 +264,20 @@ fn kind(v: &Amf0Value) -> &'static str {
     }
 }
 
+fn contains_reference(v: &Amf0Value) -> bool {
+    match v {
+        Amf0Value::Reference(_) => true,
+        Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => {
+            p.iter().any(|(_, v)| contains_reference(v))
+        }
+        Amf0Value::TypedObject { properties, .. } => {
+            properties.iter().any(|(_, v)| contains_reference(v))
+        }
+        Amf0Value::StrictArray(items) => items.iter().any(contains_reference),
+        _ => false,
+    }
+}
+
 /// A string argument, also when an AMF3 client switched it to AMF3.
 fn as_string(v: &Amf0Value) -> Option<&str> {
     match v {
@@ -348,6 +364,19 @@ impl Command {
     /// Parse the values of a command message: name, transaction id, command object (or null),
     /// then arguments (§7.1.1).
     pub fn parse(values: &[Amf0Value]) -> Result<Command, CommandError> {
+        // A command is lifted out of its message, so its values must not point into that
+        // message's reference table (found by the command fuzz target).
+        let resolved;
+        let values =
+            if values.iter().any(contains_reference) {
+                resolved = amf0::resolve_references(values.to_vec(), &AmfLimits::default())
+                    .map_err(|e| CommandError::BadReference {
+                        reason: e.to_string(),
+                    })?;
+                &resolved[..]
+            } else {
+                values
+            };
         let first = values.first().ok_or(CommandError::Empty)?;
         let name = as_string(first).ok_or(CommandError::NameNotString { found: kind(first) })?;
         let transaction_id = values.get(1).and_then(as_number).unwrap_or(0.0);

@@ -255,7 +255,10 @@ impl Message {
             | type_id::COMMAND_AMF3 => {
                 let amf3 = t == type_id::DATA_AMF3 || t == type_id::COMMAND_AMF3;
                 let bytes = if amf3 { amf3_body(t, body)? } else { body };
+                // References are resolved so that the values stand alone (re-encoded
+                // metadata, rebuilt commands).
                 let values = amf0::decode_all(bytes, limits)
+                    .and_then(|values| amf0::resolve_references(values, limits))
                     .map_err(|source| MessageError::Amf { type_id: t, source })?;
                 if t == type_id::DATA_AMF0 || t == type_id::DATA_AMF3 {
                     Message::Data { amf3, values }
