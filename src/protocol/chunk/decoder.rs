@@ -257,9 +257,11 @@ impl ChunkDecoder {
             let complete = if !multi_chunk {
                 Some(buf.split_to(payload_len).freeze())
             } else {
-                let partial = state
-                    .partial
-                    .get_or_insert_with(|| BytesMut::with_capacity(remaining.min(64 * 1024)));
+                // Reserve on what arrived, not on the length the peer declares: at most four
+                // chunks ahead, so partial messages cost memory in proportion to their bytes.
+                let partial = state.partial.get_or_insert_with(|| {
+                    BytesMut::with_capacity(remaining.min(payload_len.saturating_mul(4)))
+                });
                 partial.extend_from_slice(&buf[..payload_len]);
                 buf.advance(payload_len);
                 if partial.len() == state.length as usize {
