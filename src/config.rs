@@ -129,6 +129,19 @@ impl AdminSettings {
     }
 }
 
+/// Remote shared objects (RTMP §7.1.3): where persistent ones are stored, and the limits
+/// past which a request gets a Status error event instead of more memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedObjectSettings {
+    pub enabled: bool,
+    pub dir: String,
+    pub max_objects_per_app: usize,
+    pub max_attributes: usize,
+    pub max_bytes: usize,
+    pub max_updates_per_second: u32,
+}
+
 /// The whole effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +152,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub auth: AuthSettings,
     pub admin: AdminSettings,
+    pub shared_objects: SharedObjectSettings,
 }
 
 fn range<T: PartialOrd + std::fmt::Display>(
@@ -419,6 +433,42 @@ impl Settings {
             600_000,
             "10..=600000",
         )?;
+        let so = &self.shared_objects;
+        if so.dir.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "shared_objects.dir",
+                reason: "is empty".into(),
+            });
+        }
+        range(
+            "shared_objects.max_objects_per_app",
+            so.max_objects_per_app,
+            1,
+            1_000_000,
+            "1..=1000000",
+        )?;
+        range(
+            "shared_objects.max_attributes",
+            so.max_attributes,
+            1,
+            1_000_000,
+            "1..=1000000",
+        )?;
+        range(
+            "shared_objects.max_bytes",
+            so.max_bytes,
+            64,
+            // The whole state goes to a new client in one message (24-bit length, §5.3.1.2).
+            8 << 20,
+            "64..=8388608",
+        )?;
+        range(
+            "shared_objects.max_updates_per_second",
+            so.max_updates_per_second,
+            1,
+            1_000_000,
+            "1..=1000000",
+        )?;
         self.auth
             .validate()
             .map_err(|reason| ConfigError::Invalid {
@@ -515,5 +565,17 @@ mod tests {
         s.rtmp.out_chunk_size = 1;
         let err = s.validate().expect_err("invalid").to_string();
         assert!(err.contains("rtmp.out_chunk_size"), "{err}");
+    }
+
+    #[test]
+    fn shared_object_limits_are_validated() {
+        let mut s = Settings::defaults();
+        s.shared_objects.max_bytes = 1;
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(err.contains("shared_objects.max_bytes"), "{err}");
+        let mut s = Settings::defaults();
+        s.shared_objects.dir = " ".into();
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(err.contains("shared_objects.dir"), "{err}");
     }
 }

@@ -419,6 +419,46 @@ impl StreamStats {
     }
 }
 
+/// One remote shared object's live figures (RTMP §7.1.3), kept by its actor.
+#[derive(Debug)]
+pub struct SharedObjectStats {
+    pub app: String,
+    pub name: String,
+    pub persistent: bool,
+    pub created: Instant,
+    /// Connections that used (connected to) the object and have not released it.
+    pub clients: AtomicUsize,
+    /// The object's version: bumped once per message that changed its data.
+    pub version: AtomicU64,
+    /// Accepted change requests (set, delete, clear) since the actor started.
+    pub updates: AtomicU64,
+    /// Send Message events broadcast since the actor started.
+    pub messages: AtomicU64,
+    /// Requests refused by a limit (attributes, bytes, update rate).
+    pub refused: AtomicU64,
+    pub attributes: AtomicUsize,
+    /// AMF0-encoded size of the attributes (names and values).
+    pub bytes: AtomicUsize,
+}
+
+impl SharedObjectStats {
+    pub fn new(app: &str, name: &str, persistent: bool) -> Self {
+        SharedObjectStats {
+            app: app.to_owned(),
+            name: name.to_owned(),
+            persistent,
+            created: Instant::now(),
+            clients: AtomicUsize::new(0),
+            version: AtomicU64::new(0),
+            updates: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            attributes: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        }
+    }
+}
+
 /// Actor counts per kind, kept by the actors' `started`/`stopped`.
 #[derive(Debug, Default)]
 pub struct ActorCounts {
@@ -426,6 +466,8 @@ pub struct ActorCounts {
     pub publishing_streams: AtomicUsize,
     pub subscribers: AtomicUsize,
     pub publishers: AtomicUsize,
+    /// Live shared object actors.
+    pub shared_objects: AtomicUsize,
 }
 
 /// Everything the admin side can read.
@@ -433,6 +475,8 @@ pub struct ActorCounts {
 pub struct ServerStats {
     pub connections: DashMap<u64, Arc<ConnectionStats>>,
     pub streams: DashMap<String, Arc<StreamStats>>,
+    /// Live shared objects by `app/name`.
+    pub shared_objects: DashMap<String, Arc<SharedObjectStats>>,
     pub actors: ActorCounts,
     pub connections_total: AtomicU64,
     pub connections_refused: AtomicU64,
@@ -458,6 +502,7 @@ impl Default for ServerStats {
         ServerStats {
             connections: DashMap::new(),
             streams: DashMap::new(),
+            shared_objects: DashMap::new(),
             actors: ActorCounts::default(),
             connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),

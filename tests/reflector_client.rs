@@ -169,6 +169,7 @@ fn classify(event: &ClientEvent, stream_id: u32) -> Seen {
         ClientEvent::UserControl(UserControlEvent::StreamEof { .. }) => Seen::StreamEof,
         ClientEvent::UserControl(_) => Seen::UserControl,
         ClientEvent::Command { name, .. } => Seen::Command(name.clone()),
+        ClientEvent::SharedObject { .. } => Seen::Command("shared object".into()),
     }
 }
 

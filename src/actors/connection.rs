@@ -17,6 +17,7 @@ use tokio_util::codec::{Decoder, FramedRead};
 
 use super::outbox::Outbox;
 use super::registry::{self, PublishGrant, Refusal};
+use super::shared_object::ClientHandle as SharedObjects;
 use super::stream::{Media, PublishingStream, StopStream};
 use super::subscriber::{PlayControl, PlayerCaps, Subscriber};
 use super::{csid, ConnectionId, ServerContext};
@@ -155,6 +156,8 @@ pub struct Connection {
     last_activity: Instant,
     ping_sent: Option<(u32, Instant)>,
     close_reason: Option<String>,
+    /// Its shared object session, from the first shared object message on.
+    shared_objects: Option<SharedObjects>,
 }
 
 /// Take a freshly accepted socket through the handshake, then start its connection actor on
@@ -227,6 +230,7 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
             last_activity: Instant::now(),
             ping_sent: None,
             close_reason: None,
+            shared_objects: None,
         }
     });
 }
@@ -434,8 +438,23 @@ impl Connection {
                     self.protocol_error(ctx, e);
                 }
             },
-            Message::SharedObject { message, .. } => {
-                tracing::debug!(connection = self.id, object = %message.name, "shared object message ignored");
+            Message::SharedObject { amf3, message } => {
+                let Some(app) = self.session.as_ref().map(|s| s.app.clone()) else {
+                    return self.protocol_error(ctx, "shared object message before connect");
+                };
+                let so = self.shared_objects.get_or_insert_with(|| {
+                    SharedObjects::start(
+                        self.id,
+                        app,
+                        self.outbox.clone(),
+                        self.settings.clone(),
+                        self.server.stats.clone(),
+                    )
+                });
+                if let Some(wait) = so.offer(amf3, message) {
+                    // Its session is behind: stop reading until it has room.
+                    ctx.wait(wait.into_actor(self).map(|_, _, _| ()));
+                }
             }
             other => {
                 tracing::debug!(
@@ -1057,7 +1076,8 @@ impl Connection {
         let active = self
             .streams
             .values()
-            .any(|s| !matches!(s, StreamSlot::Idle));
+            .any(|s| !matches!(s, StreamSlot::Idle))
+            || self.shared_objects.as_ref().is_some_and(|so| so.in_use());
         if !active && self.last_activity.elapsed() > Duration::from_millis(rtmp.idle_timeout_ms) {
             let what = if self.session.is_none() {
                 "connect"
@@ -1129,6 +1149,9 @@ impl Actor for Connection {
                 }
                 StreamSlot::Idle => {}
             }
+        }
+        if let Some(so) = self.shared_objects.take() {
+            so.close();
         }
         self.outbox.close();
         self.stats.set_state(ConnectionState::Closing);

@@ -10,12 +10,15 @@
 //! - [`publisher`]: one per resource (app + stream name): caches metadata, sequence headers and
 //!   the GOP, and fans frames out.
 //! - [`registry`]: maps resources to publisher actors and decides publish conflicts.
+//! - [`shared_object`]: remote shared objects (§7.1.3): one actor per object, their registry,
+//!   and a per-connection session.
 
 pub mod connection;
 pub mod listener;
 pub mod outbox;
 pub mod publisher;
 pub mod registry;
+pub mod shared_object;
 pub mod stream;
 pub mod subscriber;
 

@@ -9,6 +9,9 @@
 //!   [`RtmpClient::publish`] or [`RtmpClient::play`], then [`RtmpClient::send`] media or read
 //!   [`RtmpClient::next_event`]s. [`RtmpClient::into_split`] gives a reader and a cloneable
 //!   writer for a player that keeps reading while another task writes.
+//! - Remote shared objects: [`RtmpClient::send_shared_object`] sends a shared object message
+//!   (Use, Request Change, Send Message...); what the server sends back arrives as
+//!   [`ClientEvent::SharedObject`].
 //! - [`synth`]: synthetic, numbered FLV media for tests and load.
 //!
 //! Chunk stream ids the client writes on (like ffmpeg's, with data apart from audio): see
@@ -23,7 +26,7 @@ use std::time::Duration;
 use crate::protocol::amf0::Amf0Value;
 use crate::protocol::chunk::ChunkError;
 use crate::protocol::handshake::HandshakeError;
-use crate::protocol::message::{MessageError, RawMessage, UserControlEvent};
+use crate::protocol::message::{MessageError, RawMessage, SharedObjectMessage, UserControlEvent};
 
 pub use session::{ClientReader, ClientWriter, RtmpClient};
 pub use url::{RtmpUrl, DEFAULT_PORT};
@@ -127,6 +130,11 @@ pub enum ClientEvent {
         name: String,
         transaction_id: f64,
         values: Vec<Amf0Value>,
+    },
+    /// A shared object message (§7.1.3): type 19, or 16 when `amf3`.
+    SharedObject {
+        amf3: bool,
+        message: SharedObjectMessage,
     },
 }
 

@@ -19,7 +19,9 @@ use crate::protocol::chunk::{
 };
 use crate::protocol::command::status;
 use crate::protocol::handshake::{ClientHandshake, HandshakeState, HANDSHAKE_SIZE};
-use crate::protocol::message::{type_id, Message, RawMessage, UserControlEvent};
+use crate::protocol::message::{
+    type_id, Message, RawMessage, SharedObjectMessage, UserControlEvent,
+};
 
 /// Room made in the read buffer before each read, so that reads are not tiny.
 const READ_RESERVE: usize = 8 * 1024;
@@ -93,6 +95,9 @@ impl Reader {
                 values,
             }),
             Message::Command { values, .. } => Step::Event(command_event(raw.stream_id, values)),
+            Message::SharedObject { amf3, message } => {
+                Step::Event(ClientEvent::SharedObject { amf3, message })
+            }
             _ => Step::Nothing,
         })
     }
@@ -189,6 +194,20 @@ impl Writer {
             values,
         };
         self.feed_message(csid, stream_id, &message)
+    }
+
+    /// Shared object messages go on message stream 0, on the NetConnection command chunk
+    /// stream (as Flash Player does).
+    fn feed_shared_object(
+        &mut self,
+        amf3: bool,
+        message: &SharedObjectMessage,
+    ) -> Result<(), ClientError> {
+        let message = Message::SharedObject {
+            amf3,
+            message: message.clone(),
+        };
+        self.feed_message(csid::COMMAND, 0, &message)
     }
 
     /// Write out everything fed. Not cancel-safe: a write cut short leaves the peer with a
@@ -670,6 +689,17 @@ impl RtmpClient {
         self.writer.flush().await
     }
 
+    /// Send a shared object message (§7.1.3) as type 19, or 16 when `amf3`, without waiting
+    /// for anything; the server's answers arrive as [`ClientEvent::SharedObject`].
+    pub async fn send_shared_object(
+        &mut self,
+        amf3: bool,
+        message: &SharedObjectMessage,
+    ) -> Result<(), ClientError> {
+        self.writer.feed_shared_object(amf3, message)?;
+        self.writer.flush().await
+    }
+
     /// The next event: first those kept while a call waited, then from the socket. Pings are
     /// answered, Acknowledgements sent per the server's window, Set Chunk Size applied, all
     /// without showing up here. Cancel-safe while reading (e.g. under
@@ -790,6 +820,17 @@ impl ClientWriter {
     ) -> Result<(), ClientError> {
         let mut writer = self.inner.lock().await;
         writer.feed_command(stream_id, values)?;
+        writer.flush().await
+    }
+
+    /// As [`RtmpClient::send_shared_object`].
+    pub async fn send_shared_object(
+        &self,
+        amf3: bool,
+        message: &SharedObjectMessage,
+    ) -> Result<(), ClientError> {
+        let mut writer = self.inner.lock().await;
+        writer.feed_shared_object(amf3, message)?;
         writer.flush().await
     }
 

@@ -1,0 +1,720 @@
+//! Remote shared objects (RTMP 1.0 §7.1.3) with the project's client against a reflector
+//! running two workers, so that clients sit on different arbiters: use and initial state,
+//! changes, send message, delete and clear, leaving, persistence across a restart, AMF0 and
+//! AMF3, limits. And the byte-level vectors of tests/vectors/shared_object/, round-tripped.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use common::Server;
+use reflector::client::{ClientConfig, ClientEvent, RtmpClient, RtmpUrl};
+use reflector::protocol::amf0::{Amf0Value, AmfLimits};
+use reflector::protocol::amf3::Amf3Value;
+use reflector::protocol::message::{
+    type_id, Message, RawMessage, SharedObjectEvent as Ev, SharedObjectMessage,
+};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn server_with(toml: &str) -> (Server, tempfile::NamedTempFile) {
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp config");
+    file.write_all(toml.as_bytes()).expect("write config");
+    let path = file.path().display().to_string();
+    (
+        Server::reflector(&["--workers", "2", "--config", &path]),
+        file,
+    )
+}
+
+fn server() -> Server {
+    Server::reflector(&["--workers", "2"])
+}
+
+async fn client(server: &Server, amf3: bool) -> RtmpClient {
+    let url = RtmpUrl {
+        host: "127.0.0.1".into(),
+        port: server.port(),
+        app: "live".into(),
+        stream: "so".into(),
+    };
+    let config = ClientConfig {
+        timeout: WAIT,
+        object_encoding: if amf3 { 3.0 } else { 0.0 },
+        ..ClientConfig::default()
+    };
+    RtmpClient::connect(&url, &config).await.expect("connect")
+}
+
+fn msg(name: &str, persistent: bool, events: Vec<Ev>) -> SharedObjectMessage {
+    SharedObjectMessage {
+        name: name.into(),
+        version: 0,
+        persistent,
+        events,
+    }
+}
+
+fn set(name: &str, value: Amf0Value) -> Ev {
+    Ev::SetAttribute {
+        properties: vec![(name.into(), value)],
+    }
+}
+
+fn num(v: f64) -> Amf0Value {
+    Amf0Value::Number(v)
+}
+
+/// The next shared object message, skipping everything else.
+async fn next_so(c: &mut RtmpClient) -> (bool, SharedObjectMessage) {
+    let wait = async {
+        loop {
+            if let ClientEvent::SharedObject { amf3, message } =
+                c.next_event().await.expect("event")
+            {
+                return (amf3, message);
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("a shared object message in time")
+}
+
+/// No shared object message within `d`.
+async fn quiet(c: &mut RtmpClient, d: Duration) {
+    let wait = async {
+        loop {
+            if let ClientEvent::SharedObject { message, .. } = c.next_event().await.expect("event")
+            {
+                return message;
+            }
+        }
+    };
+    if let Ok(m) = tokio::time::timeout(d, wait).await {
+        panic!("unexpected shared object message {m:?}");
+    }
+}
+
+/// Use `name` and return the answer (Use Success and the initial state).
+async fn use_object(
+    c: &mut RtmpClient,
+    amf3: bool,
+    name: &str,
+    persistent: bool,
+) -> SharedObjectMessage {
+    c.send_shared_object(amf3, &msg(name, persistent, vec![Ev::Connect]))
+        .await
+        .expect("send use");
+    let (got_amf3, m) = next_so(c).await;
+    assert_eq!(got_amf3, amf3, "answered in the client's encoding");
+    assert_eq!(m.name, name);
+    m
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn set_attribute_reaches_every_other_client_across_arbiters() {
+    let server = server();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = client(&server, false).await;
+        let m = use_object(&mut c, false, "room", false).await;
+        // Red5: Use Success, then Clear for a non-persistent object; no state yet.
+        assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData]);
+        assert_eq!(m.version, 0);
+        clients.push(c);
+    }
+    clients[0]
+        .send_shared_object(false, &msg("room", false, vec![set("x", num(1.0))]))
+        .await
+        .expect("set");
+    let (_, ack) = next_so(&mut clients[0]).await;
+    assert_eq!(ack.events, vec![Ev::UpdateAttribute { name: "x".into() }]);
+    assert_eq!(ack.version, 1);
+    for c in &mut clients[1..] {
+        let (_, change) = next_so(c).await;
+        assert_eq!(
+            change.events,
+            vec![Ev::UpdateData {
+                properties: vec![("x".into(), num(1.0))]
+            }]
+        );
+        assert_eq!(change.version, 1);
+    }
+    // A late joiner gets the whole state with the current version.
+    let mut late = client(&server, false).await;
+    let m = use_object(&mut late, false, "room", false).await;
+    assert_eq!(m.version, 1);
+    assert_eq!(
+        m.events,
+        vec![
+            Ev::InitialData,
+            Ev::ClearData,
+            Ev::UpdateData {
+                properties: vec![("x".into(), num(1.0))]
+            }
+        ]
+    );
+    // A second writer on another connection: everyone else, the first writer included.
+    late.send_shared_object(
+        false,
+        &msg("room", false, vec![set("y", Amf0Value::String("z".into()))]),
+    )
+    .await
+    .expect("set");
+    let (_, ack) = next_so(&mut late).await;
+    assert_eq!(ack.events, vec![Ev::UpdateAttribute { name: "y".into() }]);
+    for c in &mut clients {
+        let (_, change) = next_so(c).await;
+        assert_eq!(change.version, 2);
+        assert!(
+            matches!(&change.events[..], [Ev::UpdateData { properties }] if properties[0].0 == "y")
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn send_message_reaches_everyone_including_the_sender() {
+    let server = server();
+    let mut a = client(&server, false).await;
+    let mut b = client(&server, false).await;
+    let mut c = client(&server, false).await;
+    for x in [&mut a, &mut b, &mut c] {
+        use_object(x, false, "chat", false).await;
+    }
+    let send = Ev::SendMessage {
+        values: vec![
+            Amf0Value::String("onChat".into()),
+            Amf0Value::String("hello".into()),
+        ],
+    };
+    b.send_shared_object(false, &msg("chat", false, vec![send.clone()]))
+        .await
+        .expect("send");
+    for x in [&mut a, &mut b, &mut c] {
+        let (_, m) = next_so(x).await;
+        assert_eq!(m.events, vec![send.clone()]);
+        assert_eq!(m.version, 0, "a send is not a change");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn delete_and_clear() {
+    let server = server();
+    let mut a = client(&server, false).await;
+    let mut b = client(&server, false).await;
+    use_object(&mut a, false, "board", false).await;
+    use_object(&mut b, false, "board", false).await;
+    a.send_shared_object(
+        false,
+        &msg("board", false, vec![set("p", num(1.0)), set("q", num(2.0))]),
+    )
+    .await
+    .expect("set");
+    let (_, ack) = next_so(&mut a).await;
+    assert_eq!(ack.version, 1, "one version per message");
+    next_so(&mut b).await;
+    b.send_shared_object(
+        false,
+        &msg(
+            "board",
+            false,
+            vec![Ev::DeleteAttribute { name: "p".into() }],
+        ),
+    )
+    .await
+    .expect("delete");
+    for x in [&mut b, &mut a] {
+        let (_, m) = next_so(x).await;
+        assert_eq!(m.events, vec![Ev::DeleteData { name: "p".into() }]);
+        assert_eq!(m.version, 2);
+    }
+    a.send_shared_object(false, &msg("board", false, vec![Ev::ClearData]))
+        .await
+        .expect("clear");
+    for x in [&mut a, &mut b] {
+        let (_, m) = next_so(x).await;
+        assert_eq!(m.events, vec![Ev::ClearData]);
+        assert_eq!(m.version, 3);
+    }
+    let mut c = client(&server, false).await;
+    let m = use_object(&mut c, false, "board", false).await;
+    assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData], "cleared");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn leaving_clients_and_the_object_going_away() {
+    let server = server();
+    let mut a = client(&server, false).await;
+    let mut b = client(&server, false).await;
+    let mut c = client(&server, false).await;
+    for x in [&mut a, &mut b, &mut c] {
+        use_object(x, false, "lobby", false).await;
+    }
+    // b releases: it hears nothing more.
+    b.send_shared_object(false, &msg("lobby", false, vec![Ev::Disconnect]))
+        .await
+        .expect("release");
+    // c's connection closes: the server drops it from the object.
+    c.shutdown().await.expect("shutdown");
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    a.send_shared_object(false, &msg("lobby", false, vec![set("k", num(1.0))]))
+        .await
+        .expect("set");
+    next_so(&mut a).await;
+    quiet(&mut b, Duration::from_millis(300)).await;
+    // b writing without using gets a status error.
+    b.send_shared_object(false, &msg("lobby", false, vec![set("k", num(2.0))]))
+        .await
+        .expect("set");
+    let (_, m) = next_so(&mut b).await;
+    assert_eq!(
+        m.events,
+        vec![Ev::Status {
+            code: "SharedObject.NoWriteAccess".into(),
+            level: "error".into()
+        }]
+    );
+    // a leaves too: the non-persistent object goes; a new use starts from nothing.
+    a.send_shared_object(false, &msg("lobby", false, vec![Ev::Disconnect]))
+        .await
+        .expect("release");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let m = use_object(&mut b, false, "lobby", false).await;
+    assert_eq!(m.version, 0);
+    assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData]);
+}
+
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in walk(dir) {
+        out.push(
+            entry
+                .strip_prefix(dir)
+                .expect("under dir")
+                .display()
+                .to_string(),
+        );
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn persistent_objects_survive_a_restart() {
+    let store = tempfile::tempdir().expect("store dir");
+    let toml = format!(
+        "[shared_objects]\ndir = {:?}\n",
+        store.path().display().to_string()
+    );
+    let evil = "../../escape";
+    {
+        let (server, _config) = server_with(&toml);
+        let mut a = client(&server, false).await;
+        let m = use_object(&mut a, false, "scores", true).await;
+        assert_eq!(
+            m.events,
+            vec![Ev::InitialData],
+            "no Clear for a persistent object"
+        );
+        assert!(m.persistent);
+        a.send_shared_object(
+            false,
+            &msg(
+                "scores",
+                true,
+                vec![
+                    set("alice", num(3.0)),
+                    set("bob", Amf0Value::String("x".into())),
+                ],
+            ),
+        )
+        .await
+        .expect("set");
+        next_so(&mut a).await;
+        a.send_shared_object(
+            false,
+            &msg(
+                "scores",
+                true,
+                vec![Ev::DeleteAttribute { name: "bob".into() }],
+            ),
+        )
+        .await
+        .expect("delete");
+        next_so(&mut a).await;
+        use_object(&mut a, false, evil, true).await;
+        a.send_shared_object(false, &msg(evil, true, vec![set("k", num(1.0))]))
+            .await
+            .expect("set");
+        next_so(&mut a).await;
+        // The other persistence flag on a live object is refused.
+        let mut b = client(&server, false).await;
+        let m = use_object(&mut b, false, "scores", false).await;
+        assert_eq!(
+            m.events,
+            vec![Ev::Status {
+                code: "SharedObject.BadPersistence".into(),
+                level: "error".into()
+            }]
+        );
+        // Stopped with SIGTERM while the clients are still connected.
+        drop(server);
+    }
+    // Files stay inside the directory, one per object, no temporary file left.
+    assert_eq!(
+        files_under(store.path()),
+        vec![
+            "live/%2E%2E%2F%2E%2E%2Fescape.rso".to_string(),
+            "live/scores.rso".to_string()
+        ]
+    );
+    let (server, _config) = server_with(&toml);
+    let mut c = client(&server, true).await;
+    let m = use_object(&mut c, true, "scores", true).await;
+    assert_eq!(m.version, 2);
+    assert_eq!(
+        m.events,
+        vec![
+            Ev::InitialData,
+            Ev::UpdateData {
+                properties: vec![("alice".into(), num(3.0))]
+            }
+        ]
+    );
+    let m = use_object(&mut c, true, evil, true).await;
+    assert_eq!(m.version, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn amf3_and_amf0_clients_each_get_their_encoding() {
+    let server = server();
+    let mut a = client(&server, true).await;
+    let mut b = client(&server, false).await;
+    let mut c = client(&server, true).await;
+    use_object(&mut a, true, "mixed", false).await;
+    use_object(&mut b, false, "mixed", false).await;
+    use_object(&mut c, true, "mixed", false).await;
+    let value = Amf0Value::AvmPlus(Amf3Value::Integer(5));
+    a.send_shared_object(true, &msg("mixed", false, vec![set("n", value.clone())]))
+        .await
+        .expect("set");
+    let (amf3, ack) = next_so(&mut a).await;
+    assert!(amf3, "the writer's ack in AMF3 (type 16)");
+    assert_eq!(ack.events, vec![Ev::UpdateAttribute { name: "n".into() }]);
+    let (amf3, m) = next_so(&mut b).await;
+    assert!(!amf3, "the AMF0 client gets type 19");
+    assert_eq!(
+        m.events,
+        vec![Ev::UpdateData {
+            properties: vec![("n".into(), value.clone())]
+        }]
+    );
+    let (amf3, m) = next_so(&mut c).await;
+    assert!(amf3);
+    assert_eq!(m.events.len(), 1);
+    b.send_shared_object(false, &msg("mixed", false, vec![set("s", num(1.0))]))
+        .await
+        .expect("set");
+    let (amf3, _) = next_so(&mut b).await;
+    assert!(!amf3);
+    let (amf3, _) = next_so(&mut a).await;
+    assert!(amf3);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn limits_answer_with_status_errors() {
+    let (server, _config) = server_with(
+        "[shared_objects]\nmax_objects_per_app = 2\nmax_attributes = 2\nmax_bytes = 200\nmax_updates_per_second = 10\n",
+    );
+    let mut a = client(&server, false).await;
+    let mut b = client(&server, false).await;
+    use_object(&mut a, false, "o1", false).await;
+    use_object(&mut b, false, "o1", false).await;
+    use_object(&mut a, false, "o2", false).await;
+    let m = use_object(&mut a, false, "o3", false).await;
+    assert_eq!(
+        m.events,
+        vec![Ev::Status {
+            code: "SharedObject.ObjectCreationFailed".into(),
+            level: "error".into()
+        }]
+    );
+    a.send_shared_object(
+        false,
+        &msg("o1", false, vec![set("a", num(1.0)), set("b", num(2.0))]),
+    )
+    .await
+    .expect("set");
+    next_so(&mut a).await;
+    next_so(&mut b).await;
+    // A third attribute: refused, the writer's copy is put back, nobody else hears.
+    a.send_shared_object(false, &msg("o1", false, vec![set("c", num(3.0))]))
+        .await
+        .expect("set");
+    let (_, m) = next_so(&mut a).await;
+    assert_eq!(
+        m.events,
+        vec![
+            Ev::Status {
+                code: "SharedObject.TooManyAttributes".into(),
+                level: "error".into()
+            },
+            Ev::DeleteData { name: "c".into() }
+        ]
+    );
+    // Too many bytes.
+    a.send_shared_object(
+        false,
+        &msg(
+            "o1",
+            false,
+            vec![set("a", Amf0Value::String("x".repeat(300)))],
+        ),
+    )
+    .await
+    .expect("set");
+    let (_, m) = next_so(&mut a).await;
+    assert_eq!(
+        m.events[0],
+        Ev::Status {
+            code: "SharedObject.ObjectTooLarge".into(),
+            level: "error".into()
+        }
+    );
+    assert_eq!(m.version, 1);
+    quiet(&mut b, Duration::from_millis(200)).await;
+    // Update rate: a burst of 30 requests, at most about 10 pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for i in 0..30 {
+        a.send_shared_object(false, &msg("o1", false, vec![set("a", num(f64::from(i)))]))
+            .await
+            .expect("set");
+    }
+    let (mut acks, mut limited) = (0, 0);
+    for _ in 0..30 {
+        let (_, m) = next_so(&mut a).await;
+        match &m.events[..] {
+            [Ev::UpdateAttribute { .. }] => acks += 1,
+            [Ev::Status { code, .. }] if code == "SharedObject.UpdateRateExceeded" => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!((10..=13).contains(&acks), "{acks} accepted");
+    assert_eq!(acks + limited, 30);
+    // The connections are still fine afterwards.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    a.send_shared_object(false, &msg("o1", false, vec![set("b", num(9.0))]))
+        .await
+        .expect("set");
+    let (_, m) = next_so(&mut a).await;
+    assert_eq!(m.events, vec![Ev::UpdateAttribute { name: "b".into() }]);
+}
+
+/// Every vector decodes to the message the README describes and encodes back to the same
+/// bytes.
+#[test]
+fn vectors_round_trip() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/shared_object");
+    let s = |x: &str| Amf0Value::String(x.into());
+    let m = |name: &str, version: u32, persistent: bool, events: Vec<Ev>| SharedObjectMessage {
+        name: name.into(),
+        version,
+        persistent,
+        events,
+    };
+    let cases: Vec<(&str, bool, SharedObjectMessage)> = vec![
+        ("use.bin", false, m("chat", 0, false, vec![Ev::Connect])),
+        (
+            "release.bin",
+            false,
+            m("chat", 0, false, vec![Ev::Disconnect]),
+        ),
+        (
+            "request-change.bin",
+            false,
+            m(
+                "chat",
+                0,
+                false,
+                vec![Ev::SetAttribute {
+                    properties: vec![("msg".into(), s("hi")), ("n".into(), num(1.0))],
+                }],
+            ),
+        ),
+        (
+            "change.bin",
+            false,
+            m(
+                "chat",
+                4,
+                false,
+                vec![Ev::UpdateData {
+                    properties: vec![("msg".into(), s("hi"))],
+                }],
+            ),
+        ),
+        (
+            "success.bin",
+            false,
+            m(
+                "chat",
+                4,
+                false,
+                vec![Ev::UpdateAttribute { name: "msg".into() }],
+            ),
+        ),
+        (
+            "send-message.bin",
+            false,
+            m(
+                "chat",
+                4,
+                false,
+                vec![Ev::SendMessage {
+                    values: vec![s("onChat"), s("hello"), num(2.0)],
+                }],
+            ),
+        ),
+        (
+            "status.bin",
+            false,
+            m(
+                "chat",
+                0,
+                false,
+                vec![Ev::Status {
+                    code: "SharedObject.BadPersistence".into(),
+                    level: "error".into(),
+                }],
+            ),
+        ),
+        ("clear.bin", false, m("chat", 5, false, vec![Ev::ClearData])),
+        (
+            "remove.bin",
+            false,
+            m(
+                "chat",
+                6,
+                false,
+                vec![Ev::DeleteData { name: "msg".into() }],
+            ),
+        ),
+        (
+            "request-remove.bin",
+            false,
+            m(
+                "chat",
+                0,
+                false,
+                vec![Ev::DeleteAttribute { name: "msg".into() }],
+            ),
+        ),
+        (
+            "use-success.bin",
+            false,
+            m("chat", 0, false, vec![Ev::InitialData]),
+        ),
+        (
+            "use-success-initial-state.bin",
+            false,
+            m(
+                "room",
+                3,
+                false,
+                vec![
+                    Ev::InitialData,
+                    Ev::ClearData,
+                    Ev::UpdateData {
+                        properties: vec![
+                            ("a".into(), num(1.0)),
+                            ("b".into(), Amf0Value::Boolean(true)),
+                        ],
+                    },
+                ],
+            ),
+        ),
+        (
+            "persistent-use.bin",
+            false,
+            m("scores", 0, true, vec![Ev::Connect]),
+        ),
+        ("amf3-use.bin", true, m("chat", 0, false, vec![Ev::Connect])),
+        (
+            "amf3-change.bin",
+            true,
+            m(
+                "chat",
+                2,
+                false,
+                vec![Ev::UpdateData {
+                    properties: vec![("n".into(), Amf0Value::AvmPlus(Amf3Value::Integer(5)))],
+                }],
+            ),
+        ),
+    ];
+    let mut seen_types = std::collections::HashSet::new();
+    for (file, amf3, expected) in cases {
+        let bytes = std::fs::read(dir.join(file)).expect(file);
+        let raw = RawMessage {
+            type_id: if amf3 {
+                type_id::SHARED_OBJECT_AMF3
+            } else {
+                type_id::SHARED_OBJECT_AMF0
+            },
+            stream_id: 0,
+            timestamp: 0,
+            payload: bytes.clone().into(),
+        };
+        let decoded = Message::decode(&raw, &AmfLimits::default()).expect(file);
+        let want = Message::SharedObject {
+            amf3,
+            message: expected,
+        };
+        assert_eq!(decoded, want, "{file}");
+        assert_eq!(
+            &want.encode_body().expect(file)[..],
+            &bytes[..],
+            "{file} re-encodes"
+        );
+        if let Message::SharedObject { message, .. } = &want {
+            for e in &message.events {
+                seen_types.insert(std::mem::discriminant(e));
+            }
+        }
+        // Every truncation is a typed error, never a panic.
+        for cut in 0..bytes.len() {
+            let raw = RawMessage {
+                payload: bytes[..cut].to_vec().into(),
+                ..raw.clone()
+            };
+            let _ = Message::decode(&raw, &AmfLimits::default());
+        }
+    }
+    assert_eq!(
+        seen_types.len(),
+        11,
+        "a vector for each of the 11 event types"
+    );
+}
