@@ -110,3 +110,31 @@ pub struct ServerContext {
     pub next_connection_id: AtomicU64,
     pub connections_per_ip: DashMap<IpAddr, usize>,
 }
+
+/// Run one actor handler, catching a panic in it. Without this, a panic inside an actix handler
+/// kills the actor's task on the arbiter silently: `stopped` never runs, so stats and registry
+/// counts leak and the writer task keeps the socket half open. The panic is logged (the panic
+/// hook has already printed where), counted in `ServerStats::panics`, and `None` tells the
+/// caller to stop its actor so that its normal cleanup runs.
+pub(crate) fn guard<R>(
+    stats: &ServerStats,
+    actor: &'static str,
+    connection: ConnectionId,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            stats
+                .panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(connection, actor, panic = %what, "panic in actor handler: stopping it");
+            None
+        }
+    }
+}

@@ -347,7 +347,17 @@ impl Handler<Media> for PublishingStream {
     type Result = ();
 
     fn handle(&mut self, msg: Media, ctx: &mut Context<Self>) {
-        self.ingest(msg.0, ctx);
+        let stats = self.server_stats.clone();
+        if super::guard(&stats, "stream", self.connection_id, || {
+            self.ingest(msg.0, ctx)
+        })
+        .is_none()
+        {
+            self.connection.do_send(CloseConnection {
+                reason: "panic in the publishing stream".into(),
+            });
+            ctx.stop();
+        }
     }
 }
 
