@@ -136,7 +136,10 @@ impl Canary {
             .await
             .expect("canary publisher connects");
         let stream_id = client.create_stream().await.expect("canary createStream");
-        client.publish(stream_id, name).await.expect("canary publish");
+        client
+            .publish(stream_id, name)
+            .await
+            .expect("canary publish");
         let mut synth = Synth::new(SynthConfig {
             stream_id,
             ..SynthConfig::default()
@@ -206,7 +209,11 @@ impl Canary {
         self.stop.store(true, Relaxed);
         let sent = self.publisher.await.expect("canary publisher task");
         let seen = self.player.await.expect("canary player task");
-        assert!(seen.len() > 20, "{what}: canary player saw only {} frames", seen.len());
+        assert!(
+            seen.len() > 20,
+            "{what}: canary player saw only {} frames",
+            seen.len()
+        );
         let first = seen[0].1;
         for (i, w) in seen.windows(2).enumerate() {
             assert_eq!(
@@ -358,7 +365,8 @@ impl Raw {
     async fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
         let mut body = Vec::new();
         amf0::encode_all(values, &mut body).expect("encode command");
-        self.message(3, type_id::COMMAND_AMF0, stream_id, body).await;
+        self.message(3, type_id::COMMAND_AMF0, stream_id, body)
+            .await;
     }
 
     async fn connect(&mut self, app: &str) {
@@ -553,15 +561,25 @@ async fn handshake_attackers(port: u16) -> Vec<Report> {
     let garbage = async {
         let mut sock = tcp(port).await;
         let p = sock.local_addr().expect("addr").port();
-        let junk: Vec<u8> = (0..4000u32).map(|i| (i * 7919 % 251) as u8 | 0x40).collect();
+        let junk: Vec<u8> = (0..4000u32)
+            .map(|i| (i * 7919 % 251) as u8 | 0x40)
+            .collect();
         let _ = sock.write_all(&junk).await;
-        report("garbage handshake", (p, read_to_close(&mut sock).await), "unsupported RTMP version")
+        report(
+            "garbage handshake",
+            (p, read_to_close(&mut sock).await),
+            "unsupported RTMP version",
+        )
     };
     let http = async {
         let mut sock = tcp(port).await;
         let p = sock.local_addr().expect("addr").port();
         let _ = sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        report("HTTP request", (p, read_to_close(&mut sock).await), "unsupported RTMP version 71")
+        report(
+            "HTTP request",
+            (p, read_to_close(&mut sock).await),
+            "unsupported RTMP version 71",
+        )
     };
     let wrong_version = async {
         let mut sock = tcp(port).await;
@@ -569,20 +587,32 @@ async fn handshake_attackers(port: u16) -> Vec<Report> {
         let mut c0c1 = vec![6u8];
         c0c1.extend(std::iter::repeat_n(0u8, 1536));
         let _ = sock.write_all(&c0c1).await;
-        report("C0 version 6 (RTMPE)", (p, read_to_close(&mut sock).await), "unsupported RTMP version 6")
+        report(
+            "C0 version 6 (RTMPE)",
+            (p, read_to_close(&mut sock).await),
+            "unsupported RTMP version 6",
+        )
     };
     let short = async {
         let mut sock = tcp(port).await;
         let p = sock.local_addr().expect("addr").port();
         let _ = sock.write_all(&[3u8; 700]).await;
         let _ = sock.shutdown().await;
-        report("short handshake", (p, read_to_close(&mut sock).await), "handshake failed")
+        report(
+            "short handshake",
+            (p, read_to_close(&mut sock).await),
+            "handshake failed",
+        )
     };
     let no_c2 = async {
         let mut sock = tcp(port).await;
         let p = sock.local_addr().expect("addr").port();
         let _ = sock.write_all(&[3u8; 1537]).await;
-        report("C0C1 and no C2", (p, read_to_close(&mut sock).await), "not finished within")
+        report(
+            "C0C1 and no C2",
+            (p, read_to_close(&mut sock).await),
+            "not finished within",
+        )
     };
     let slowloris = async {
         let mut sock = tcp(port).await;
@@ -600,7 +630,11 @@ async fn handshake_attackers(port: u16) -> Vec<Report> {
             }
         }
         assert!(closed, "slowloris handshake still open after {VERDICT:?}");
-        report("slowloris handshake", (p, vec![Ev::Closed]), "not finished within")
+        report(
+            "slowloris handshake",
+            (p, vec![Ev::Closed]),
+            "not finished within",
+        )
     };
     let mut out = Vec::new();
     let (a, b, c, d, e, f) = tokio::join!(garbage, http, wrong_version, short, no_c2, slowloris);
@@ -626,7 +660,11 @@ async fn chunk_attackers(port: u16) -> Vec<Report> {
     let size0 = async {
         let mut raw = Raw::handshaken(port).await;
         raw.set_chunk_size(0).await;
-        report("chunk size 0", raw.until_closed().await, "Set Chunk Size of 0")
+        report(
+            "chunk size 0",
+            raw.until_closed().await,
+            "Set Chunk Size of 0",
+        )
     };
     let size1 = async {
         // Legal but slow: a whole connect in 1-byte chunks must work.
@@ -635,9 +673,17 @@ async fn chunk_attackers(port: u16) -> Vec<Report> {
         raw.enc.set_chunk_size(1, &mut out);
         raw.bytes(&out).await;
         raw.connect("live").await;
-        assert_eq!(raw.next_verdict().await, Ev::Result, "connect in 1-byte chunks");
+        assert_eq!(
+            raw.next_verdict().await,
+            Ev::Result,
+            "connect in 1-byte chunks"
+        );
         raw.set_chunk_size(0).await;
-        report("chunk size 1", raw.until_closed().await, "Set Chunk Size of 0")
+        report(
+            "chunk size 1",
+            raw.until_closed().await,
+            "Set Chunk Size of 0",
+        )
     };
     let size_max = async {
         let mut raw = Raw::handshaken(port).await;
@@ -645,12 +691,20 @@ async fn chunk_attackers(port: u16) -> Vec<Report> {
         raw.enc.set_chunk_size(0x7FFF_FFFF, &mut out);
         raw.bytes(&out).await;
         raw.connect("live").await;
-        assert_eq!(raw.next_verdict().await, Ev::Result, "connect at chunk size 2^31-1");
+        assert_eq!(
+            raw.next_verdict().await,
+            Ev::Result,
+            "connect at chunk size 2^31-1"
+        );
         // Then a header declaring 16 MiB - 1: over max_message_len, refused at the header.
         let mut h = vec![0x05, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0];
         h.extend([0u8; 64]);
         raw.bytes(&h).await;
-        report("chunk size 0x7FFFFFFF + 16 MiB header", raw.until_closed().await, "exceeds the limit")
+        report(
+            "chunk size 0x7FFFFFFF + 16 MiB header",
+            raw.until_closed().await,
+            "exceeds the limit",
+        )
     };
     let trickle = async {
         // A 1 MiB message (the limit) declared, then 20 chunks trickled, then nothing: held
@@ -665,7 +719,11 @@ async fn chunk_attackers(port: u16) -> Vec<Report> {
             raw.bytes(&c).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        report("huge message trickled", raw.until_closed().await, "idle timeout")
+        report(
+            "huge message trickled",
+            raw.until_closed().await,
+            "idle timeout",
+        )
     };
     let pending = async {
         // Partial 1 MiB messages on many chunk streams: max_pending_bytes (2 MiB) ends it.
@@ -678,7 +736,11 @@ async fn chunk_attackers(port: u16) -> Vec<Report> {
             h.extend(vec![0u8; 65_536]);
             raw.bytes(&h).await;
         }
-        report("partial messages over max_pending_bytes", raw.until_closed().await, "bytes of partial messages exceed")
+        report(
+            "partial messages over max_pending_bytes",
+            raw.until_closed().await,
+            "bytes of partial messages exceed",
+        )
     };
     let many_csids = async {
         // Thousands of chunk stream ids, each holding a partial message.
@@ -691,14 +753,22 @@ async fn chunk_attackers(port: u16) -> Vec<Report> {
             buf.extend([0u8; 128]);
         }
         raw.bytes(&buf).await;
-        report("3000 chunk stream ids", raw.until_closed().await, "chunk streams in use")
+        report(
+            "3000 chunk stream ids",
+            raw.until_closed().await,
+            "chunk streams in use",
+        )
     };
     let fmt = |f: u8| async move {
         let mut raw = Raw::handshaken(port).await;
         let mut c = vec![(f << 6) | 9];
         c.extend([0u8; 7]);
         raw.bytes(&c).await;
-        report(["", "fmt 1 first", "fmt 2 first", "fmt 3 first"][usize::from(f)], raw.until_closed().await, "without a previous header")
+        report(
+            ["", "fmt 1 first", "fmt 2 first", "fmt 3 first"][usize::from(f)],
+            raw.until_closed().await,
+            "without a previous header",
+        )
     };
     let ext_ts = async {
         // Extended timestamps (§5.3.1.3): a multi-chunk connect whose every chunk carries the
@@ -721,7 +791,20 @@ async fn chunk_attackers(port: u16) -> Vec<Report> {
         }
         // A ping at timestamp 0xFFFFFF exactly (extended) and one delta past 2^32 (wraps).
         for ts in [0x00FF_FFFFu32, 0x0100_0000] {
-            out.extend([0x02, 0xFF, 0xFF, 0xFF, 0, 0, 6, type_id::USER_CONTROL, 0, 0, 0, 0]);
+            out.extend([
+                0x02,
+                0xFF,
+                0xFF,
+                0xFF,
+                0,
+                0,
+                6,
+                type_id::USER_CONTROL,
+                0,
+                0,
+                0,
+                0,
+            ]);
             out.extend(ts.to_be_bytes());
             out.extend([0, 6, 0, 0, 0, 1]);
             out.push(0xC2);
@@ -729,19 +812,32 @@ async fn chunk_attackers(port: u16) -> Vec<Report> {
             out.extend([0, 6, 0, 0, 0, 2]);
         }
         raw.bytes(&out).await;
-        assert_eq!(raw.next_verdict().await, Ev::Result, "connect with extended timestamps");
+        assert_eq!(
+            raw.next_verdict().await,
+            Ev::Result,
+            "connect with extended timestamps"
+        );
         raw.set_chunk_size(0).await;
-        report("extended timestamps", raw.until_closed().await, "Set Chunk Size of 0")
+        report(
+            "extended timestamps",
+            raw.until_closed().await,
+            "Set Chunk Size of 0",
+        )
     };
     let abort = async {
         let mut raw = Raw::handshaken(port).await;
         for csid in [0u32, 1, 9, 9999, 65_599, u32::MAX] {
-            raw.message(2, type_id::ABORT, 0, csid.to_be_bytes().to_vec()).await;
+            raw.message(2, type_id::ABORT, 0, csid.to_be_bytes().to_vec())
+                .await;
         }
         raw.connect("live").await;
         assert_eq!(raw.next_verdict().await, Ev::Result, "connect after aborts");
         raw.message(2, type_id::ABORT, 0, vec![1, 2]).await;
-        report("Abort on unknown chunk streams", raw.until_closed().await, "protocol control message type 2 with a 2-byte body")
+        report(
+            "Abort on unknown chunk streams",
+            raw.until_closed().await,
+            "protocol control message type 2 with a 2-byte body",
+        )
     };
     let window = async {
         let mut raw = Raw::handshaken(port).await;
@@ -753,9 +849,23 @@ async fn chunk_attackers(port: u16) -> Vec<Report> {
         .await;
         raw.typed(Message::WindowAckSize(1)).await;
         raw.connect("live").await;
-        assert_eq!(raw.next_verdict().await, Ev::Result, "connect after odd windows");
-        raw.message(2, type_id::SET_PEER_BANDWIDTH, 0, vec![0xFF, 0xFF, 0xFF, 0xFF, 9]).await;
-        report("window ack 0, absurd peer bandwidth", raw.until_closed().await, "limit type 9")
+        assert_eq!(
+            raw.next_verdict().await,
+            Ev::Result,
+            "connect after odd windows"
+        );
+        raw.message(
+            2,
+            type_id::SET_PEER_BANDWIDTH,
+            0,
+            vec![0xFF, 0xFF, 0xFF, 0xFF, 9],
+        )
+        .await;
+        report(
+            "window ack 0, absurd peer bandwidth",
+            raw.until_closed().await,
+            "limit type 9",
+        )
     };
     let (a, b, c, d, e, f) = tokio::join!(size0, size1, size_max, trickle, pending, many_csids);
     let (g, h, i, j, k, l) = tokio::join!(fmt(1), fmt(2), fmt(3), ext_ts, abort, window);
@@ -775,7 +885,9 @@ async fn amf_attackers(port: u16) -> Vec<Report> {
     let huge_array = connect_with(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x00]);
     let huge_ecma = connect_with(&[0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x01, b'a', 0x05]);
     // An object whose only property refers back to the object itself (AMF0 §2.9).
-    let ref_loop0 = connect_with(&[0x03, 0x00, 0x03, b'a', b'p', b'p', 0x07, 0x00, 0x00, 0x00, 0x00, 0x09]);
+    let ref_loop0 = connect_with(&[
+        0x03, 0x00, 0x03, b'a', b'p', b'p', 0x07, 0x00, 0x00, 0x00, 0x00, 0x09,
+    ]);
     let truncated0 = connect_with(&[0x03, 0x00, 0x03, b'a', b'p', b'p', 0x02, 0x00, 0x10, b'l']);
     let deep3 = {
         let mut t = vec![0x11];
@@ -815,19 +927,39 @@ async fn amf_attackers(port: u16) -> Vec<Report> {
     };
     let cases: Vec<(&'static str, u8, Vec<u8>)> = vec![
         ("AMF0 nesting 20000 deep", type_id::COMMAND_AMF0, deep0),
-        ("AMF0 long string 4 GiB declared", type_id::COMMAND_AMF0, long_string),
-        ("AMF0 strict array 2^32-1 declared", type_id::COMMAND_AMF0, huge_array),
-        ("AMF0 ECMA array 2^32-1 declared", type_id::COMMAND_AMF0, huge_ecma),
+        (
+            "AMF0 long string 4 GiB declared",
+            type_id::COMMAND_AMF0,
+            long_string,
+        ),
+        (
+            "AMF0 strict array 2^32-1 declared",
+            type_id::COMMAND_AMF0,
+            huge_array,
+        ),
+        (
+            "AMF0 ECMA array 2^32-1 declared",
+            type_id::COMMAND_AMF0,
+            huge_ecma,
+        ),
         ("AMF0 reference loop", type_id::COMMAND_AMF0, ref_loop0),
         ("AMF0 truncated string", type_id::COMMAND_AMF0, truncated0),
         ("AMF3 nesting 20000 deep", type_id::COMMAND_AMF0, deep3),
         ("AMF3 string 256 MiB declared", type_id::COMMAND_AMF0, long3),
         ("AMF3 array 2^28 declared", type_id::COMMAND_AMF0, count3),
-        ("AMF3 ByteArray 256 MiB declared", type_id::COMMAND_AMF0, bytes3),
+        (
+            "AMF3 ByteArray 256 MiB declared",
+            type_id::COMMAND_AMF0,
+            bytes3,
+        ),
         ("AMF3 reference loop", type_id::COMMAND_AMF0, ref_loop3),
         ("AMF3 dangling reference", type_id::COMMAND_AMF0, dangling3),
         ("AMF3 truncated object", type_id::COMMAND_AMF0, truncated3),
-        ("AMF3 command message bomb", type_id::COMMAND_AMF3, amf3_message),
+        (
+            "AMF3 command message bomb",
+            type_id::COMMAND_AMF3,
+            amf3_message,
+        ),
     ];
     join_all(cases.into_iter().map(|(name, tid, body)| async move {
         // Whatever the decoder makes of it, the connection must end with a logged reason:
@@ -844,19 +976,101 @@ async fn command_attackers(port: u16, canary: &'static str) -> Vec<Report> {
     // A transaction id of the wrong type is read leniently (as 0) by the command parser, as
     // most servers do: those two are answered, then closed by the idle timeout.
     let v = vec![
-        bad_command(port, "connect without arguments", false, vec![s("connect")], "protocol error"),
-        bad_command(port, "connect with a number app", false, vec![s("connect"), n(1.0), Amf0Value::object([("app", n(5.0))])], "protocol error"),
-        bad_command(port, "connect with a string transaction id", false, vec![s("connect"), s("x"), Amf0Value::object([("app", s("live"))])], "idle timeout"),
-        bad_command(port, "createStream before connect", false, vec![s("createStream"), n(2.0), null()], "before connect"),
-        bad_command(port, "createStream with a string transaction id", true, vec![s("createStream"), s("two")], "idle timeout"),
-        bad_command(port, "publish a number", true, vec![s("publish"), n(0.0), null(), n(42.0)], "protocol error"),
-        bad_command(port, "play without a name", true, vec![s("play"), n(0.0), null()], "protocol error"),
-        bad_command(port, "publish to a name in use", true, vec![s("publish"), n(0.0), null(), s(canary), s("live")], "publish refused"),
-        bad_command(port, "play ../", true, vec![s("play"), n(0.0), null(), s("../../etc/passwd")], "path segment"),
-        bad_command(port, "publish with control characters", true, vec![s("publish"), n(0.0), null(), s("a\u{1}\u{7f}b"), s("live")], "control or white-space"),
-        bad_command(port, "play a 5000-byte name", true, vec![s("play"), n(0.0), null(), s(long_name)], "longer than"),
-        bad_command(port, "connect to app ..", false, connect_values(".."), "path segment"),
-        bad_command(port, "connect to a 5000-byte app", false, connect_values(long_name), "longer than"),
+        bad_command(
+            port,
+            "connect without arguments",
+            false,
+            vec![s("connect")],
+            "protocol error",
+        ),
+        bad_command(
+            port,
+            "connect with a number app",
+            false,
+            vec![s("connect"), n(1.0), Amf0Value::object([("app", n(5.0))])],
+            "protocol error",
+        ),
+        bad_command(
+            port,
+            "connect with a string transaction id",
+            false,
+            vec![
+                s("connect"),
+                s("x"),
+                Amf0Value::object([("app", s("live"))]),
+            ],
+            "idle timeout",
+        ),
+        bad_command(
+            port,
+            "createStream before connect",
+            false,
+            vec![s("createStream"), n(2.0), null()],
+            "before connect",
+        ),
+        bad_command(
+            port,
+            "createStream with a string transaction id",
+            true,
+            vec![s("createStream"), s("two")],
+            "idle timeout",
+        ),
+        bad_command(
+            port,
+            "publish a number",
+            true,
+            vec![s("publish"), n(0.0), null(), n(42.0)],
+            "protocol error",
+        ),
+        bad_command(
+            port,
+            "play without a name",
+            true,
+            vec![s("play"), n(0.0), null()],
+            "protocol error",
+        ),
+        bad_command(
+            port,
+            "publish to a name in use",
+            true,
+            vec![s("publish"), n(0.0), null(), s(canary), s("live")],
+            "publish refused",
+        ),
+        bad_command(
+            port,
+            "play ../",
+            true,
+            vec![s("play"), n(0.0), null(), s("../../etc/passwd")],
+            "path segment",
+        ),
+        bad_command(
+            port,
+            "publish with control characters",
+            true,
+            vec![s("publish"), n(0.0), null(), s("a\u{1}\u{7f}b"), s("live")],
+            "control or white-space",
+        ),
+        bad_command(
+            port,
+            "play a 5000-byte name",
+            true,
+            vec![s("play"), n(0.0), null(), s(long_name)],
+            "longer than",
+        ),
+        bad_command(
+            port,
+            "connect to app ..",
+            false,
+            connect_values(".."),
+            "path segment",
+        ),
+        bad_command(
+            port,
+            "connect to a 5000-byte app",
+            false,
+            connect_values(long_name),
+            "longer than",
+        ),
     ];
     let shared_object = async {
         // A shared-object message (type 19) and unknown types are ignored; garbage in a
@@ -866,13 +1080,25 @@ async fn command_attackers(port: u16, canary: &'static str) -> Vec<Report> {
             raw.message(3, t, 0, vec![1, 2, 3]).await;
         }
         // Name, version, 8 flag bytes, then one Use event with no data.
-        let mut so = vec![0x00, 0x03, b'o', b'b', b'j', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut so = vec![
+            0x00, 0x03, b'o', b'b', b'j', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         so.extend([1, 0, 0, 0, 0]); // Use event, no data
         raw.message(3, type_id::SHARED_OBJECT_AMF0, 0, so).await;
-        raw.command(0, &[s("createStream"), n(2.0), Amf0Value::Null]).await;
-        assert_eq!(raw.next_verdict().await, Ev::Result, "still served after SO and unknown types");
-        raw.message(3, type_id::SHARED_OBJECT_AMF0, 0, vec![0x00, 0xFF]).await;
-        report("shared object and unknown types", raw.until_closed().await, "shared object")
+        raw.command(0, &[s("createStream"), n(2.0), Amf0Value::Null])
+            .await;
+        assert_eq!(
+            raw.next_verdict().await,
+            Ev::Result,
+            "still served after SO and unknown types"
+        );
+        raw.message(3, type_id::SHARED_OBJECT_AMF0, 0, vec![0x00, 0xFF])
+            .await;
+        report(
+            "shared object and unknown types",
+            raw.until_closed().await,
+            "shared object",
+        )
     };
     let unread = async {
         // Never reads: replies must not pile up past max_unread_bytes.
@@ -904,7 +1130,11 @@ async fn command_attackers(port: u16, canary: &'static str) -> Vec<Report> {
             }
         }
         assert!(closed, "a peer that never reads was not closed");
-        report("never reads its replies", (raw.port, vec![Ev::Closed]), "peer is not reading")
+        report(
+            "never reads its replies",
+            (raw.port, vec![Ev::Closed]),
+            "peer is not reading",
+        )
     };
     let (so, un) = tokio::join!(shared_object, unread);
     let mut all = join_all(v).await;
@@ -922,13 +1152,16 @@ fn check_reports(server: &Server, reports: &[Report]) {
     let mut failures = Vec::new();
     for r in reports {
         if r.events.last() != Some(&Ev::Closed) {
-            failures.push(format!("{}: connection not closed ({:?})", r.name, r.events));
+            failures.push(format!(
+                "{}: connection not closed ({:?})",
+                r.name, r.events
+            ));
         }
         let peer = format!("127.0.0.1:{}", r.port);
         let named = log.lines().any(|l| {
-            l.match_indices(&peer).any(|(i, _)| {
-                !l[i + peer.len()..].starts_with(|c: char| c.is_ascii_digit())
-            }) && l.contains(r.log)
+            l.match_indices(&peer)
+                .any(|(i, _)| !l[i + peer.len()..].starts_with(|c: char| c.is_ascii_digit()))
+                && l.contains(r.log)
         });
         if !named {
             failures.push(format!(
@@ -1021,9 +1254,11 @@ async fn hostile_clients_do_not_disturb_the_canary() {
     let with_idle = rss_kib(pid);
     fresh_client_works(port, "canary").await;
     // The handshake timeout (2 s) closes every one of them.
-    let closed = join_all(socks.into_iter().map(|mut s| async move {
-        read_to_close(&mut s).await == vec![Ev::Closed]
-    }))
+    let closed = join_all(
+        socks
+            .into_iter()
+            .map(|mut s| async move { read_to_close(&mut s).await == vec![Ev::Closed] }),
+    )
     .await;
     assert!(closed.iter().all(|c| *c), "an idle socket was never closed");
 
@@ -1091,7 +1326,10 @@ async fn a_panic_ends_only_its_connection() {
     fresh_client_works(port, "canary").await;
     canary.finish("panic isolation").await;
     let log = plain_log(&server);
-    assert!(log.contains("fault injection"), "no panic message in the log");
+    assert!(
+        log.contains("fault injection"),
+        "no panic message in the log"
+    );
     assert_eq!(
         log.matches("panic in actor handler").count(),
         10,
@@ -1143,7 +1381,10 @@ async fn resource_figures() {
         mib(base),
         mib(with_players)
     );
-    assert!(per_player < 256.0 * 1024.0, "a player costs {per_player:.0} bytes");
+    assert!(
+        per_player < 256.0 * 1024.0,
+        "a player costs {per_player:.0} bytes"
+    );
 }
 
 /// The soak run (`scripts/soak.sh`): canary, players, churn and the attackers in a loop for
@@ -1186,7 +1427,10 @@ async fn soak() {
             tokio::time::sleep(Duration::from_secs(3)).await;
             let t = start.elapsed().as_secs();
             let (rss, fds) = (rss_kib(pid), fd_count(pid));
-            eprintln!("SOAK t={t}s round={rounds} rss={:.1}MiB fds={fds}", mib(rss));
+            eprintln!(
+                "SOAK t={t}s round={rounds} rss={:.1}MiB fds={fds}",
+                mib(rss)
+            );
             samples.push((t, rss, fds));
             next_sample = Instant::now() + Duration::from_secs(sample);
         }
@@ -1209,7 +1453,10 @@ async fn soak() {
         mib(max_first),
         mib(max_second)
     );
-    assert!(fds_last <= fds_first + 2, "descriptors grew: {fds_first} -> {fds_last}");
+    assert!(
+        fds_last <= fds_first + 2,
+        "descriptors grew: {fds_first} -> {fds_last}"
+    );
     let mut server = server;
     assert!(server.is_running(), "server died");
 }

@@ -112,10 +112,12 @@ pub struct ServerContext {
 }
 
 /// Run one actor handler, catching a panic in it. Without this, a panic inside an actix handler
-/// kills the actor's task on the arbiter silently: `stopped` never runs, so stats and registry
-/// counts leak and the writer task keeps the socket half open. The panic is logged (the panic
-/// hook has already printed where), counted in `ServerStats::panics`, and `None` tells the
-/// caller to stop its actor so that its normal cleanup runs.
+/// unwinds out of the arbiter's task: tokio cancels that task (the arbiter survives) and actix
+/// runs `stopped` while dropping the context, so the connection ends as if the peer had closed
+/// it: no reason logged, nothing counted, and a panic in a handler with shared state (the
+/// publisher) would end every player of the resource. Here the panic is logged (the panic hook
+/// has already printed where), counted in `ServerStats::panics`, and `None` tells the caller
+/// to stop its actor, which then closes with a reason through its normal cleanup.
 pub(crate) fn guard<R>(
     stats: &ServerStats,
     actor: &'static str,
