@@ -57,6 +57,9 @@ pub struct RtmpSettings {
     pub max_amf_values: usize,
     pub max_streams_per_connection: u32,
     pub max_name_len: usize,
+    /// Most bytes queued to a connection that plays nothing (replies, pings, acknowledgements)
+    /// before it is closed as not reading: its replies would otherwise pile up without bound.
+    pub max_unread_bytes: usize,
 }
 
 /// How a publish to a name already being published is decided.
@@ -153,6 +156,16 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub admin: AdminSettings,
     pub shared_objects: SharedObjectSettings,
+    pub debug: DebugSettings,
+}
+
+/// Fault injection for tests; everything off by default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugSettings {
+    /// A command of this name makes the connection's handler panic, to show that a panic ends
+    /// that connection only. Empty = off; never set it in production.
+    pub panic_on_command: String,
 }
 
 fn range<T: PartialOrd + std::fmt::Display>(
@@ -330,6 +343,13 @@ impl Settings {
             4,
             65_598,
             "4..=65598",
+        )?;
+        range(
+            "rtmp.max_unread_bytes",
+            r.max_unread_bytes,
+            4096,
+            usize::MAX,
+            "4096 or more",
         )?;
         range(
             "rtmp.max_pending_bytes",

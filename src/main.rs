@@ -74,13 +74,20 @@ fn init_logging(settings: &Settings) -> SetLogLevel {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
+    // Colour codes only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if settings.server.log_format == "json" {
         registry
-            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(ansi),
+            )
             .init();
     } else {
         registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
             .init();
     }
     Box::new(move |level: &str| {

@@ -468,6 +468,12 @@ impl Connection {
 
     fn on_command(&mut self, cmd: Command, stream_id: u32, ctx: &mut Context<Self>) {
         let tid = cmd.transaction_id();
+        let knob = &self.settings.debug.panic_on_command;
+        if !knob.is_empty() && cmd.name() == knob.as_str() {
+            // Fault injection ([debug] panic_on_command): shows that a panic ends this
+            // connection only.
+            panic!("fault injection: command {knob:?} (debug.panic_on_command)");
+        }
         if self.session.is_none() && !matches!(cmd, Command::Connect(_)) {
             self.send_command(
                 csid::COMMAND,
@@ -1170,7 +1176,8 @@ impl Actor for Connection {
 
 impl StreamHandler<Result<RawMessage, ConnectionError>> for Connection {
     fn handle(&mut self, item: Result<RawMessage, ConnectionError>, ctx: &mut Context<Self>) {
-        match item {
+        let stats = self.server.stats.clone();
+        let handled = super::guard(&stats, "connection", self.id, || match item {
             Ok(raw) => {
                 self.stats.messages_in.fetch_add(1, Relaxed);
                 self.stats.touch_read();
@@ -1188,12 +1195,28 @@ impl StreamHandler<Result<RawMessage, ConnectionError>> for Connection {
                     );
                 }
                 self.on_message(raw, ctx);
+                // Replies to a peer that never reads would pile up without bound; players
+                // are bounded by the drop policy and max_lag_ms instead.
+                let queued = self.outbox.queued_bytes();
+                if queued > self.settings.rtmp.max_unread_bytes
+                    && !self
+                        .streams
+                        .values()
+                        .any(|s| matches!(s, StreamSlot::Playing { .. }))
+                {
+                    tracing::warn!(connection = self.id, peer = %self.peer, queued, "peer is not reading its replies: closing");
+                    self.outbox.abort();
+                    self.close(ctx, format!("peer is not reading: {queued} bytes queued"));
+                }
             }
             Err(ConnectionError::Io(e)) => {
                 tracing::debug!(connection = self.id, error = %e, "read failed");
                 self.close(ctx, format!("read failed: {e}"));
             }
             Err(e) => self.protocol_error(ctx, e),
+        });
+        if handled.is_none() {
+            self.close(ctx, "panic in the connection handler");
         }
     }
 

@@ -149,3 +149,33 @@ pub struct ServerContext {
     /// Becomes true when the server drains (SIGTERM/SIGINT): connections end cleanly.
     pub draining: tokio::sync::watch::Receiver<bool>,
 }
+
+/// Run one actor handler, catching a panic in it. Without this, a panic inside an actix handler
+/// unwinds out of the arbiter's task: tokio cancels that task (the arbiter survives) and actix
+/// runs `stopped` while dropping the context, so the connection ends as if the peer had closed
+/// it: no reason logged, nothing counted, and a panic in a handler with shared state (the
+/// publisher) would end every player of the resource. Here the panic is logged (the panic hook
+/// has already printed where), counted in `ServerStats::panics`, and `None` tells the caller
+/// to stop its actor, which then closes with a reason through its normal cleanup.
+pub(crate) fn guard<R>(
+    stats: &ServerStats,
+    actor: &'static str,
+    connection: ConnectionId,
+    f: impl FnOnce() -> R,
+) -> Option<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => Some(r),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            stats
+                .panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(connection, actor, panic = %what, "panic in actor handler: stopping it");
+            None
+        }
+    }
+}

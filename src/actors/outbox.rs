@@ -47,6 +47,8 @@ struct OutboxState {
 pub struct Outbox {
     state: RefCell<OutboxState>,
     notify: Notify,
+    /// Signalled by `close`/`abort`: wakes a writer blocked on a peer that stopped reading.
+    closing: Notify,
     stats: Arc<ConnectionStats>,
 }
 
@@ -62,6 +64,7 @@ impl Outbox {
                 failed: false,
             }),
             notify: Notify::new(),
+            closing: Notify::new(),
             stats,
         })
     }
@@ -134,6 +137,7 @@ impl Outbox {
     pub fn close(&self) {
         self.state.borrow_mut().closed = true;
         self.notify.notify_one();
+        self.closing.notify_one();
     }
 
     /// Drop everything queued and stop now.
@@ -145,6 +149,7 @@ impl Outbox {
         state.queued_bytes = 0;
         self.stats.queued_bytes.store(0, Relaxed);
         self.notify.notify_one();
+        self.closing.notify_one();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -191,6 +196,9 @@ impl Outbox {
                 continue;
             }
             while !batch.is_empty() {
+                if self.state.borrow().failed {
+                    return Ok(());
+                }
                 let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
                 let write = socket.write_vectored(&slices);
                 let n = if self.is_closed() {
@@ -199,7 +207,12 @@ impl Outbox {
                         Err(_) => return Ok(()),
                     }
                 } else {
-                    write.await?
+                    // A write started before the close would wait forever on a peer that
+                    // never reads: the close wakes it and the loop retries with the deadline.
+                    tokio::select! {
+                        r = write => r?,
+                        () = self.closing.notified() => continue,
+                    }
                 };
                 if n == 0 {
                     return Err(std::io::ErrorKind::WriteZero.into());

@@ -307,6 +307,15 @@ impl Handler<Ingest> for Publisher {
 
     fn handle(&mut self, msg: Ingest, _: &mut Context<Self>) {
         self.stats.publisher_queued.fetch_sub(1, Relaxed);
+        // Every player of the resource shares this actor: a panic loses that frame (logged,
+        // counted) rather than the resource.
+        let stats = self.server_stats.clone();
+        let _ = super::guard(&stats, "publisher", 0, || self.ingest(msg));
+    }
+}
+
+impl Publisher {
+    fn ingest(&mut self, msg: Ingest) {
         if self.session != Some(msg.session) {
             return;
         }

@@ -365,7 +365,17 @@ impl Handler<Media> for PublishingStream {
         if let Some(c) = &self.connection_stats {
             c.media_handled.fetch_add(1, Relaxed);
         }
-        self.ingest(msg.0, ctx);
+        let stats = self.server_stats.clone();
+        if super::guard(&stats, "stream", self.connection_id, || {
+            self.ingest(msg.0, ctx)
+        })
+        .is_none()
+        {
+            self.connection.do_send(CloseConnection {
+                reason: "panic in the publishing stream".into(),
+            });
+            ctx.stop();
+        }
     }
 }
 

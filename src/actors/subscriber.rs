@@ -390,8 +390,21 @@ impl Actor for Subscriber {
 impl Handler<SubscriberEvent> for Subscriber {
     type Result = ();
 
-    fn handle(&mut self, msg: SubscriberEvent, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: SubscriberEvent, ctx: &mut Context<Self>) {
         self.stats.handled.fetch_add(1, Relaxed);
+        let stats = self.server_stats.clone();
+        if super::guard(&stats, "subscriber", self.connection_id, || {
+            self.on_event(msg)
+        })
+        .is_none()
+        {
+            ctx.stop();
+        }
+    }
+}
+
+impl Subscriber {
+    fn on_event(&mut self, msg: SubscriberEvent) {
         match msg {
             SubscriberEvent::Frame { frame, after_gap } => {
                 self.stats.mailbox_depth.fetch_sub(1, Relaxed);
