@@ -8,7 +8,7 @@ import sys
 FIGS = {
     "fixed1000": ["delivery_pct", "p50_ms", "p99_ms", "delivered_gbps", "server_cpu_pct",
                   "server_cpu_pct_per_gbps", "rss_per_player_kb", "server_rss_peak_kb",
-                  "tool_cpu_pct"],
+                  "tool_cpu_pct", "server_runq_wait_pct", "tool_runq_wait_pct"],
     "fixed200": ["delivery_pct", "p99_ms", "server_cpu_pct", "server_cpu_pct_per_gbps",
                  "tool_cpu_pct"],
     "idle1000": ["rss_per_player_kb", "server_rss_kb", "connect_failures"],

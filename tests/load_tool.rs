@@ -40,7 +40,11 @@ fn load_tool_fixed_mode_against_reflector() {
     let line = stdout.lines().last().unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(line)
         .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}\n{stderr}"));
-    let num = |k: &str| json[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {json}"));
+    let num = |k: &str| {
+        json[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} missing: {json}"))
+    };
     assert_eq!(num("players"), 20.0, "{json}");
     assert!(num("published_frames") > 0.0, "{json}");
     assert!(num("received_frames") > 0.0, "{json}");

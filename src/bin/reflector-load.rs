@@ -207,8 +207,8 @@ async fn player(sh: Rc<Shared>, url: Rc<RtmpUrl>, cfg: Rc<ClientConfig>, role: R
             while let Ok(ev) = tokio::time::timeout_at(deadline, client.next_event()).await {
                 match ev {
                     Ok(ClientEvent::Media(m)) => {
-                        got_frame |= m.type_id == type_id::VIDEO
-                            && synth::video_seq(&m.payload).is_some();
+                        got_frame |=
+                            m.type_id == type_id::VIDEO && synth::video_seq(&m.payload).is_some();
                         let now = sh.now();
                         let mut w = sh.window.borrow_mut();
                         if w.contains(now) {
@@ -298,7 +298,9 @@ async fn measure(sh: &Shared, client: &mut RtmpClient) {
 /// size of an inter frame.
 fn synth_config(cli: &Cli) -> SynthConfig {
     let audio_bps = if cli.no_audio { 0 } else { 128_000 };
-    let video_bps = (cli.bitrate_kbps * 1000).saturating_sub(audio_bps).max(8_000);
+    let video_bps = (cli.bitrate_kbps * 1000)
+        .saturating_sub(audio_bps)
+        .max(8_000);
     let fps = u64::from(cli.fps.max(1));
     let gop = u64::from(cli.gop.max(1));
     let avg = video_bps / 8 / fps;
@@ -429,6 +431,11 @@ struct Figures {
     server_rss_kb: Option<u64>,
     server_rss_peak_kb: Option<u64>,
     tool_cpu_pct: f64,
+    /// Share of the window the server's threads (summed) spent runnable but not running:
+    /// high values mean other processes on its core, not the server, set the latency.
+    server_runq_wait_pct: Option<f64>,
+    /// The same for the load tool.
+    tool_runq_wait_pct: f64,
     tool_saturated: bool,
     slo_ok: bool,
 }
@@ -459,6 +466,10 @@ struct Report {
     ttff_p90_ms: Option<f64>,
     ttff_max_ms: Option<f64>,
     ttff_keyframe_first: Option<usize>,
+}
+
+fn wait_pct(a: ProcSample, b: ProcSample, secs: f64) -> f64 {
+    b.runq_wait_ns.saturating_sub(a.runq_wait_ns) as f64 / 1e9 / secs * 100.0
 }
 
 fn secs(s: f64) -> Duration {
@@ -565,6 +576,11 @@ impl Run {
             server_rss_kb: s1.map(|s| s.rss_kb),
             server_rss_peak_kb: peak,
             tool_cpu_pct: tool_cpu,
+            server_runq_wait_pct: match (s0, s1) {
+                (Some(a), Some(b)) => Some(wait_pct(a, b, elapsed)),
+                _ => None,
+            },
+            tool_runq_wait_pct: wait_pct(me0, me1, elapsed),
             tool_saturated: tool_cpu > 90.0,
             slo_ok: expected > 0
                 && delivery >= self.cli.slo_delivery
@@ -826,6 +842,11 @@ fn print_table(rep: &Report) {
         } else {
             ""
         }
+    );
+    println!(
+        "  run-queue wait          server {} %, tool {:.1} % (waiting for a CPU held by others)",
+        opt(f.server_runq_wait_pct.map(|c| format!("{c:.1}"))),
+        f.tool_runq_wait_pct
     );
     println!("  SLO met                 {}", f.slo_ok);
     if let Some(m) = rep.max_players_ok {

@@ -130,6 +130,9 @@ pub struct ProcSample {
     pub rss_kb: u64,
     /// Peak resident set size (VmHWM), KiB, summed likewise.
     pub hwm_kb: u64,
+    /// Time its threads spent runnable but waiting for a CPU (schedstat), nanoseconds: how
+    /// much other processes on the same core held it back.
+    pub runq_wait_ns: u64,
 }
 
 /// Clock ticks per second for /proc CPU times.
@@ -170,7 +173,19 @@ fn one(pid: &str) -> Option<ProcSample> {
         cpu_ticks: utime + stime,
         rss_kb: status_kb(pid, "VmRSS:"),
         hwm_kb: status_kb(pid, "VmHWM:"),
+        runq_wait_ns: runq_wait_ns(pid),
     })
+}
+
+/// Sum of the second field of /proc/PID/task/*/schedstat (run-queue wait, ns).
+fn runq_wait_ns(pid: &str) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Direct children of `pid` (e.g. nginx's worker under its master), found by scanning /proc.
@@ -197,6 +212,7 @@ pub fn sample_tree(pid: u32, kids: &[u32]) -> Option<ProcSample> {
             total.cpu_ticks += s.cpu_ticks;
             total.rss_kb += s.rss_kb;
             total.hwm_kb += s.hwm_kb;
+            total.runq_wait_ns += s.runq_wait_ns;
         }
     }
     Some(total)
