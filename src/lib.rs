@@ -12,12 +12,14 @@
 //! - [`server`]: start-up: arbiters, registry, listener, signals.
 //! - [`client`]: the project's own RTMP client on tokio (tests, load tool, relays), and
 //!   synthetic numbered media.
+//! - [`load`]: pieces of the load tool (`reflector-load`): latency histogram, /proc sampling.
 
 pub mod actors;
 pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod load;
 pub mod protocol;
 pub mod server;
 pub mod stats;

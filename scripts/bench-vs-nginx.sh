@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: reflector (release, --workers 1) vs nginx-rtmp (one worker,
+# `live on`), same scenarios, interleaved A/B/A/B, server on core 0 and load tool on core 1.
+# Each run starts a fresh server on 127.0.0.1. Results: one JSON line per run in
+# $OUT/results.jsonl and a summary table (medians over the repetitions, ratio R/N) on stdout.
+#
+# Usage: scripts/bench-vs-nginx.sh [SCENARIO...]   (default: all)
+# Env: REPS (2), SHORT=1 (shorter windows), OUT (dir), NO_BUILD=1, SERVER_CORE (0), TOOL_CORE (1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+REPS=${REPS:-2}
+OUT=${OUT:-$(mktemp -d /tmp/bench-vs-nginx.XXXXXX)}
+SERVER_CORE=${SERVER_CORE:-0}
+TOOL_CORE=${TOOL_CORE:-1}
+MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
+mkdir -p "$OUT"
+[ -n "${NO_BUILD:-}" ] || cargo build --release --bins >&2
+REFLECTOR=$CARGO_TARGET_DIR/release/reflector
+LOAD=$CARGO_TARGET_DIR/release/reflector-load
+ulimit -n "$(ulimit -Hn)" || echo "warning: could not raise ulimit -n" >&2
+
+ALL=(fixed1000 idle1000 max blast1 blast8 fixed200 churn stalled join)
+SCEN=("${@:-${ALL[@]}}")
+# SHORT=1 trims windows further (smoke runs).
+D=${SHORT:+5}; D=${D:-10}
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+SPID=""
+start_server() { # $1 = reflector|nginx; sets PORT, SPID
+  PORT=$(free_port)
+  local dir="$OUT/srv-$1-$PORT"; mkdir -p "$dir"
+  if [ "$1" = reflector ]; then
+    REFLECTOR_LIMITS__MAX_CONNECTIONS_PER_IP=20000 RUST_LOG=warn \
+      taskset -c "$SERVER_CORE" "$REFLECTOR" --workers 1 --listen "127.0.0.1:$PORT" \
+      --admin-listen "127.0.0.1:$(free_port)" >"$dir/log" 2>&1 &
+    SPID=$!
+  else
+    cat >"$dir/nginx.conf" <<CONF
+load_module $MODULE;
+worker_processes 1;
+worker_rlimit_nofile 30000;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 20000; }
+rtmp { server { listen 127.0.0.1:$PORT; chunk_size 4096; application live { live on; } } }
+CONF
+    taskset -c "$SERVER_CORE" nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' >"$dir/log" 2>&1 &
+    SPID=$!
+  fi
+  wait_port "$PORT" || { echo "server $1 did not start; see $dir" >&2; exit 1; }
+  sleep 0.3
+}
+stop_server() { kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; SPID=""; }
+trap stop_server EXIT
+
+args_for() { # scenario -> load tool arguments
+  case $1 in
+    fixed1000) echo "--mode fixed --players 1000 --duration $D" ;;
+    fixed200)  echo "--mode fixed --players 200 --duration $D" ;;
+    idle1000)  echo "--mode idle --players 1000 --duration 3" ;;
+    max)       echo "--mode max --step 250 --max-players 4000 --duration 5 --warmup 1" ;;
+    blast1)    echo "--mode blast --players 1 --duration $D --warmup 1" ;;
+    blast8)    echo "--mode blast --players 8 --duration $D --warmup 1" ;;
+    churn)     echo "--mode churn --players 200 --churn-rate 50 --churn-life 2 --duration $((D * 2))" ;;
+    stalled)   echo "--mode stalled --players 200 --stall-fraction 0.1 --duration $((D + 5))" ;;
+    join)      echo "--mode join --joins 20" ;;
+    *) echo "unknown scenario $1" >&2; exit 2 ;;
+  esac
+}
+
+for rep in $(seq "$REPS"); do
+  for sc in "${SCEN[@]}"; do
+    for srv in reflector nginx; do
+      start_server "$srv"
+      echo "== rep $rep $sc $srv (pid $SPID port $PORT)" >&2
+      # shellcheck disable=SC2046
+      if line=$(taskset -c "$TOOL_CORE" "$LOAD" "rtmp://127.0.0.1:$PORT/live/bench" \
+          --server-pid "$SPID" --label "$srv" $(args_for "$sc") 2>>"$OUT/load.stderr" | tail -n 1); then
+        echo "{\"scenario\":\"$sc\",\"server\":\"$srv\",\"rep\":$rep,\"result\":$line}" >>"$OUT/results.jsonl"
+      else
+        echo "load tool failed: $sc $srv (see $OUT/load.stderr)" >&2
+      fi
+      stop_server
+      sleep 1
+    done
+  done
+done
+echo "results: $OUT/results.jsonl" >&2
+python3 "$ROOT/scripts/bench_summary.py" "$OUT/results.jsonl"

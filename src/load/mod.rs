@@ -1,0 +1,301 @@
+//! Library side of the load tool (`src/bin/reflector-load.rs`): a fixed-size latency
+//! histogram, the timing stamp carried in synthetic video frames, and /proc sampling of a
+//! server process (CPU ticks, RSS) and of the tool itself.
+
+use std::fs;
+
+/// Sub-buckets per power of two: values are kept to within 1/32 (about 3 %).
+const SUB_BITS: u32 = 5;
+const SUB: u64 = 1 << SUB_BITS;
+/// Enough buckets for every u64.
+const BUCKETS: usize = ((64 - SUB_BITS as usize) + 1) * SUB as usize;
+
+/// A log-linear histogram of u64 values (the load tool records microseconds): exact below
+/// 32, then 32 buckets per power of two. Fixed size (15 KiB), no allocation per record.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    counts: Box<[u64]>,
+    total: u64,
+    max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: vec![0; BUCKETS].into_boxed_slice(),
+            total: 0,
+            max: 0,
+        }
+    }
+}
+
+fn bucket_of(v: u64) -> usize {
+    if v < SUB {
+        return v as usize;
+    }
+    let exp = 63 - v.leading_zeros(); // >= SUB_BITS
+    let sub = (v >> (exp - SUB_BITS)) & (SUB - 1);
+    ((exp - SUB_BITS + 1) as usize) * SUB as usize + sub as usize
+}
+
+/// Lowest value that falls in bucket `i`.
+fn bucket_floor(i: usize) -> u64 {
+    let i = i as u64;
+    if i < SUB {
+        return i;
+    }
+    let exp = i / SUB + u64::from(SUB_BITS) - 1;
+    let sub = i % SUB;
+    (SUB + sub) << (exp - u64::from(SUB_BITS))
+}
+
+impl Histogram {
+    pub fn record(&mut self, v: u64) {
+        if let Some(c) = self.counts.get_mut(bucket_of(v)) {
+            *c += 1;
+        }
+        self.total += 1;
+        self.max = self.max.max(v);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The value at quantile `q` (0..=1), as the floor of its bucket (never above `max`).
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return bucket_floor(i).min(self.max);
+            }
+        }
+        self.max
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+    }
+
+    pub fn clear(&mut self) {
+        self.counts.iter_mut().for_each(|c| *c = 0);
+        self.total = 0;
+        self.max = 0;
+    }
+}
+
+/// Where the load tool's publisher writes its send time in a synthetic video frame made by
+/// [`crate::client::synth::video_frame`]: right after the marker and sequence number, inside
+/// the padding of the NAL unit (tag header 5 + NAL length 4 + NAL type 1 + marker 4 + seq 8).
+pub const STAMP_OFFSET: usize = 22;
+/// Smallest video tag body that has room for the stamp.
+pub const STAMPED_MIN_SIZE: usize = STAMP_OFFSET + 8;
+
+/// The send time (nanoseconds since the tool started) stamped into a video frame, if the
+/// payload is long enough to carry one.
+pub fn read_stamp(payload: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = payload
+        .get(STAMP_OFFSET..STAMPED_MIN_SIZE)?
+        .try_into()
+        .ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// Write the send time into a video frame (no-op if it is too short).
+pub fn write_stamp(payload: &mut [u8], nanos: u64) {
+    if let Some(slot) = payload.get_mut(STAMP_OFFSET..STAMPED_MIN_SIZE) {
+        slot.copy_from_slice(&nanos.to_be_bytes());
+    }
+}
+
+/// CPU time and memory of a process tree at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcSample {
+    /// utime + stime in clock ticks, summed over the process and its direct children.
+    pub cpu_ticks: u64,
+    /// Resident set size, KiB, summed likewise.
+    pub rss_kb: u64,
+    /// Peak resident set size (VmHWM), KiB, summed likewise.
+    pub hwm_kb: u64,
+    /// Time its threads spent runnable but waiting for a CPU (schedstat), nanoseconds: how
+    /// much other processes on the same core held it back.
+    pub runq_wait_ns: u64,
+}
+
+/// Clock ticks per second for /proc CPU times.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Fields of /proc/PID/stat after the command name (field 3, `state`, is index 0).
+fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn status_kb(pid: &str, key: &str) -> u64 {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn one(pid: &str) -> Option<ProcSample> {
+    let f = stat_fields(pid)?;
+    // utime is field 14 and stime field 15 of proc(5): indices 11 and 12 here.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(ProcSample {
+        cpu_ticks: utime + stime,
+        rss_kb: status_kb(pid, "VmRSS:"),
+        hwm_kb: status_kb(pid, "VmHWM:"),
+        runq_wait_ns: runq_wait_ns(pid),
+    })
+}
+
+/// Sum of the second field of /proc/PID/task/*/schedstat (run-queue wait, ns).
+fn runq_wait_ns(pid: &str) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Direct children of `pid` (e.g. nginx's worker under its master), found by scanning /proc.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parent = pid.to_string();
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|name| {
+            // ppid is field 4: index 1.
+            stat_fields(name).and_then(|f| f.get(1).cloned()).as_deref() == Some(parent.as_str())
+        })
+        .filter_map(|name| name.parse().ok())
+        .collect()
+}
+
+/// Sample `pid` plus the given children; `None` if `pid` is gone.
+pub fn sample_tree(pid: u32, kids: &[u32]) -> Option<ProcSample> {
+    let mut total = one(&pid.to_string())?;
+    for kid in kids {
+        if let Some(s) = one(&kid.to_string()) {
+            total.cpu_ticks += s.cpu_ticks;
+            total.rss_kb += s.rss_kb;
+            total.hwm_kb += s.hwm_kb;
+            total.runq_wait_ns += s.runq_wait_ns;
+        }
+    }
+    Some(total)
+}
+
+/// The tool's own process.
+pub fn sample_self() -> ProcSample {
+    one("self").unwrap_or_default()
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit. Returns the (soft, hard) limits now in
+/// force, or the OS error.
+pub fn raise_nofile() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let want = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `want` is a valid rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        lim = want;
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_tight() {
+        let mut last = 0;
+        for v in (0..200_000u64).chain([u64::MAX / 3, u64::MAX]) {
+            let b = bucket_of(v);
+            assert!(b >= last && b < BUCKETS, "v={v} b={b}");
+            last = b;
+            let floor = bucket_floor(b);
+            assert!(floor <= v && v - floor <= v / 32 + 1, "v={v} floor={floor}");
+        }
+    }
+
+    #[test]
+    fn quantiles() {
+        let mut h = Histogram::default();
+        for v in 1..=1000 {
+            h.record(v);
+        }
+        assert_eq!(h.count(), 1000);
+        assert_eq!(h.max(), 1000);
+        let p50 = h.quantile(0.5);
+        assert!((485..=500).contains(&p50), "{p50}");
+        let p99 = h.quantile(0.99);
+        assert!((960..=990).contains(&p99), "{p99}");
+        let mut g = Histogram::default();
+        g.record(5000);
+        h.merge(&g);
+        assert_eq!(h.max(), 5000);
+        assert_eq!(h.quantile(1.0), 5000u64.min(bucket_floor(bucket_of(5000))));
+    }
+
+    #[test]
+    fn stamp_round_trip() {
+        let mut frame = crate::client::synth::video_frame(7, true, 300).to_vec();
+        write_stamp(&mut frame, 123_456_789);
+        assert_eq!(read_stamp(&frame), Some(123_456_789));
+        assert_eq!(crate::client::synth::video_seq(&frame), Some(7));
+        assert_eq!(read_stamp(&frame[..20]), None);
+    }
+
+    #[test]
+    fn samples_self() {
+        let s = sample_self();
+        assert!(s.rss_kb > 0);
+        assert!(clock_ticks_per_sec() > 0);
+    }
+}
