@@ -50,6 +50,8 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let stats = Arc::new(ServerStats::default());
     let registry = Registry::new(settings.clone(), stats.clone()).start();
+    // Shared objects run on a thread of their own: start it now rather than on first use.
+    let _ = crate::actors::shared_object::SharedObjectRegistry::from_registry();
     let listener = TcpListener::bind(&settings.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
@@ -41,11 +40,15 @@ struct OutboxState {
     scratch: BytesMut,
     closed: bool,
     failed: bool,
+    /// A write error met by a direct write, for the writer task to report.
+    error: Option<std::io::Error>,
 }
 
 /// A connection's outgoing byte queue and chunk encoder.
 pub struct Outbox {
     state: RefCell<OutboxState>,
+    /// The socket's write half; released (and so shut down) when the writer ends.
+    socket: RefCell<Option<Rc<OwnedWriteHalf>>>,
     notify: Notify,
     /// Signalled by `close`/`abort`: wakes a writer blocked on a peer that stopped reading.
     closing: Notify,
@@ -53,7 +56,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(stats: Arc<ConnectionStats>) -> Rc<Outbox> {
+    pub fn new(stats: Arc<ConnectionStats>, socket: OwnedWriteHalf) -> Rc<Outbox> {
         Rc::new(Outbox {
             state: RefCell::new(OutboxState {
                 queue: VecDeque::new(),
@@ -62,16 +65,45 @@ impl Outbox {
                 scratch: BytesMut::new(),
                 closed: false,
                 failed: false,
+                error: None,
             }),
+            socket: RefCell::new(Some(Rc::new(socket))),
             notify: Notify::new(),
             closing: Notify::new(),
             stats,
         })
     }
 
-    fn enqueue(&self, state: &mut OutboxState, bytes: Bytes) {
+    /// Send `bytes`: straight into the socket when nothing is queued and the socket takes
+    /// it (the common case: no queueing, no writer wake-up), else queued behind what waits,
+    /// in order, for the writer task.
+    fn enqueue(&self, state: &mut OutboxState, mut bytes: Bytes) {
         if state.closed || bytes.is_empty() {
             return;
+        }
+        if state.queue.is_empty() {
+            let socket = self.socket.try_borrow();
+            let written = match socket.as_deref() {
+                Ok(Some(socket)) => socket.as_ref().try_write(&bytes),
+                _ => Err(std::io::ErrorKind::WouldBlock.into()),
+            };
+            match written {
+                Ok(n) => {
+                    self.stats.bytes_out.fetch_add(n as u64, Relaxed);
+                    if n == bytes.len() {
+                        return;
+                    }
+                    bytes.advance(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    state.error = Some(e);
+                    state.failed = true;
+                    state.closed = true;
+                    self.notify.notify_one();
+                    return;
+                }
+            }
         }
         state.queued_bytes += bytes.len();
         self.stats.queued_bytes.store(state.queued_bytes, Relaxed);
@@ -156,79 +188,98 @@ impl Outbox {
         self.state.borrow().closed
     }
 
-    /// Take up to `MAX_IOVECS` queued buffers (handles only, no copy).
-    fn take_batch(&self, batch: &mut Vec<Bytes>) -> (bool, bool) {
+    /// One vectored write of the front of the queue, without waiting; consumes what the
+    /// socket took.
+    fn write_some(&self, socket: &OwnedWriteHalf) -> std::io::Result<usize> {
         let mut state = self.state.borrow_mut();
-        while batch.len() < MAX_IOVECS {
-            match state.queue.front() {
-                Some(q) => {
-                    batch.push(q.bytes.clone());
-                    state.queue.pop_front();
-                }
-                None => break,
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        for (slot, queued) in slices.iter_mut().zip(state.queue.iter()) {
+            *slot = IoSlice::new(&queued.bytes);
+            count += 1;
+        }
+        let n = socket.try_write_vectored(&slices[..count])?;
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = state.queue.front_mut() else {
+                break;
+            };
+            if front.bytes.len() <= left {
+                left -= front.bytes.len();
+                state.queue.pop_front();
+            } else {
+                front.bytes.advance(left);
+                left = 0;
             }
         }
-        (state.closed, state.failed)
-    }
-
-    fn written(&self, n: usize) {
-        let mut state = self.state.borrow_mut();
         state.queued_bytes = state.queued_bytes.saturating_sub(n);
         self.stats.queued_bytes.store(state.queued_bytes, Relaxed);
         self.stats.bytes_out.fetch_add(n as u64, Relaxed);
+        Ok(n)
     }
 
-    /// The writer task: drains the queue into the socket until closed or the socket fails.
-    /// Returns the error that ended it, if any.
-    pub async fn run_writer(self: Rc<Self>, mut socket: OwnedWriteHalf) -> std::io::Result<()> {
-        let mut batch: Vec<Bytes> = Vec::with_capacity(MAX_IOVECS);
+    /// The writer task: drains what the direct writes could not send, waiting for the socket
+    /// to become writable, until closed or the socket fails. Returns the error that ended it,
+    /// if any. The socket is dropped (shut down) when it returns.
+    pub async fn run_writer(self: Rc<Self>) -> std::io::Result<()> {
+        let socket = self.socket.borrow().clone();
+        let result = match &socket {
+            Some(socket) => self.drain(socket).await,
+            None => Ok(()),
+        };
+        self.socket.borrow_mut().take();
+        result
+    }
+
+    async fn drain(&self, socket: &OwnedWriteHalf) -> std::io::Result<()> {
+        let mut close_deadline = None;
         loop {
-            let (closed, failed) = self.take_batch(&mut batch);
+            let (empty, closed, failed, error) = {
+                let mut state = self.state.borrow_mut();
+                (
+                    state.queue.is_empty(),
+                    state.closed,
+                    state.failed,
+                    state.error.take(),
+                )
+            };
+            if let Some(e) = error {
+                return Err(e);
+            }
             if failed {
                 return Ok(());
             }
-            if batch.is_empty() {
+            if empty {
                 if closed {
-                    let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, socket.shutdown()).await;
                     return Ok(());
                 }
                 self.notify.notified().await;
                 continue;
             }
-            while !batch.is_empty() {
-                if self.state.borrow().failed {
-                    return Ok(());
-                }
-                let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
-                let write = socket.write_vectored(&slices);
-                let n = if self.is_closed() {
-                    match tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, write).await {
-                        Ok(r) => r?,
-                        Err(_) => return Ok(()),
+            if closed && close_deadline.is_none() {
+                close_deadline = Some(tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT);
+            }
+            match self.write_some(socket) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            // The peer is not reading fast enough: wait for room, a close (which starts the
+            // flush deadline), or the deadline itself.
+            match close_deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, socket.writable())
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
                     }
-                } else {
-                    // A write started before the close would wait forever on a peer that
-                    // never reads: the close wakes it and the loop retries with the deadline.
+                }
+                None => {
                     tokio::select! {
-                        r = write => r?,
-                        () = self.closing.notified() => continue,
-                    }
-                };
-                if n == 0 {
-                    return Err(std::io::ErrorKind::WriteZero.into());
-                }
-                self.written(n);
-                let mut left = n;
-                while left > 0 {
-                    let Some(front) = batch.first_mut() else {
-                        break;
-                    };
-                    if front.len() <= left {
-                        left -= front.len();
-                        batch.remove(0);
-                    } else {
-                        front.advance(left);
-                        left = 0;
+                        r = socket.writable() => r?,
+                        () = self.closing.notified() => {}
                     }
                 }
             }

@@ -692,6 +692,12 @@ pub struct SharedObjectRegistry {
 
 impl Actor for SharedObjectRegistry {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        // The shared objects' own thread, made once up front so that the server's threads
+        // and descriptors are fixed from start-up on.
+        self.arbiter.get_or_insert_with(Arbiter::new);
+    }
 }
 
 impl Supervised for SharedObjectRegistry {}
