@@ -9,6 +9,7 @@
 //! - [`config`]: settings and their validation; every limit lives there.
 //! - [`stats`]: the figures actors publish for the admin side.
 //! - [`server`]: start-up: arbiters, registry, listener, signals.
+//! - [`relay`]: scale-out across instances: pull and push relays, discovery through Redis.
 //! - [`client`]: the project's own RTMP client on tokio (tests, load tool, relays), and
 //!   synthetic numbered media.
 
@@ -17,5 +18,6 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod protocol;
+pub mod relay;
 pub mod server;
 pub mod stats;

@@ -155,6 +155,11 @@ pub struct StreamStats {
     pub gop_cache_bytes: AtomicUsize,
     pub gop_cache_frames: AtomicUsize,
     pub subscribers: DashMap<(u64, u32), Arc<SubscriberStats>>,
+    /// Relay hops: `None` while the stream is published here (or not at all);
+    /// `Some("host:port")` while it is pulled from that instance (see [`crate::relay`]).
+    pub origin: Mutex<Option<String>>,
+    /// Push relays currently forwarding this stream: `(target URL, connected)`.
+    pub pushes: DashMap<String, bool>,
 }
 
 impl StreamStats {
@@ -173,6 +178,8 @@ impl StreamStats {
             gop_cache_bytes: AtomicUsize::new(0),
             gop_cache_frames: AtomicUsize::new(0),
             subscribers: DashMap::new(),
+            origin: Mutex::new(None),
+            pushes: DashMap::new(),
         }
     }
 }
@@ -199,4 +206,9 @@ pub struct ServerStats {
     pub panics: AtomicU64,
     /// Set when the server drains: it no longer accepts RTMP connections.
     pub draining: AtomicBool,
+    /// Discovery through Redis is configured (`cluster.redis_url`).
+    pub redis_configured: AtomicBool,
+    /// The last Redis operation succeeded. While false (and configured), local streams work
+    /// but others' streams cannot be found and ours are not advertised: `/readyz` says so.
+    pub redis_ok: AtomicBool,
 }

@@ -891,10 +891,15 @@ impl Connection {
             .as_ref()
             .map(|s| s.app.clone())
             .unwrap_or_default();
+        let relay = self.stats.app.lock().is_ok_and(|info| {
+            info.as_ref()
+                .is_some_and(|(_, flash_ver)| crate::relay::is_relay(flash_ver))
+        });
         let request = registry::Play {
             app: app.clone(),
             name: name.clone(),
             arbiter: Arbiter::current(),
+            relay,
         };
         ctx.wait(
             self.server
