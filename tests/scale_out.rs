@@ -367,3 +367,29 @@ fn push_relay_forwards_a_published_stream() {
         || log_has(&edge, "push stopped"),
     );
 }
+
+/// Redis configured but unreachable: local publish and play keep working, and the condition is
+/// logged.
+#[test]
+fn local_streams_work_while_redis_is_down() {
+    skip_unless_have!("ffmpeg", "ffprobe");
+    let clip = shared_clip();
+    let dir = tempfile::Builder::new()
+        .prefix("no-redis-")
+        .tempdir()
+        .expect("temp dir");
+    // A port nothing listens on.
+    let dead = format!("redis://127.0.0.1:{}", free_port());
+    let server = Server::reflector(&["--redis-url", &dead]);
+    let url = server.rtmp_url(APP, STREAM);
+    let mut publisher = publish(Publisher::Ffmpeg, clip, &url, dir.path());
+    std::thread::sleep(Duration::from_millis(1500));
+    let rec = play(Player::Ffmpeg, &url, dir.path(), Duration::from_secs(3));
+    verify_recording(&rec.finish(), clip).assert_ok_with_at_least(50);
+    assert!(
+        log_has(&server, "redis unavailable"),
+        "{}",
+        server.log_tail(30)
+    );
+    let _ = publisher.wait_timeout(Duration::from_secs(10));
+}

@@ -67,6 +67,9 @@ impl Discovery {
             .set_max_delay(Duration::from_secs(2));
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         stats.redis_configured.store(true, Relaxed);
+        // Assumed reachable until an operation says otherwise, so that the first failure is
+        // logged as the transition it is.
+        stats.redis_ok.store(true, Relaxed);
         Ok(Arc::new(Discovery {
             conn,
             advertise: settings.advertised_address()?,
