@@ -145,6 +145,44 @@ pub struct SharedObjectSettings {
     pub max_updates_per_second: u32,
 }
 
+/// Discovery of streams across instances through Redis (`[cluster]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// `redis://...`; empty = single instance.
+    pub redis_url: String,
+    /// `host:port` other instances reach this one at; empty = `server.listen`.
+    pub advertise: String,
+    pub key_prefix: String,
+    pub ttl_s: u64,
+    pub lookup_interval_ms: u64,
+}
+
+impl ClusterSettings {
+    /// Whether discovery is on.
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
+}
+
+/// One push relay target (`[[relay.push]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushTarget {
+    /// `rtmp://host[:port]/app`: the stream name is appended.
+    pub url: String,
+    /// Only streams of this app; empty = every app.
+    #[serde(default)]
+    pub app: String,
+}
+
+/// Relays to other servers (`[relay]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySettings {
+    pub push: Vec<PushTarget>,
+}
+
 /// The whole effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +195,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub shared_objects: SharedObjectSettings,
     pub debug: DebugSettings,
+    pub cluster: ClusterSettings,
+    pub relay: RelaySettings,
 }
 
 /// Fault injection for tests; everything off by default.
@@ -489,6 +529,7 @@ impl Settings {
             1_000_000,
             "1..=1000000",
         )?;
+        self.validate_cluster()?;
         self.auth
             .validate()
             .map_err(|reason| ConfigError::Invalid {
@@ -496,6 +537,73 @@ impl Settings {
                 reason,
             })?;
         Ok(())
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if c.enabled() {
+            if !(c.redis_url.starts_with("redis://")
+                || c.redis_url.starts_with("rediss://")
+                || c.redis_url.starts_with("unix://"))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.redis_url",
+                    reason: format!("{:?} is not a redis:// URL", c.redis_url),
+                });
+            }
+            self.advertised_address()?;
+            range("cluster.ttl_s", c.ttl_s, 2, 86_400, "2..=86400")?;
+            range(
+                "cluster.lookup_interval_ms",
+                c.lookup_interval_ms,
+                50,
+                600_000,
+                "50..=600000",
+            )?;
+        }
+        for target in &self.relay.push {
+            let url =
+                crate::client::RtmpUrl::parse(&format!("{}/x", target.url.trim_end_matches('/')))
+                    .map_err(|e| ConfigError::Invalid {
+                    key: "relay.push.url",
+                    reason: e.to_string(),
+                })?;
+            if url.stream != "x" {
+                return Err(ConfigError::Invalid {
+                    key: "relay.push.url",
+                    reason: format!("{:?}: no query string in a push URL", target.url),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The RTMP address other instances reach this one at: `cluster.advertise`, else
+    /// `server.listen` when it is not a wildcard address.
+    pub fn advertised_address(&self) -> Result<String, ConfigError> {
+        let advertise = &self.cluster.advertise;
+        if !advertise.is_empty() {
+            let valid = advertise.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !valid {
+                return Err(ConfigError::Invalid {
+                    key: "cluster.advertise",
+                    reason: format!("{advertise:?} is not host:port"),
+                });
+            }
+            return Ok(advertise.clone());
+        }
+        match self.server.listen.parse::<SocketAddr>() {
+            Ok(addr) if !addr.ip().is_unspecified() => Ok(addr.to_string()),
+            _ => Err(ConfigError::Invalid {
+                key: "cluster.advertise",
+                reason: format!(
+                    "required with cluster.redis_url when server.listen ({}) is a wildcard address",
+                    self.server.listen
+                ),
+            }),
+        }
     }
 
     /// Number of arbiters to run.

@@ -10,6 +10,7 @@
 //! - [`stats`]: the figures actors publish for the admin side.
 //! - [`admin`]: the admin HTTP port: stats API, metrics, health, dashboard.
 //! - [`server`]: start-up: arbiters, registry, listener, signals.
+//! - [`relay`]: scale-out across instances: pull and push relays, discovery through Redis.
 //! - [`client`]: the project's own RTMP client on tokio (tests, load tool, relays), and
 //!   synthetic numbered media.
 //! - [`load`]: pieces of the load tool (`reflector-load`): latency histogram, /proc sampling.
@@ -21,5 +22,6 @@ pub mod client;
 pub mod config;
 pub mod load;
 pub mod protocol;
+pub mod relay;
 pub mod server;
 pub mod stats;

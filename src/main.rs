@@ -25,6 +25,13 @@ struct Cli {
     /// Log level or tracing filter (server.log_level).
     #[arg(long)]
     log_level: Option<String>,
+    /// Redis URL for discovery across instances, e.g. redis://127.0.0.1:6379
+    /// (cluster.redis_url).
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// host:port other instances reach this one's RTMP at (cluster.advertise).
+    #[arg(long)]
+    advertise: Option<String>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
@@ -44,6 +51,12 @@ fn load(cli: &Cli) -> Result<Settings, ConfigError> {
     }
     if let Some(v) = &cli.log_level {
         settings.server.log_level = v.clone();
+    }
+    if let Some(v) = &cli.redis_url {
+        settings.cluster.redis_url = v.clone();
+    }
+    if let Some(v) = &cli.advertise {
+        settings.cluster.advertise = v.clone();
     }
     settings.validate()?;
     Ok(settings)

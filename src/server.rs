@@ -15,6 +15,7 @@ use crate::actors::registry::{Registry, Reload};
 use crate::actors::{listener, ServerContext};
 use crate::admin;
 use crate::config::{ConfigError, Settings};
+use crate::relay::{Discovery, Relays};
 use crate::stats::ServerStats;
 
 /// Applies a new log level or filter.
@@ -49,7 +50,9 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let stats = Arc::new(ServerStats::default());
-    let registry = Registry::new(settings.clone(), stats.clone()).start();
+    let registry = Registry::new(settings.clone(), stats.clone())
+        .with_relays(relays(&settings, &stats)?)
+        .start();
     // Shared objects run on a thread of their own: start it now rather than on first use.
     let _ = crate::actors::shared_object::SharedObjectRegistry::from_registry();
     let listener = TcpListener::bind(&settings.server.listen)
@@ -85,6 +88,24 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pull and push relays, with discovery through Redis when `cluster.redis_url` is set.
+fn relays(settings: &Arc<Settings>, stats: &Arc<ServerStats>) -> anyhow::Result<Relays> {
+    let discovery = if settings.cluster.enabled() {
+        let discovery = Discovery::new(settings, stats.clone())?;
+        tracing::info!(redis = %settings.cluster.redis_url, advertise = %discovery.advertise(), "cluster discovery through redis");
+        actix::spawn(discovery.clone().run());
+        Some(discovery)
+    } else {
+        None
+    };
+    Ok(Relays::new(settings.clone(), discovery))
+}
+
+/// Whether a changed key only takes effect at restart.
+fn restart_only(key: &str) -> bool {
+    RESTART_KEYS.contains(&key) || key.starts_with("cluster.") || key.starts_with("relay.")
+}
+
 /// SIGHUP: re-read the configuration and apply what can change without dropping anyone
 /// (authorization rules, limits for new connections and streams, log level).
 fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
@@ -101,26 +122,22 @@ fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
         tracing::info!("reload: configuration unchanged");
         return;
     }
-    let needs_restart: Vec<&String> = changed
-        .iter()
-        .filter(|k| RESTART_KEYS.contains(&k.as_str()))
-        .collect();
+    let needs_restart: Vec<&String> = changed.iter().filter(|k| restart_only(k)).collect();
     if !needs_restart.is_empty() {
         tracing::warn!(keys = ?needs_restart, "reload: these keys take effect only at restart; keeping their running values");
         next.server.listen = current.server.listen.clone();
         next.server.admin_listen = current.server.admin_listen.clone();
         next.server.workers = current.server.workers;
         next.server.log_format = current.server.log_format.clone();
+        next.cluster = current.cluster.clone();
+        next.relay = current.relay.clone();
     }
     if next.server.log_level != current.server.log_level {
         if let Err(e) = (hooks.set_log_level)(&next.server.log_level) {
             tracing::error!(error = %e, "reload: log level not applied");
         }
     }
-    let applied: Vec<&String> = changed
-        .iter()
-        .filter(|k| !RESTART_KEYS.contains(&k.as_str()))
-        .collect();
+    let applied: Vec<&String> = changed.iter().filter(|k| !restart_only(k)).collect();
     let next = Arc::new(next);
     ctx.settings.store(next.clone());
     registry.do_send(Reload(next));

@@ -341,6 +341,11 @@ pub struct StreamStats {
     pub gone_messages_sent: AtomicU64,
     /// The last [`GONE_SUBSCRIBERS_KEPT`] subscribers that left.
     pub gone: Mutex<VecDeque<GoneSubscriber>>,
+    /// Relay hops: `None` while the stream is published here (or not at all);
+    /// `Some("host:port")` while it is pulled from that instance (see [`crate::relay`]).
+    pub origin: Mutex<Option<String>>,
+    /// Push relays currently forwarding this stream: `(target URL, connected)`.
+    pub pushes: DashMap<String, bool>,
 }
 
 impl StreamStats {
@@ -366,6 +371,8 @@ impl StreamStats {
             gone_bytes_sent: AtomicU64::new(0),
             gone_messages_sent: AtomicU64::new(0),
             gone: Mutex::new(VecDeque::with_capacity(GONE_SUBSCRIBERS_KEPT)),
+            origin: Mutex::new(None),
+            pushes: DashMap::new(),
         }
     }
 
@@ -494,6 +501,10 @@ pub struct ServerStats {
     /// Accepting RTMP connections (false before the listener is up and while draining):
     /// `/readyz`.
     pub ready: AtomicBool,
+    /// Discovery through Redis is configured (`cluster.redis_url`).
+    pub redis_configured: AtomicBool,
+    /// The last Redis call succeeded (meaningful only when configured): `/readyz` detail.
+    pub redis_ok: AtomicBool,
     pub started: Instant,
 }
 
@@ -515,6 +526,8 @@ impl Default for ServerStats {
             closed_drops: DropCounters::default(),
             subscribers_closed: AtomicU64::new(0),
             ready: AtomicBool::new(false),
+            redis_configured: AtomicBool::new(false),
+            redis_ok: AtomicBool::new(false),
             started: Instant::now(),
         }
     }

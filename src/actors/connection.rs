@@ -570,10 +570,11 @@ impl Connection {
                 }
             }
             Command::DeleteStream { stream_id: id, .. } => {
-                let id = if id.is_finite() && id >= 0.0 && id <= f64::from(u32::MAX) {
+                let id = if id.is_finite() && id >= 1.0 && id <= f64::from(u32::MAX) {
                     id as u32
                 } else {
-                    0
+                    // No usable id: the stream the command came on.
+                    stream_id
                 };
                 self.stop_stream(id, false);
             }
@@ -928,10 +929,15 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) {
         let app = self.app();
+        let relay = self.stats.app.lock().is_ok_and(|info| {
+            info.as_ref()
+                .is_some_and(|(_, flash_ver)| crate::relay::is_relay(flash_ver))
+        });
         let request = registry::Play {
             app: app.clone(),
             name: name.clone(),
             arbiter: Arbiter::current(),
+            relay,
         };
         ctx.wait(
             self.server

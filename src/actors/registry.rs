@@ -12,6 +12,7 @@ use actix::prelude::*;
 use super::publisher::{Publisher, Shutdown, TakeOver};
 use super::ConnectionId;
 use crate::config::{PublishConflict, Settings};
+use crate::relay::{EntryRelay, Relays, Resource};
 use crate::stats::{ServerStats, StreamStats};
 
 /// The key of a resource: `app/name` (the query string is not part of it).
@@ -38,6 +39,8 @@ struct Entry {
     addr: Addr<Publisher>,
     players: usize,
     publisher: Option<PublisherSession>,
+    /// Pull and push relays of this resource (scale-out).
+    relay: EntryRelay,
 }
 
 /// Maps resources to publisher actors.
@@ -46,6 +49,7 @@ pub struct Registry {
     stats: Arc<ServerStats>,
     entries: HashMap<String, Entry>,
     next_session: u64,
+    relays: Relays,
 }
 
 impl Registry {
@@ -55,7 +59,41 @@ impl Registry {
             stats,
             entries: HashMap::new(),
             next_session: 1,
+            relays: Relays::none(),
         }
+    }
+
+    /// Relay across instances (pull, push, discovery); without it every hook is a no-op.
+    pub fn with_relays(mut self, relays: Relays) -> Self {
+        self.relays = relays;
+        self
+    }
+
+    /// Run a relay hook on `key`'s entry, if it exists.
+    fn relay_hook(
+        &mut self,
+        key: &str,
+        arbiter: Option<&ArbiterHandle>,
+        hook: impl FnOnce(&Relays, &mut EntryRelay, Resource<'_>, u64),
+    ) {
+        let session = self.next_session;
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        let Some((app, name)) = key.split_once('/') else {
+            return;
+        };
+        let current = Arbiter::current();
+        let resource = Resource {
+            key,
+            app,
+            name,
+            publisher: &entry.addr,
+            stats: self.stats.streams.get(key).map(|s| s.clone()),
+            arbiter: arbiter.unwrap_or(&current),
+        };
+        hook(&self.relays, &mut entry.relay, resource, session);
+        self.next_session += 1;
     }
 
     fn entry(
@@ -85,6 +123,7 @@ impl Registry {
                     addr,
                     players: 0,
                     publisher: None,
+                    relay: EntryRelay::default(),
                 },
             );
         }
@@ -97,7 +136,8 @@ impl Registry {
             .get(key)
             .is_some_and(|e| e.players == 0 && e.publisher.is_none());
         if unused {
-            if let Some(entry) = self.entries.remove(key) {
+            if let Some(mut entry) = self.entries.remove(key) {
+                self.relays.stop_pull(&mut entry.relay);
                 self.stats.streams.remove(key);
                 entry.addr.do_send(Shutdown);
             }
@@ -182,6 +222,7 @@ impl Handler<Publish> for Registry {
             took_over = Some(current.connection);
         }
         let last_media_ms = Arc::new(AtomicU64::new(now_ms()));
+        let newly_published = entry.publisher.is_none();
         entry.publisher = Some(PublisherSession {
             session,
             connection: msg.connection,
@@ -193,6 +234,12 @@ impl Handler<Publish> for Registry {
             publisher.do_send(TakeOver { session });
         }
         self.next_session += 1;
+        if newly_published {
+            let key = resource_key(&msg.app, &msg.name);
+            self.relay_hook(&key, Some(&msg.arbiter), |relays, relay, r, _| {
+                relays.published(relay, r)
+            });
+        }
         Ok(PublishGrant {
             publisher,
             session,
@@ -224,6 +271,14 @@ impl Handler<Unpublish> for Registry {
                 .is_some_and(|p| p.session == msg.session)
             {
                 entry.publisher = None;
+                let players = entry.players;
+                self.relays.unpublished(&mut entry.relay, &key);
+                if players > 0 {
+                    // Players stay: the stream may come back on another instance.
+                    self.relay_hook(&key, None, |relays, relay, r, session| {
+                        relays.want_pull(relay, r, session);
+                    });
+                }
             }
         }
         self.release_if_unused(&key);
@@ -238,6 +293,8 @@ pub struct Play {
     pub app: String,
     pub name: String,
     pub arbiter: ArbiterHandle,
+    /// The player is another instance's pull relay: never pull on its behalf (no loops).
+    pub relay: bool,
 }
 
 impl Handler<Play> for Registry {
@@ -251,7 +308,14 @@ impl Handler<Play> for Registry {
             return Err(Refusal::TooManySubscribers { limit });
         }
         entry.players += 1;
-        Ok(entry.addr.clone())
+        let addr = entry.addr.clone();
+        if !msg.relay && entry.publisher.is_none() {
+            let key = resource_key(&msg.app, &msg.name);
+            self.relay_hook(&key, Some(&msg.arbiter), |relays, relay, r, session| {
+                relays.want_pull(relay, r, session);
+            });
+        }
+        Ok(addr)
     }
 }
 
@@ -271,6 +335,9 @@ impl Handler<Leave> for Registry {
         let key = resource_key(&msg.app, &msg.name);
         if let Some(entry) = self.entries.get_mut(&key) {
             entry.players = entry.players.saturating_sub(1);
+            if entry.players == 0 {
+                self.relays.stop_pull(&mut entry.relay);
+            }
         }
         self.release_if_unused(&key);
     }

@@ -38,12 +38,24 @@ pub struct PublishingStream {
     pub stats: Arc<StreamStats>,
     pub server_stats: Arc<ServerStats>,
     pub last_media_ms: Arc<AtomicU64>,
-    /// Added to every timestamp, so that a publisher replacing another continues its time.
-    offset: Option<u32>,
-    continue_from: Option<u32>,
+    frames: FrameBuilder,
     attached: bool,
     /// Its connection's figures, for the admin's mailbox depth (set in `started`).
     connection_stats: Option<Arc<ConnectionStats>>,
+}
+
+/// Turns a source's media and data messages into [`Frame`]s: inspected, classified,
+/// rebased to continue the stream's time, chunked once for players. Shared by the publishing
+/// stream actor and the pull relay ([`crate::relay`]), so a pulled stream is prepared exactly
+/// as a published one.
+pub struct FrameBuilder {
+    /// For logs only.
+    connection_id: ConnectionId,
+    settings: Arc<Settings>,
+    stats: Arc<StreamStats>,
+    /// Added to every timestamp, so that a publisher replacing another continues its time.
+    offset: Option<u32>,
+    continue_from: Option<u32>,
 }
 
 impl PublishingStream {
@@ -62,6 +74,7 @@ impl PublishingStream {
         server_stats: Arc<ServerStats>,
         last_media_ms: Arc<AtomicU64>,
     ) -> Self {
+        let (settings_for_frames, stats_for_frames) = (settings.clone(), stats.clone());
         PublishingStream {
             connection_id,
             stream_id,
@@ -75,11 +88,211 @@ impl PublishingStream {
             stats,
             server_stats,
             last_media_ms,
-            offset: None,
-            continue_from: None,
+            frames: FrameBuilder::new(connection_id, settings_for_frames, stats_for_frames),
             attached: false,
             connection_stats: None,
         }
+    }
+
+    fn ingest(&mut self, raw: RawMessage, ctx: &mut Context<Self>) {
+        if raw.type_id == type_id::AGGREGATE {
+            match split_aggregate(&raw) {
+                Ok(parts) => {
+                    for part in parts {
+                        self.ingest(part, ctx);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(connection = self.connection_id, error = %e, "aggregate message dropped")
+                }
+            }
+            return;
+        }
+        let Some(frame) = self.frames.make_frame(&raw) else {
+            return;
+        };
+        if frame.kind != FrameKind::Data {
+            self.last_media_ms.store(now_ms(), Relaxed);
+        }
+        let msg = Ingest {
+            session: self.session,
+            frame: Arc::new(frame),
+        };
+        self.stats.publisher_queued.fetch_add(1, Relaxed);
+        match self.publisher.try_send(msg) {
+            Ok(()) => {}
+            Err(SendError::Full(msg)) => {
+                // Lossless ingest: wait for room; meanwhile this actor's mailbox fills and the
+                // connection stops reading.
+                ctx.wait(self.publisher.send(msg).into_actor(self).map(|_, _, _| ()));
+            }
+            Err(SendError::Closed(_)) => {
+                self.stats.publisher_queued.fetch_sub(1, Relaxed);
+                ctx.stop()
+            }
+        }
+    }
+}
+
+impl Actor for PublishingStream {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(crate::stats::PUBLISHING_STREAM_MAILBOX);
+        self.connection_stats = self
+            .server_stats
+            .connections
+            .get(&self.connection_id)
+            .map(|c| c.clone());
+        self.server_stats
+            .actors
+            .publishing_streams
+            .fetch_add(1, Relaxed);
+        let attach = Attach {
+            session: self.session,
+            connection: self.connection_id,
+            source: ctx.address().recipient(),
+        };
+        ctx.wait(
+            self.publisher
+                .send(attach)
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok(info) => {
+                        act.frames.continue_from(info.continue_from);
+                        act.attached = true;
+                    }
+                    Err(_) => ctx.stop(),
+                }),
+        );
+        let idle_ms = self.settings.live.publisher_idle_timeout_ms;
+        if idle_ms > 0 {
+            ctx.run_interval(Duration::from_secs(1), move |act, ctx| {
+                let idle = now_ms().saturating_sub(act.last_media_ms.load(Relaxed));
+                if idle > idle_ms {
+                    tracing::warn!(connection = act.connection_id, stream = %format!("{}/{}", act.app, act.name), idle_ms = idle, "publisher sent no media: closing");
+                    act.connection.do_send(CloseConnection {
+                        reason: "publisher idle timeout".into(),
+                    });
+                    ctx.stop();
+                }
+            });
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.server_stats
+            .actors
+            .publishing_streams
+            .fetch_sub(1, Relaxed);
+        if self.attached {
+            self.publisher.do_send(Detach {
+                session: self.session,
+            });
+        }
+        self.registry.do_send(Unpublish {
+            app: self.app.clone(),
+            name: self.name.clone(),
+            session: self.session,
+        });
+    }
+}
+
+/// A media, data or aggregate message from the publishing client.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Media(pub RawMessage);
+
+impl Handler<Media> for PublishingStream {
+    type Result = ();
+
+    fn handle(&mut self, msg: Media, ctx: &mut Context<Self>) {
+        if let Some(c) = &self.connection_stats {
+            c.media_handled.fetch_add(1, Relaxed);
+        }
+        let stats = self.server_stats.clone();
+        if super::guard(&stats, "stream", self.connection_id, || {
+            self.ingest(msg.0, ctx)
+        })
+        .is_none()
+        {
+            self.connection.do_send(CloseConnection {
+                reason: "panic in the publishing stream".into(),
+            });
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<SourceEvent> for PublishingStream {
+    type Result = ();
+
+    fn handle(&mut self, msg: SourceEvent, ctx: &mut Context<Self>) {
+        let reason = match msg {
+            SourceEvent::Replaced => "another publisher took the stream over",
+            SourceEvent::Stop => "stopped by an operator",
+        };
+        tracing::info!(connection = self.connection_id, stream = %format!("{}/{}", self.app, self.name), reason, "publishing ended");
+        self.attached = false;
+        self.connection.do_send(CloseConnection {
+            reason: reason.into(),
+        });
+        ctx.stop();
+    }
+}
+
+/// Stop publishing (deleteStream, closeStream, FCUnpublish, connection closing).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopStream;
+
+impl Handler<StopStream> for PublishingStream {
+    type Result = ();
+
+    fn handle(&mut self, _: StopStream, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl FrameBuilder {
+    /// A builder for a source that starts at the stream's beginning; see
+    /// [`FrameBuilder::continue_from`].
+    pub fn new(
+        connection_id: ConnectionId,
+        settings: Arc<Settings>,
+        stats: Arc<StreamStats>,
+    ) -> Self {
+        FrameBuilder {
+            connection_id,
+            settings,
+            stats,
+            offset: None,
+            continue_from: None,
+        }
+    }
+
+    /// Continue the time of a previous source (from [`super::publisher::AttachInfo`]).
+    pub fn continue_from(&mut self, base: Option<u32>) {
+        self.continue_from = base;
+    }
+
+    /// Every frame of a message: an aggregate gives its parts, media or data one frame,
+    /// anything players must not get none.
+    pub fn frames(&mut self, raw: RawMessage, out: &mut Vec<Frame>) {
+        if raw.type_id == type_id::AGGREGATE {
+            match split_aggregate(&raw) {
+                Ok(parts) => {
+                    for part in parts {
+                        self.frames(part, out);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(connection = self.connection_id, error = %e, "aggregate message dropped")
+                }
+            }
+            return;
+        }
+        out.extend(self.make_frame(&raw));
     }
 
     fn rebase(&mut self, timestamp: u32) -> u32 {
@@ -91,7 +304,7 @@ impl PublishingStream {
     }
 
     /// Classify a message and make its frame; `None` for what players must not get.
-    fn make_frame(&mut self, raw: &RawMessage) -> Option<Frame> {
+    pub fn make_frame(&mut self, raw: &RawMessage) -> Option<Frame> {
         let mut enhanced = false;
         let mut fourcc = None;
         let (kind, class, track, payload, chunk_stream) = match raw.type_id {
@@ -247,164 +460,5 @@ impl PublishingStream {
         if let Ok(mut codec) = self.stats.audio_codec.lock() {
             *codec = Some(tag.codec().to_string());
         }
-    }
-
-    fn ingest(&mut self, raw: RawMessage, ctx: &mut Context<Self>) {
-        if raw.type_id == type_id::AGGREGATE {
-            match split_aggregate(&raw) {
-                Ok(parts) => {
-                    for part in parts {
-                        self.ingest(part, ctx);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(connection = self.connection_id, error = %e, "aggregate message dropped")
-                }
-            }
-            return;
-        }
-        let Some(frame) = self.make_frame(&raw) else {
-            return;
-        };
-        if frame.kind != FrameKind::Data {
-            self.last_media_ms.store(now_ms(), Relaxed);
-        }
-        let msg = Ingest {
-            session: self.session,
-            frame: Arc::new(frame),
-        };
-        self.stats.publisher_queued.fetch_add(1, Relaxed);
-        match self.publisher.try_send(msg) {
-            Ok(()) => {}
-            Err(SendError::Full(msg)) => {
-                // Lossless ingest: wait for room; meanwhile this actor's mailbox fills and the
-                // connection stops reading.
-                ctx.wait(self.publisher.send(msg).into_actor(self).map(|_, _, _| ()));
-            }
-            Err(SendError::Closed(_)) => {
-                self.stats.publisher_queued.fetch_sub(1, Relaxed);
-                ctx.stop()
-            }
-        }
-    }
-}
-
-impl Actor for PublishingStream {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(crate::stats::PUBLISHING_STREAM_MAILBOX);
-        self.connection_stats = self
-            .server_stats
-            .connections
-            .get(&self.connection_id)
-            .map(|c| c.clone());
-        self.server_stats
-            .actors
-            .publishing_streams
-            .fetch_add(1, Relaxed);
-        let attach = Attach {
-            session: self.session,
-            connection: self.connection_id,
-            source: ctx.address().recipient(),
-        };
-        ctx.wait(
-            self.publisher
-                .send(attach)
-                .into_actor(self)
-                .map(|res, act, ctx| match res {
-                    Ok(info) => {
-                        act.continue_from = info.continue_from;
-                        act.attached = true;
-                    }
-                    Err(_) => ctx.stop(),
-                }),
-        );
-        let idle_ms = self.settings.live.publisher_idle_timeout_ms;
-        if idle_ms > 0 {
-            ctx.run_interval(Duration::from_secs(1), move |act, ctx| {
-                let idle = now_ms().saturating_sub(act.last_media_ms.load(Relaxed));
-                if idle > idle_ms {
-                    tracing::warn!(connection = act.connection_id, stream = %format!("{}/{}", act.app, act.name), idle_ms = idle, "publisher sent no media: closing");
-                    act.connection.do_send(CloseConnection {
-                        reason: "publisher idle timeout".into(),
-                    });
-                    ctx.stop();
-                }
-            });
-        }
-    }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        self.server_stats
-            .actors
-            .publishing_streams
-            .fetch_sub(1, Relaxed);
-        if self.attached {
-            self.publisher.do_send(Detach {
-                session: self.session,
-            });
-        }
-        self.registry.do_send(Unpublish {
-            app: self.app.clone(),
-            name: self.name.clone(),
-            session: self.session,
-        });
-    }
-}
-
-/// A media, data or aggregate message from the publishing client.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Media(pub RawMessage);
-
-impl Handler<Media> for PublishingStream {
-    type Result = ();
-
-    fn handle(&mut self, msg: Media, ctx: &mut Context<Self>) {
-        if let Some(c) = &self.connection_stats {
-            c.media_handled.fetch_add(1, Relaxed);
-        }
-        let stats = self.server_stats.clone();
-        if super::guard(&stats, "stream", self.connection_id, || {
-            self.ingest(msg.0, ctx)
-        })
-        .is_none()
-        {
-            self.connection.do_send(CloseConnection {
-                reason: "panic in the publishing stream".into(),
-            });
-            ctx.stop();
-        }
-    }
-}
-
-impl Handler<SourceEvent> for PublishingStream {
-    type Result = ();
-
-    fn handle(&mut self, msg: SourceEvent, ctx: &mut Context<Self>) {
-        let reason = match msg {
-            SourceEvent::Replaced => "another publisher took the stream over",
-            SourceEvent::Stop => "stopped by an operator",
-        };
-        tracing::info!(connection = self.connection_id, stream = %format!("{}/{}", self.app, self.name), reason, "publishing ended");
-        self.attached = false;
-        self.connection.do_send(CloseConnection {
-            reason: reason.into(),
-        });
-        ctx.stop();
-    }
-}
-
-/// Stop publishing (deleteStream, closeStream, FCUnpublish, connection closing).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopStream;
-
-impl Handler<StopStream> for PublishingStream {
-    type Result = ();
-
-    fn handle(&mut self, _: StopStream, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }

@@ -135,16 +135,31 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
+/// Ready while accepting RTMP. Redis being unreachable does not make the instance unready
+/// (local streams keep working) but is reported in the detail.
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
-    if state.stats.ready.load(Relaxed) {
+    let stats = &state.stats;
+    let redis = if !stats.redis_configured.load(Relaxed) {
+        "off"
+    } else if stats.redis_ok.load(Relaxed) {
+        "ok"
+    } else {
+        "unavailable"
+    };
+    let body = format!(
+        "{}\nredis: {redis}\n",
+        if stats.ready.load(Relaxed) {
+            "ready"
+        } else {
+            "not ready"
+        }
+    );
+    let mut response = if stats.ready.load(Relaxed) {
         HttpResponse::Ok()
-            .content_type("text/plain")
-            .body("ready\n")
     } else {
         HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body("not ready\n")
-    }
+    };
+    response.content_type("text/plain").body(body)
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {

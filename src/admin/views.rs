@@ -127,6 +127,9 @@ pub fn stream(stats: &ServerStats, sampler: &Sampler, key: &str, s: &StreamStats
         "name": s.name,
         "age_ms": ms(s.created.elapsed()),
         "live": publisher_id != 0,
+        // Relay hops: "local" when published here, else the instance it is pulled from.
+        "origin": s.origin.lock().ok().and_then(|o| o.clone()).unwrap_or_else(|| "local".into()),
+        "pushes": s.pushes.iter().map(|p| json!({ "target": p.key(), "connected": *p.value() })).collect::<Vec<_>>(),
         "publisher": publisher,
         "video": {
             "codec": s.video_codec(),

@@ -470,9 +470,16 @@ impl Command {
                 transaction_id,
                 parameters: rest.first().cloned().unwrap_or(Amf0Value::Null),
             },
+            // GStreamer's rtmp2sink sends the stream id as a string: 0 here means "the
+            // message stream this arrived on".
             "deleteStream" => Command::DeleteStream {
                 transaction_id,
-                stream_id: args.number_or(0, "stream id", 0.0)?,
+                stream_id: args
+                    .get(0)
+                    .and_then(|v| {
+                        as_number(v).or_else(|| as_string(v).and_then(|t| t.trim().parse().ok()))
+                    })
+                    .unwrap_or(0.0),
             },
             "closeStream" => Command::CloseStream { transaction_id },
             "receiveAudio" => Command::ReceiveAudio {

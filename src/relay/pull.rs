@@ -1,0 +1,262 @@
+//! The pull relay: one actor per resource that local players wait for and no local publisher
+//! feeds. It looks the stream's origin up in Redis, plays it from there with the project's
+//! client, and feeds the local publisher actor as a source: Attach, then Ingest of frames made
+//! by the same [`FrameBuilder`] a publishing stream uses. When the origin's publisher leaves or
+//! the origin dies, it detaches (local players get UnpublishNotify) and looks up again every
+//! `cluster.lookup_interval_ms`, so players resume when the publisher comes back anywhere. The
+//! registry stops it when the last player leaves or a local publisher arrives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::discovery::Discovery;
+use crate::actors::publisher::{Attach, Detach, Ingest, Publisher, SourceEvent};
+use crate::actors::stream::FrameBuilder;
+use crate::client::{ClientError, ClientEvent, RtmpClient, RtmpUrl};
+use crate::config::Settings;
+use crate::protocol::command::status;
+use crate::stats::StreamStats;
+
+/// Pulls one resource from its origin instance.
+pub struct Puller {
+    key: String,
+    app: String,
+    name: String,
+    session: u64,
+    publisher: Addr<Publisher>,
+    settings: Arc<Settings>,
+    stats: Arc<StreamStats>,
+    discovery: Arc<Discovery>,
+}
+
+impl Puller {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key: String,
+        app: String,
+        name: String,
+        session: u64,
+        publisher: Addr<Publisher>,
+        settings: Arc<Settings>,
+        stats: Arc<StreamStats>,
+        discovery: Arc<Discovery>,
+    ) -> Self {
+        Puller {
+            key,
+            app,
+            name,
+            session,
+            publisher,
+            settings,
+            stats,
+            discovery,
+        }
+    }
+
+    fn set_origin(stats: &StreamStats, origin: Option<String>) {
+        if let Ok(mut o) = stats.origin.lock() {
+            *o = origin;
+        }
+    }
+}
+
+/// What one pull loop needs, owned by its future.
+struct PullTask {
+    key: String,
+    app: String,
+    name: String,
+    session: u64,
+    publisher: Addr<Publisher>,
+    settings: Arc<Settings>,
+    stats: Arc<StreamStats>,
+    discovery: Arc<Discovery>,
+    source: Recipient<SourceEvent>,
+}
+
+/// How one pull from an origin ended.
+#[derive(Debug)]
+enum PullEnd {
+    /// The origin's publisher left (UnpublishNotify), or the origin closed the connection.
+    Unpublished,
+    /// Redis now names another origin (or none) while this one had nothing to send.
+    Moved,
+}
+
+impl PullTask {
+    async fn run(self) {
+        let interval = Duration::from_millis(self.settings.cluster.lookup_interval_ms);
+        loop {
+            match self.discovery.lookup(&self.key).await {
+                Ok(Some(origin)) if origin != self.discovery.advertise() => {
+                    tracing::info!(stream = %self.key, origin = %origin, "pull: origin found");
+                    match self.pull_from(&origin).await {
+                        Ok(end) => {
+                            tracing::info!(stream = %self.key, origin = %origin, end = ?end, "pull ended")
+                        }
+                        Err(e) => {
+                            tracing::warn!(stream = %self.key, origin = %origin, error = %e, "pull failed")
+                        }
+                    }
+                    // Whatever happened, players must not believe a dead source is live.
+                    self.publisher.do_send(Detach {
+                        session: self.session,
+                    });
+                    Puller::set_origin(&self.stats, None);
+                }
+                Ok(_) => {
+                    tracing::debug!(stream = %self.key, "pull: no origin advertises this stream yet")
+                }
+                Err(e) => tracing::debug!(stream = %self.key, error = %e, "pull: lookup failed"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// Play the stream from `origin` and feed the local publisher until it ends.
+    async fn pull_from(&self, origin: &str) -> Result<PullEnd, ClientError> {
+        let url = RtmpUrl::parse(&format!("rtmp://{origin}/{}/{}", self.app, self.name))?;
+        let mut client = RtmpClient::connect(&url, &super::client_config()).await?;
+        let stream_id = client.create_stream().await?;
+        client.play(stream_id, &self.name).await?;
+        let interval = Duration::from_millis(self.settings.cluster.lookup_interval_ms);
+        let mut builder: Option<FrameBuilder> = None;
+        let mut frames = Vec::new();
+        loop {
+            let event = if builder.is_some() {
+                client.next_event().await
+            } else {
+                // Nothing yet (the origin has no publisher right now): keep checking that
+                // Redis still names this origin; the publisher may have moved.
+                match tokio::time::timeout(interval, client.next_event()).await {
+                    Ok(event) => event,
+                    Err(_) => match self.discovery.lookup(&self.key).await {
+                        Ok(Some(o)) if o == origin => continue,
+                        Err(_) => continue,
+                        _ => return Ok(PullEnd::Moved),
+                    },
+                }
+            };
+            let raw = match event {
+                Ok(ClientEvent::Media(raw)) => raw,
+                Ok(ClientEvent::Data {
+                    stream_id,
+                    timestamp,
+                    values,
+                }) => match super::data_message(stream_id, timestamp, &values) {
+                    Some(raw) => raw,
+                    None => continue,
+                },
+                Ok(ClientEvent::Status(s)) if s.code == status::PLAY_UNPUBLISH_NOTIFY => {
+                    if builder.is_some() {
+                        return Ok(PullEnd::Unpublished);
+                    }
+                    continue;
+                }
+                Ok(ClientEvent::Status(s)) if s.is_error() => {
+                    return Err(ClientError::Status {
+                        code: s.code,
+                        description: s.description,
+                    })
+                }
+                Ok(_) => continue,
+                Err(e) if e.is_disconnect() => return Ok(PullEnd::Unpublished),
+                Err(e) => return Err(e),
+            };
+            if builder.is_none() {
+                builder = Some(self.attach(origin).await?);
+            }
+            let Some(b) = builder.as_mut() else {
+                continue;
+            };
+            b.frames(raw, &mut frames);
+            for frame in frames.drain(..) {
+                // Lossless like a local publisher: a busy publisher actor slows this read,
+                // and TCP slows the origin's sending to us.
+                let ingest = Ingest {
+                    session: self.session,
+                    frame: Arc::new(frame),
+                };
+                if self.publisher.send(ingest).await.is_err() {
+                    return Err(ClientError::Closed);
+                }
+            }
+        }
+    }
+
+    /// Become the local publisher actor's source; frames continue its time.
+    async fn attach(&self, origin: &str) -> Result<FrameBuilder, ClientError> {
+        let info = self
+            .publisher
+            .send(Attach {
+                session: self.session,
+                connection: 0,
+                source: self.source.clone(),
+            })
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let mut builder = FrameBuilder::new(0, self.settings.clone(), self.stats.clone());
+        builder.continue_from(info.continue_from);
+        Puller::set_origin(&self.stats, Some(origin.to_owned()));
+        tracing::info!(stream = %self.key, origin = %origin, "pulling: feeding local players");
+        Ok(builder)
+    }
+}
+
+impl Actor for Puller {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(stream = %self.key, "pull started: players wait for a stream not published here");
+        let task = PullTask {
+            key: self.key.clone(),
+            app: self.app.clone(),
+            name: self.name.clone(),
+            session: self.session,
+            publisher: self.publisher.clone(),
+            settings: self.settings.clone(),
+            stats: self.stats.clone(),
+            discovery: self.discovery.clone(),
+            source: ctx.address().recipient(),
+        };
+        // Spawned in the actor's context: stopping the actor drops the task and its
+        // connection to the origin.
+        ctx.spawn(task.run().into_actor(self));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.publisher.do_send(Detach {
+            session: self.session,
+        });
+        Puller::set_origin(&self.stats, None);
+        tracing::info!(stream = %self.key, "pull stopped");
+    }
+}
+
+/// Stop pulling (the registry: no more players, or a local publisher).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopPull;
+
+impl Handler<StopPull> for Puller {
+    type Result = ();
+
+    fn handle(&mut self, _: StopPull, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<SourceEvent> for Puller {
+    type Result = ();
+
+    /// A local publisher took the resource over, or an operator stopped it.
+    fn handle(&mut self, msg: SourceEvent, ctx: &mut Context<Self>) {
+        let reason = match msg {
+            SourceEvent::Replaced => "a local publisher took the stream over",
+            SourceEvent::Stop => "stopped by an operator",
+        };
+        tracing::info!(stream = %self.key, reason, "pull ended");
+        ctx.stop();
+    }
+}
