@@ -35,6 +35,10 @@ struct Cli {
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
+    /// Container health probe: GET URL (default: /healthz on the configured admin address,
+    /// on loopback) and exit 0 on a 2xx answer, 1 otherwise.
+    #[arg(long, value_name = "URL")]
+    healthcheck: Option<Option<String>>,
 }
 
 /// Defaults, file, environment, then the flags; validated.
@@ -64,6 +68,21 @@ fn load(cli: &Cli) -> Result<Settings, ConfigError> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(url) = &cli.healthcheck {
+        let url = match url {
+            Some(url) => url.clone(),
+            None => healthz_url(&load(&cli)?.server.admin_listen)?,
+        };
+        match http_get_status(&url) {
+            Ok(status) if (200..300).contains(&status) => {
+                println!("{url}: {status}");
+                return Ok(());
+            }
+            Ok(status) => println!("{url}: {status}"),
+            Err(e) => println!("{url}: {e}"),
+        }
+        std::process::exit(1);
+    }
     let settings = load(&cli)?;
     if cli.print_config {
         print!("{}", toml::to_string_pretty(&settings)?);
@@ -75,6 +94,74 @@ fn main() -> anyhow::Result<()> {
         set_log_level,
     };
     actix::System::new().block_on(reflector::server::run(settings, hooks))
+}
+
+/// `http://ADDR/healthz` for the admin listen address, with an unspecified address (0.0.0.0,
+/// [::]) replaced by loopback: the probe runs inside the server's own network namespace.
+fn healthz_url(admin_listen: &str) -> anyhow::Result<String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+    let mut addr = admin_listen
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("server.admin_listen {admin_listen:?} has no address"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        });
+    }
+    Ok(format!("http://{addr}/healthz"))
+}
+
+/// The status code of `GET url` (plain `http://host:port/path` only), within a few seconds.
+/// Deliberately tiny: the runtime image has no curl, and this is the only client it needs.
+fn http_get_status(url: &str) -> anyhow::Result<u16> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::Duration;
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("only http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let addr = if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{authority} has no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    // One write: a server may answer (and close) as soon as it has the request line.
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    // The status line is all we need: "HTTP/1.x NNN reason"; read at most 1 KiB for it.
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 256];
+    while head.len() < 1024 && !head.contains(&b'\n') {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(buf.get(..n).unwrap_or_default());
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    match (
+        words.next(),
+        words.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
+        _ => anyhow::bail!("not an HTTP response: {:?}", line.trim_end()),
+    }
 }
 
 /// Install the log subscriber; returns how to change its level later (SIGHUP). `RUST_LOG`,
