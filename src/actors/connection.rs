@@ -203,8 +203,8 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
     Connection::create(move |ctx| {
         // Bytes that came with C2 are read first: FramedRead only decodes its buffer after a
         // socket read, and a client that sent `connect` with C2 waits for the reply.
-        let reader = std::io::Cursor::new(leftover).chain(read);
-        ctx.add_stream(FramedRead::with_capacity(reader, codec, 64 * 1024));
+        let reader = std::io::Cursor::new(bytes::Bytes::copy_from_slice(&leftover)).chain(read);
+        ctx.add_stream(FramedRead::with_capacity(reader, codec, 4096));
         let addr = ctx.address();
         actix::spawn(async move {
             if let Err(e) = writer_outbox.run_writer().await {

@@ -40,8 +40,6 @@ struct OutboxState {
     scratch: BytesMut,
     closed: bool,
     failed: bool,
-    /// A write error met by a direct write, for the writer task to report.
-    error: Option<std::io::Error>,
 }
 
 /// A connection's outgoing byte queue and chunk encoder.
@@ -65,7 +63,6 @@ impl Outbox {
                 scratch: BytesMut::new(),
                 closed: false,
                 failed: false,
-                error: None,
             }),
             socket: RefCell::new(Some(Rc::new(socket))),
             notify: Notify::new(),
@@ -74,36 +71,13 @@ impl Outbox {
         })
     }
 
-    /// Send `bytes`: straight into the socket when nothing is queued and the socket takes
-    /// it (the common case: no queueing, no writer wake-up), else queued behind what waits,
-    /// in order, for the writer task.
-    fn enqueue(&self, state: &mut OutboxState, mut bytes: Bytes) {
+    /// Queue `bytes` behind what waits, in order, and wake the writer task. The writer runs
+    /// after the current actor turn, so frames handled in one turn (a publisher's audio and
+    /// video read together) leave in one `writev`: measured cheaper than writing each one
+    /// straight away (fewer syscalls and receiver wake-ups).
+    fn enqueue(&self, state: &mut OutboxState, bytes: Bytes) {
         if state.closed || bytes.is_empty() {
             return;
-        }
-        if state.queue.is_empty() {
-            let socket = self.socket.try_borrow();
-            let written = match socket.as_deref() {
-                Ok(Some(socket)) => socket.as_ref().try_write(&bytes),
-                _ => Err(std::io::ErrorKind::WouldBlock.into()),
-            };
-            match written {
-                Ok(n) => {
-                    self.stats.bytes_out.fetch_add(n as u64, Relaxed);
-                    if n == bytes.len() {
-                        return;
-                    }
-                    bytes.advance(n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    state.error = Some(e);
-                    state.failed = true;
-                    state.closed = true;
-                    self.notify.notify_one();
-                    return;
-                }
-            }
         }
         state.queued_bytes += bytes.len();
         self.stats.queued_bytes.store(state.queued_bytes, Relaxed);
@@ -218,8 +192,8 @@ impl Outbox {
         Ok(n)
     }
 
-    /// The writer task: drains what the direct writes could not send, waiting for the socket
-    /// to become writable, until closed or the socket fails. Returns the error that ended it,
+    /// The writer task: drains the queue into the socket, waiting for it to become writable,
+    /// until closed or the socket fails. Returns the error that ended it,
     /// if any. The socket is dropped (shut down) when it returns.
     pub async fn run_writer(self: Rc<Self>) -> std::io::Result<()> {
         let socket = self.socket.borrow().clone();
@@ -234,18 +208,10 @@ impl Outbox {
     async fn drain(&self, socket: &OwnedWriteHalf) -> std::io::Result<()> {
         let mut close_deadline = None;
         loop {
-            let (empty, closed, failed, error) = {
-                let mut state = self.state.borrow_mut();
-                (
-                    state.queue.is_empty(),
-                    state.closed,
-                    state.failed,
-                    state.error.take(),
-                )
+            let (empty, closed, failed) = {
+                let state = self.state.borrow();
+                (state.queue.is_empty(), state.closed, state.failed)
             };
-            if let Some(e) = error {
-                return Err(e);
-            }
             if failed {
                 return Ok(());
             }

@@ -58,27 +58,49 @@ impl Server {
             .prefix("reflector-test-")
             .tempdir()
             .expect("create temp dir");
-        let port = free_port();
-        let admin_port = free_port();
         let log = dir.path().join("reflector.log");
-        let mut argv = vec![
-            "--listen".to_string(),
-            format!("127.0.0.1:{port}"),
-            "--admin-listen".to_string(),
-            format!("127.0.0.1:{admin_port}"),
-        ];
-        argv.extend(args.iter().map(|a| a.to_string()));
-        let proc = Proc::spawn("reflector", exe, &argv, &[("RUST_LOG", "info")], &log);
-        let mut server = Server {
-            kind: ServerKind::Reflector,
-            proc,
-            port,
-            admin_port: Some(admin_port),
-            log,
-            dir,
-        };
-        server.wait_ready();
-        server
+        // A free port can be taken by a parallel test between choosing and binding it:
+        // try again with new ports when the server could not bind.
+        for attempt in 1.. {
+            let port = free_port();
+            let admin_port = free_port();
+            let mut argv = vec![
+                "--listen".to_string(),
+                format!("127.0.0.1:{port}"),
+                "--admin-listen".to_string(),
+                format!("127.0.0.1:{admin_port}"),
+            ];
+            argv.extend(args.iter().map(|a| a.to_string()));
+            let mut proc = Proc::spawn("reflector", exe, &argv, &[("RUST_LOG", "info")], &log);
+            let deadline = Instant::now() + STARTUP_TIMEOUT;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            while Instant::now() < deadline {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    break;
+                }
+                if proc.try_wait().is_some() {
+                    break;
+                }
+                sleep(Duration::from_millis(20));
+            }
+            let bind_failed = proc.try_wait().is_some()
+                && std::fs::read_to_string(&log)
+                    .is_ok_and(|l| l.contains("Address already in use"));
+            if bind_failed && attempt < 5 {
+                continue;
+            }
+            let mut server = Server {
+                kind: ServerKind::Reflector,
+                proc,
+                port,
+                admin_port: Some(admin_port),
+                log,
+                dir,
+            };
+            server.wait_ready();
+            return server;
+        }
+        unreachable!("the loop returns")
     }
 
     /// Writes an nginx.conf (one worker, `daemon off`, rtmp `live on` application
