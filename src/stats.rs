@@ -26,7 +26,7 @@ use std::time::{Instant, SystemTime};
 use actix::Recipient;
 use dashmap::DashMap;
 
-use crate::actors::connection::CloseConnection;
+use crate::actors::connection::{CloseConnection, RequestReconnect};
 
 /// How many gone subscribers each stream remembers for the admin API.
 pub const GONE_SUBSCRIBERS_KEPT: usize = 16;
@@ -40,7 +40,10 @@ pub const DEFAULT_MAILBOX: usize = 16;
 /// The handle the admin API kicks a connection with: its actor's `CloseConnection`
 /// recipient, registered when the actor starts.
 #[derive(Clone)]
-pub struct KickHandle(pub Recipient<CloseConnection>);
+pub struct KickHandle(
+    pub Recipient<CloseConnection>,
+    pub Recipient<RequestReconnect>,
+);
 
 impl fmt::Debug for KickHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,18 +155,30 @@ impl ConnectionStats {
         self.app.lock().ok().and_then(|a| a.clone())
     }
 
-    /// Register the connection actor's close recipient.
-    pub fn set_kick(&self, recipient: Recipient<CloseConnection>) {
+    /// Register the connection actor's close and reconnect recipients.
+    pub fn set_kick(
+        &self,
+        recipient: Recipient<CloseConnection>,
+        reconnect: Recipient<RequestReconnect>,
+    ) {
         if let Ok(mut k) = self.kick.lock() {
-            *k = Some(KickHandle(recipient));
+            *k = Some(KickHandle(recipient, reconnect));
         }
+    }
+
+    /// The connection actor's reconnect recipient (E-RTMP v2 reconnect request), if started.
+    pub fn reconnect_handle(&self) -> Option<Recipient<RequestReconnect>> {
+        self.kick
+            .lock()
+            .ok()
+            .and_then(|k| k.as_ref().map(|h| h.1.clone()))
     }
 
     /// Ask the connection actor to close; false if it has none registered.
     pub fn kick(&self, reason: &str) -> bool {
         let handle = self.kick.lock().ok().and_then(|k| k.clone());
         match handle {
-            Some(KickHandle(recipient)) => {
+            Some(KickHandle(recipient, _)) => {
                 recipient.do_send(CloseConnection {
                     reason: reason.to_owned(),
                 });

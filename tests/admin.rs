@@ -573,3 +573,102 @@ fn non_loopback_admin_without_token_refuses_to_start() {
         "the token must not be printed"
     );
 }
+
+/// The admin action that moves a publisher: `POST /api/v1/connections/{id}/reconnect` sends a
+/// client that announced Enhanced RTMP `capsEx` Reconnect a NetConnection.Connect.ReconnectRequest
+/// with the given tcUrl (and closes a client that did not). Remote shared objects are listed in
+/// `GET /api/v1/shared_objects`.
+#[tokio::test]
+async fn reconnect_action_and_shared_objects_in_the_api() {
+    use reflector::client::{ClientConfig, ClientEvent, RtmpClient, RtmpUrl};
+    use reflector::protocol::message::{SharedObjectEvent, SharedObjectMessage};
+
+    let server = Server::reflector(&["--workers", "2"]);
+    let admin = server.admin_url();
+    let url = RtmpUrl {
+        host: "127.0.0.1".into(),
+        port: server.port(),
+        app: "live".into(),
+        stream: "moving".into(),
+    };
+    let capable = ClientConfig {
+        extra_connect_properties: vec![("capsEx".into(), Amf0Value::Number(1.0))],
+        timeout: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    let mut publisher = RtmpClient::connect(&url, &capable).await.expect("connect");
+    let id = publisher.create_stream().await.expect("createStream");
+    publisher.publish(id, "moving").await.expect("publish");
+    // A shared object used by the same client.
+    publisher
+        .send_shared_object(
+            false,
+            &SharedObjectMessage {
+                name: "room".into(),
+                version: 0,
+                persistent: false,
+                events: vec![SharedObjectEvent::Connect],
+            },
+        )
+        .await
+        .expect("use shared object");
+    let conns = tokio::task::spawn_blocking({
+        let admin = admin.clone();
+        move || get_json(&format!("{admin}/api/v1/connections"), None)
+    })
+    .await
+    .expect("join");
+    let conn_id = conns["connections"]
+        .as_array()
+        .and_then(|list| list.iter().find(|c| c["state"] == "publishing"))
+        .and_then(|c| c["id"].as_u64())
+        .unwrap_or_else(|| panic!("publisher not listed: {conns}"));
+    let sos = tokio::task::spawn_blocking({
+        let admin = admin.clone();
+        move || {
+            wait_for("shared object listed", Duration::from_secs(5), || {
+                let v = get_json(&format!("{admin}/api/v1/shared_objects"), None);
+                (v["count"] == 1).then_some(v)
+            })
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(sos["shared_objects"][0]["key"], "live/room", "{sos}");
+    assert_eq!(sos["shared_objects"][0]["clients"], 1, "{sos}");
+    let reply = tokio::task::spawn_blocking({
+        let admin = admin.clone();
+        move || {
+            http(
+                "POST",
+                &format!("{admin}/api/v1/connections/{conn_id}/reconnect?tc_url=rtmp://other.example/live"),
+                None,
+            )
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(reply.0, 200, "{}", reply.1);
+    assert!(
+        reply.1.contains("\"reconnect_requested\":true"),
+        "{}",
+        reply.1
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = false;
+    while !got && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), publisher.next_event()).await {
+            Ok(Ok(ClientEvent::Status(s))) => {
+                got = s.code == "NetConnection.Connect.ReconnectRequest"
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no reconnect request: {other:?}"),
+        }
+    }
+    assert!(got, "reconnect request not received");
+    assert!(
+        server.log().contains("admin: reconnect requested"),
+        "{}",
+        server.log_tail(20)
+    );
+}

@@ -1129,7 +1129,8 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.server.stats.actors.connections.fetch_add(1, Relaxed);
-        self.stats.set_kick(ctx.address().recipient());
+        self.stats
+            .set_kick(ctx.address().recipient(), ctx.address().recipient());
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
         let mut draining = self.server.draining.clone();
         if *draining.borrow() {

@@ -291,6 +291,81 @@ async fn kick(req: HttpRequest, state: web::Data<AdminState>, id: web::Path<u64>
     json(serde_json::json!({ "kicked": id }))
 }
 
+/// `POST /api/v1/connections/{id}/reconnect[?tc_url=rtmp://other/app]`: send the client the
+/// Enhanced RTMP v2 reconnect request (to move a publisher to another server); a client that
+/// did not announce reconnect support is closed instead. Logged.
+async fn reconnect(
+    req: HttpRequest,
+    state: web::Data<AdminState>,
+    id: web::Path<u64>,
+    query: web::Query<ReconnectQuery>,
+) -> HttpResponse {
+    authorized!(req, state);
+    let id = id.into_inner();
+    let Some(conn) = state.stats.connections.get(&id).map(|c| c.clone()) else {
+        return error(actix_web::http::StatusCode::NOT_FOUND, "no such connection");
+    };
+    let Some(handle) = conn.reconnect_handle() else {
+        return error(
+            actix_web::http::StatusCode::CONFLICT,
+            "connection is still in its handshake",
+        );
+    };
+    let tc_url = query.into_inner().tc_url.filter(|u| !u.is_empty());
+    let request = crate::actors::connection::RequestReconnect {
+        tc_url: tc_url.clone(),
+        description: "Moved by an operator.".into(),
+    };
+    match handle.send(request).await {
+        Ok(supported) => {
+            tracing::info!(connection = id, peer = %conn.peer, tc_url = tc_url.as_deref().unwrap_or(""), supported, "admin: reconnect requested");
+            json(
+                serde_json::json!({ "connection": id, "reconnect_requested": supported, "closed": !supported }),
+            )
+        }
+        Err(_) => error(actix_web::http::StatusCode::GONE, "connection is gone"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReconnectQuery {
+    tc_url: Option<String>,
+}
+
+/// `GET /api/v1/shared_objects`: every live remote shared object with its clients, version
+/// and update counts.
+async fn shared_objects(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
+    authorized!(req, state);
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut list: Vec<serde_json::Value> = state
+        .stats
+        .shared_objects
+        .iter()
+        .map(|so| {
+            serde_json::json!({
+                "key": so.key(),
+                "app": so.app,
+                "name": so.name,
+                "persistent": so.persistent,
+                "age_ms": so.created.elapsed().as_millis() as u64,
+                "clients": so.clients.load(Relaxed),
+                "version": so.version.load(Relaxed),
+                "attributes": so.attributes.load(Relaxed),
+                "bytes": so.bytes.load(Relaxed),
+                "updates": so.updates.load(Relaxed),
+                "messages": so.messages.load(Relaxed),
+                "refused": so.refused.load(Relaxed),
+            })
+        })
+        .collect();
+    list.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+    json(serde_json::json!({
+        "count": list.len(),
+        "actors": state.stats.actors.shared_objects.load(Relaxed),
+        "shared_objects": list,
+    }))
+}
+
 async fn not_found() -> HttpResponse {
     error(actix_web::http::StatusCode::NOT_FOUND, "no such endpoint")
 }
@@ -336,6 +411,11 @@ pub fn start(
             .route("/api/v1/connections", web::get().to(connections))
             .route("/api/v1/connections/{id}", web::get().to(connection))
             .route("/api/v1/connections/{id}", web::delete().to(kick))
+            .route(
+                "/api/v1/connections/{id}/reconnect",
+                web::post().to(reconnect),
+            )
+            .route("/api/v1/shared_objects", web::get().to(shared_objects))
             .default_service(web::to(not_found))
     })
     .workers(1)
