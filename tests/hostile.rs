@@ -75,16 +75,6 @@ fn client_config() -> ClientConfig {
     }
 }
 
-/// VmRSS of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Open file descriptors of `pid` (sockets included): a leak shows here.
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
@@ -99,12 +89,12 @@ struct RssWatch {
 
 impl RssWatch {
     fn start(pid: u32) -> RssWatch {
-        let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
+        let peak = Arc::new(AtomicU64::new(common::rss_kib(pid)));
         let stop = Arc::new(AtomicBool::new(false));
         let (p, s) = (peak.clone(), stop.clone());
         let task = tokio::spawn(async move {
             while !s.load(Relaxed) {
-                p.fetch_max(rss_kib(pid), Relaxed);
+                p.fetch_max(common::rss_kib(pid), Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
@@ -1230,7 +1220,7 @@ async fn hostile_clients_do_not_disturb_the_canary() {
     let pid = server.pid();
     let canary = Canary::start(port, "canary").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let baseline = rss_kib(pid);
+    let baseline = common::rss_kib(pid);
     let fds_before = fd_count(pid);
 
     // Phase 1: protocol attackers, all at once.
@@ -1248,10 +1238,10 @@ async fn hostile_clients_do_not_disturb_the_canary() {
     fresh_client_works(port, "canary").await;
 
     // Phase 2: 2000 sockets that never handshake, held while the canary streams.
-    let before_idle = rss_kib(pid);
+    let before_idle = common::rss_kib(pid);
     let socks = idle_sockets(port, 2000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let with_idle = rss_kib(pid);
+    let with_idle = common::rss_kib(pid);
     fresh_client_works(port, "canary").await;
     // The handshake timeout (2 s) closes every one of them.
     let closed = join_all(
@@ -1268,7 +1258,7 @@ async fn hostile_clients_do_not_disturb_the_canary() {
 
     // After the attackers: memory and file descriptors come back.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_kib(pid);
+    let after = common::rss_kib(pid);
     let fds_after = fd_count(pid);
     let frames = canary.finish("hostile suite").await;
     let per_idle = (with_idle.saturating_sub(before_idle)) as f64 * 1024.0 / 2000.0;
@@ -1355,7 +1345,7 @@ async fn resource_figures() {
     let pid = server.pid();
     let canary = Canary::start(port, "figures").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let base = rss_kib(pid);
+    let base = common::rss_kib(pid);
     let mut players = Vec::new();
     for _ in 0..200 {
         let mut c = RtmpClient::connect(&url(port, "live", "figures"), &client_config())
@@ -1370,7 +1360,7 @@ async fn resource_figures() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let with_players = rss_kib(pid);
+    let with_players = common::rss_kib(pid);
     let per_player = with_players.saturating_sub(base) as f64 * 1024.0 / 200.0;
     for p in &players {
         p.abort();
@@ -1426,7 +1416,7 @@ async fn soak() {
             // Sample when the round's connections are gone.
             tokio::time::sleep(Duration::from_secs(3)).await;
             let t = start.elapsed().as_secs();
-            let (rss, fds) = (rss_kib(pid), fd_count(pid));
+            let (rss, fds) = (common::rss_kib(pid), fd_count(pid));
             eprintln!(
                 "SOAK t={t}s round={rounds} rss={:.1}MiB fds={fds}",
                 mib(rss)

@@ -17,19 +17,6 @@ use reflector::protocol::message::type_id;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-fn server_with(toml: &str) -> (Server, tempfile::NamedTempFile) {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp config");
-    file.write_all(toml.as_bytes()).expect("write config");
-    let path = file.path().display().to_string();
-    (
-        Server::reflector(&["--workers", "2", "--config", &path]),
-        file,
-    )
-}
-
 fn url(server: &Server, name: &str) -> RtmpUrl {
     RtmpUrl {
         host: "127.0.0.1".into(),
@@ -188,7 +175,7 @@ async fn expect_status(result: Result<(), ClientError>, code: &str) {
 
 #[tokio::test]
 async fn connection_limits_total_and_per_ip() {
-    let (server, _cfg) = server_with("[limits]\nmax_connections = 4\n");
+    let (server, _cfg) = common::reflector_with_config("[limits]\nmax_connections = 4\n");
     let mut canary = Canary::start(&server, "c").await;
     canary.check(5).await;
     let mut held: Vec<TcpStream> = (0..2)
@@ -210,7 +197,7 @@ async fn connection_limits_total_and_per_ip() {
         server.log_tail(20)
     );
 
-    let (server, _cfg) = server_with("[limits]\nmax_connections_per_ip = 3\n");
+    let (server, _cfg) = common::reflector_with_config("[limits]\nmax_connections_per_ip = 3\n");
     let mut canary = Canary::start(&server, "c").await;
     let _one = TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
     std::thread::sleep(Duration::from_millis(200));
@@ -224,7 +211,9 @@ async fn connection_limits_total_and_per_ip() {
 
 #[tokio::test]
 async fn stream_and_subscriber_limits() {
-    let (server, _cfg) = server_with("[limits]\nmax_streams = 2\nmax_subscribers_per_stream = 1\n");
+    let (server, _cfg) = common::reflector_with_config(
+        "[limits]\nmax_streams = 2\nmax_subscribers_per_stream = 1\n",
+    );
     let mut canary = Canary::start(&server, "c").await;
     let mut second = RtmpClient::connect(&url(&server, "b"), &config())
         .await
@@ -257,7 +246,7 @@ async fn stream_and_subscriber_limits() {
 
 #[tokio::test]
 async fn handshake_idle_and_publisher_idle_timeouts() {
-    let (server, _cfg) = server_with(
+    let (server, _cfg) = common::reflector_with_config(
         "[rtmp]\nhandshake_timeout_ms = 500\nidle_timeout_ms = 800\n[live]\npublisher_idle_timeout_ms = 1500\n",
     );
     let mut canary = Canary::start(&server, "c").await;
@@ -333,7 +322,8 @@ async fn handshake_idle_and_publisher_idle_timeouts() {
 
 #[tokio::test]
 async fn message_size_and_chunk_stream_limits() {
-    let (server, _cfg) = server_with("[rtmp]\nmax_message_len = 4096\nmax_chunk_streams = 6\n");
+    let (server, _cfg) =
+        common::reflector_with_config("[rtmp]\nmax_message_len = 4096\nmax_chunk_streams = 6\n");
     let mut canary = Canary::start(&server, "c").await;
     // A publisher sending a video frame larger than the limit.
     let mut big = RtmpClient::connect(&url(&server, "big"), &config())

@@ -38,18 +38,6 @@ fn url(server: &Server, app: &str, name: &str) -> RtmpUrl {
     }
 }
 
-/// A reflector with `toml` as its config file (kept alive with the server).
-fn server_with_config(toml: &str) -> (Server, tempfile::NamedTempFile) {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp config");
-    file.write_all(toml.as_bytes()).expect("write config");
-    let path = file.path().display().to_string();
-    let server = Server::reflector(&["--workers", "2", "--config", &path]);
-    (server, file)
-}
-
 fn server() -> Server {
     Server::reflector(&["--workers", "2"])
 }
@@ -648,7 +636,8 @@ async fn publisher_leaves_and_a_new_one_resumes_the_player() {
 // 5a. publish_conflict = "reject": the second publisher gets BadName, the first keeps going.
 #[tokio::test]
 async fn conflict_reject_keeps_the_first_publisher() {
-    let (server, _config) = server_with_config("[live]\npublish_conflict = \"reject\"\n");
+    let (server, _config) =
+        common::reflector_with_config("[live]\npublish_conflict = \"reject\"\n");
     let mut player = play(&server, "live", "s5").await;
     let mut first_pub = publish(&server, "live", "s5", gop(10, 0)).await;
     first_pub.headers().await;
@@ -676,7 +665,8 @@ async fn conflict_reject_keeps_the_first_publisher() {
 //     disconnected; the player continues with the new one.
 #[tokio::test]
 async fn conflict_takeover_replaces_the_first_publisher() {
-    let (server, _config) = server_with_config("[live]\npublish_conflict = \"takeover\"\n");
+    let (server, _config) =
+        common::reflector_with_config("[live]\npublish_conflict = \"takeover\"\n");
     let mut player = play(&server, "live", "s5").await;
     let mut first_pub = publish(&server, "live", "s5", gop(10, 0)).await;
     first_pub.headers().await;
@@ -745,7 +735,7 @@ async fn conflict_protect_honours_the_stream_key() {
 //     take over.
 #[tokio::test]
 async fn conflict_protect_lets_a_newcomer_replace_a_stale_publisher() {
-    let (server, _config) = server_with_config("[live]\nstale_publisher_ms = 500\n");
+    let (server, _config) = common::reflector_with_config("[live]\nstale_publisher_ms = 500\n");
     let mut owner = publish(&server, "live", "s5?key=abc", gop(10, 0)).await;
     owner.headers().await;
     owner.ticks(5, Duration::ZERO).await;
@@ -1227,7 +1217,7 @@ impl CallbackServer {
 
 #[tokio::test]
 async fn auth_stream_keys_for_publish_and_play() {
-    let (server, _config) = server_with_config(
+    let (server, _config) = common::reflector_with_config(
         "[auth.apps.live]\npublish = \"key\"\npublish_keys = [\"s3cret\"]\nplay = \"key\"\nplay_keys = [\"viewer\"]\n\n[auth.apps.open]\npublish = \"open\"\nplay = \"deny\"\n",
     );
     assert_status_error(
@@ -1270,7 +1260,7 @@ async fn auth_http_callbacks_allow_deny_redirect_timeout_and_done() {
         callbacks.url("play"),
         callbacks.url("done"),
     );
-    let (server, _config) = server_with_config(&toml);
+    let (server, _config) = common::reflector_with_config(&toml);
     // 200: allowed.
     let mut publisher = publish(&server, "live", "ok?token=abc", gop(10, 0)).await;
     publisher.headers().await;
@@ -1329,18 +1319,6 @@ async fn auth_http_callbacks_allow_deny_redirect_timeout_and_done() {
     );
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn p99(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v.get(v.len().saturating_sub(1) * 99 / 100)
@@ -1353,7 +1331,7 @@ fn p99(mut v: Vec<Duration>) -> Duration {
 /// it is disconnected after the lag limit.
 #[tokio::test]
 async fn stalled_player_is_isolated_bounded_and_disconnected() {
-    let (server, _config) = server_with_config("[live]\nmax_lag_ms = 2000\n");
+    let (server, _config) = common::reflector_with_config("[live]\nmax_lag_ms = 2000\n");
     // About 20 Mbit/s so that the stalled player's kernel buffers fill within a second or two.
     let shape = SynthConfig {
         fps: 50,
@@ -1393,7 +1371,7 @@ async fn stalled_player_is_isolated_bounded_and_disconnected() {
         seen
     });
     let pid = server.pid();
-    let baseline_rss = rss_kb(pid);
+    let baseline_rss = common::rss_kib(pid);
     let mut stalled: Option<RtmpClient> = None;
     let mut scratch = Vec::new();
     let mut stall_started = None;
@@ -1426,7 +1404,7 @@ async fn stalled_player_is_isolated_bounded_and_disconnected() {
             .await
             .expect("publisher keeps full rate");
         if tick % 25 == 0 {
-            peak_rss = peak_rss.max(rss_kb(pid));
+            peak_rss = peak_rss.max(common::rss_kib(pid));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,19 +17,6 @@ use reflector::protocol::message::{
 };
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn server_with(toml: &str) -> (Server, tempfile::NamedTempFile) {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp config");
-    file.write_all(toml.as_bytes()).expect("write config");
-    let path = file.path().display().to_string();
-    (
-        Server::reflector(&["--workers", "2", "--config", &path]),
-        file,
-    )
-}
 
 fn server() -> Server {
     Server::reflector(&["--workers", "2"])
@@ -330,7 +316,7 @@ async fn persistent_objects_survive_a_restart() {
     );
     let evil = "../../escape";
     {
-        let (server, _config) = server_with(&toml);
+        let (server, _config) = common::reflector_with_config(&toml);
         let mut a = client(&server, false).await;
         let m = use_object(&mut a, false, "scores", true).await;
         assert_eq!(
@@ -390,7 +376,7 @@ async fn persistent_objects_survive_a_restart() {
             "live/scores.rso".to_string()
         ]
     );
-    let (server, _config) = server_with(&toml);
+    let (server, _config) = common::reflector_with_config(&toml);
     let mut c = client(&server, true).await;
     let m = use_object(&mut c, true, "scores", true).await;
     assert_eq!(m.version, 2);
@@ -445,7 +431,7 @@ async fn amf3_and_amf0_clients_each_get_their_encoding() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn limits_answer_with_status_errors() {
-    let (server, _config) = server_with(
+    let (server, _config) = common::reflector_with_config(
         "[shared_objects]\nmax_objects_per_app = 2\nmax_attributes = 2\nmax_bytes = 200\nmax_updates_per_second = 10\n",
     );
     let mut a = client(&server, false).await;

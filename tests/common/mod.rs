@@ -21,7 +21,7 @@ pub mod verify;
 pub use clients::{play, publish, Player, Publisher, Recording};
 pub use clip::{shared_clip, source_clip, Clip};
 pub use process::Proc;
-pub use server::Server;
+pub use server::{reflector_with_config, rss_kib, Server};
 pub use verify::{verify_recording, Verdict};
 
 use std::net::TcpListener;

@@ -256,3 +256,32 @@ impl Drop for Server {
         }
     }
 }
+
+/// A reflector (2 arbiters) with `toml` as its config file; the file lives as long as the
+/// returned handle.
+pub fn reflector_with_config(toml: &str) -> (Server, tempfile::NamedTempFile) {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp config");
+    file.write_all(toml.as_bytes()).expect("write config");
+    let path = file.path().display().to_string();
+    (
+        Server::reflector(&["--workers", "2", "--config", &path]),
+        file,
+    )
+}
+
+/// VmRSS of process `pid`, in KiB (0 when it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
