@@ -147,6 +147,21 @@ impl Amf0Value {
     }
 
     /// Whether this is Null or Undefined (or AMF3 null or undefined behind AvmPlus).
+    /// Whether a `Reference` stands anywhere in this value (see [`resolve_references`]).
+    pub fn contains_reference(&self) -> bool {
+        match self {
+            Amf0Value::Reference(_) => true,
+            Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => {
+                p.iter().any(|(_, v)| v.contains_reference())
+            }
+            Amf0Value::TypedObject { properties, .. } => {
+                properties.iter().any(|(_, v)| v.contains_reference())
+            }
+            Amf0Value::StrictArray(items) => items.iter().any(Amf0Value::contains_reference),
+            _ => false,
+        }
+    }
+
     pub fn is_null_or_undefined(&self) -> bool {
         match self {
             Amf0Value::Null | Amf0Value::Undefined => true,
@@ -515,19 +530,6 @@ pub fn resolve_references(
     values: Vec<Amf0Value>,
     limits: &AmfLimits,
 ) -> Result<Vec<Amf0Value>, Amf0Error> {
-    fn has_reference(v: &Amf0Value) -> bool {
-        match v {
-            Amf0Value::Reference(_) => true,
-            Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => {
-                p.iter().any(|(_, v)| has_reference(v))
-            }
-            Amf0Value::TypedObject { properties, .. } => {
-                properties.iter().any(|(_, v)| has_reference(v))
-            }
-            Amf0Value::StrictArray(items) => items.iter().any(has_reference),
-            _ => false,
-        }
-    }
     fn size(v: &Amf0Value) -> usize {
         1 + match v {
             Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => p.iter().map(|(_, v)| size(v)).sum(),
@@ -611,7 +613,7 @@ pub fn resolve_references(
             Ok(resolved)
         }
     }
-    if !values.iter().any(has_reference) {
+    if !values.iter().any(Amf0Value::contains_reference) {
         return Ok(values);
     }
     let mut resolver = Resolver {

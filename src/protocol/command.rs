@@ -264,20 +264,6 @@ fn kind(v: &Amf0Value) -> &'static str {
     }
 }
 
-fn contains_reference(v: &Amf0Value) -> bool {
-    match v {
-        Amf0Value::Reference(_) => true,
-        Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => {
-            p.iter().any(|(_, v)| contains_reference(v))
-        }
-        Amf0Value::TypedObject { properties, .. } => {
-            properties.iter().any(|(_, v)| contains_reference(v))
-        }
-        Amf0Value::StrictArray(items) => items.iter().any(contains_reference),
-        _ => false,
-    }
-}
-
 /// A string argument, also when an AMF3 client switched it to AMF3.
 fn as_string(v: &Amf0Value) -> Option<&str> {
     match v {
@@ -368,7 +354,7 @@ impl Command {
         // message's reference table (found by the command fuzz target).
         let resolved;
         let values =
-            if values.iter().any(contains_reference) {
+            if values.iter().any(Amf0Value::contains_reference) {
                 resolved = amf0::resolve_references(values.to_vec(), &AmfLimits::default())
                     .map_err(|e| CommandError::BadReference {
                         reason: e.to_string(),
