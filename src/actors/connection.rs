@@ -191,7 +191,7 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
     };
     stats.set_state(ConnectionState::Connected);
     let (read, write) = socket.into_split();
-    let outbox = Outbox::new(stats.clone(), write);
+    let outbox = Outbox::new(stats.clone());
     let writer_outbox = outbox.clone();
     let decoder = ChunkDecoder::new(settings.chunk_limits());
     let window_size = settings.rtmp.window_ack_size;
@@ -207,7 +207,7 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
         ctx.add_stream(FramedRead::with_capacity(reader, codec, 4096));
         let addr = ctx.address();
         actix::spawn(async move {
-            if let Err(e) = writer_outbox.run_writer().await {
+            if let Err(e) = writer_outbox.run_writer(write).await {
                 addr.do_send(CloseConnection {
                     reason: format!("write failed: {e}"),
                 });

@@ -45,8 +45,6 @@ struct OutboxState {
 /// A connection's outgoing byte queue and chunk encoder.
 pub struct Outbox {
     state: RefCell<OutboxState>,
-    /// The socket's write half; released (and so shut down) when the writer ends.
-    socket: RefCell<Option<Rc<OwnedWriteHalf>>>,
     notify: Notify,
     /// Signalled by `close`/`abort`: wakes a writer blocked on a peer that stopped reading.
     closing: Notify,
@@ -54,7 +52,7 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(stats: Arc<ConnectionStats>, socket: OwnedWriteHalf) -> Rc<Outbox> {
+    pub fn new(stats: Arc<ConnectionStats>) -> Rc<Outbox> {
         Rc::new(Outbox {
             state: RefCell::new(OutboxState {
                 queue: VecDeque::new(),
@@ -64,7 +62,6 @@ impl Outbox {
                 closed: false,
                 failed: false,
             }),
-            socket: RefCell::new(Some(Rc::new(socket))),
             notify: Notify::new(),
             closing: Notify::new(),
             stats,
@@ -193,16 +190,10 @@ impl Outbox {
     }
 
     /// The writer task: drains the queue into the socket, waiting for it to become writable,
-    /// until closed or the socket fails. Returns the error that ended it,
-    /// if any. The socket is dropped (shut down) when it returns.
-    pub async fn run_writer(self: Rc<Self>) -> std::io::Result<()> {
-        let socket = self.socket.borrow().clone();
-        let result = match &socket {
-            Some(socket) => self.drain(socket).await,
-            None => Ok(()),
-        };
-        self.socket.borrow_mut().take();
-        result
+    /// until closed or the socket fails. Returns the error that ended it, if any; the socket's
+    /// write half is dropped (shut down) when it returns.
+    pub async fn run_writer(self: Rc<Self>, socket: OwnedWriteHalf) -> std::io::Result<()> {
+        self.drain(&socket).await
     }
 
     async fn drain(&self, socket: &OwnedWriteHalf) -> std::io::Result<()> {
