@@ -21,7 +21,7 @@ use crate::protocol::amf0::{self, Amf0Value};
 use crate::protocol::chunk::chunk_message;
 use crate::protocol::command::strip_set_data_frame;
 use crate::protocol::media::{self, video_params, PacketKind};
-use crate::protocol::message::{split_aggregate, type_id, RawMessage};
+use crate::protocol::message::{split_aggregate, type_id, Message, RawMessage};
 use crate::stats::{ConnectionStats, ServerStats, StreamStats};
 
 /// Feeds one published stream.
@@ -362,16 +362,8 @@ impl FrameBuilder {
                 )
             }
             type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
-                let body = if raw.type_id == type_id::DATA_AMF3 {
-                    raw.payload.get(1..).unwrap_or(&[])
-                } else {
-                    &raw.payload[..]
-                };
-                let limits = self.settings.amf_limits();
-                match amf0::decode_all(body, &limits)
-                    .and_then(|values| amf0::resolve_references(values, &limits))
-                {
-                    Ok(values) => match strip_set_data_frame(&values) {
+                match Message::decode(raw, &self.settings.amf_limits()) {
+                    Ok(Message::Data { values, .. }) => match strip_set_data_frame(&values) {
                         // `@setDataFrame onMetaData {...}` becomes `onMetaData {...}` for
                         // players, and is cached for late joiners.
                         Some(stripped) => {
@@ -400,8 +392,10 @@ impl FrameBuilder {
                             csid::DATA,
                         ),
                     },
-                    Err(e) => {
-                        tracing::debug!(connection = self.connection_id, error = %e, "data message not AMF; passed through");
+                    other => {
+                        if let Err(e) = other {
+                            tracing::debug!(connection = self.connection_id, error = %e, "data message not AMF; passed through");
+                        }
                         (
                             FrameKind::Data,
                             DropClass::Data,
