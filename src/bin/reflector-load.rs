@@ -115,6 +115,8 @@ struct Window {
     start: u64,
     end: u64,
     hist: Histogram,
+    /// End-to-end latency of audio frames (microseconds), reported beside the video figures.
+    audio_hist: Histogram,
     /// Video frames stamped inside the window and received by measured players.
     received: u64,
     /// Video frames the publisher stamped inside the window.
@@ -264,6 +266,17 @@ async fn measure(sh: &Shared, client: &mut RtmpClient) {
         if w.contains(now) {
             w.bytes += m.payload.len() as u64;
         }
+        if m.type_id == type_id::AUDIO {
+            if let (Some(_), Some(stamp)) = (
+                synth::audio_seq(&m.payload),
+                load::read_audio_stamp(&m.payload),
+            ) {
+                if w.contains(stamp) && joined < w.start {
+                    w.audio_hist.record(now.saturating_sub(stamp) / 1000);
+                }
+            }
+            continue;
+        }
         if m.type_id != type_id::VIDEO {
             continue;
         }
@@ -370,6 +383,10 @@ async fn publish(
                 if w.contains(now) {
                     w.published += 1;
                 }
+            } else if m.type_id == type_id::AUDIO {
+                let mut body = BytesMut::from(&m.payload[..]);
+                load::write_audio_stamp(&mut body, sh.now());
+                m.payload = body.freeze();
             }
             client.feed(m);
         }
@@ -419,6 +436,9 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// Audio frames' latency (the figures above are video's).
+    audio_p50_ms: f64,
+    audio_p99_ms: f64,
     gaps: u64,
     missing: u64,
     reordered: u64,
@@ -565,6 +585,8 @@ impl Run {
             p50_ms: w.hist.quantile(0.5) as f64 / 1000.0,
             p99_ms: p99,
             max_ms: w.hist.max() as f64 / 1000.0,
+            audio_p50_ms: w.audio_hist.quantile(0.5) as f64 / 1000.0,
+            audio_p99_ms: w.audio_hist.quantile(0.99) as f64 / 1000.0,
             gaps: w.gaps,
             missing: w.missing,
             reordered: w.reordered,
@@ -812,6 +834,10 @@ fn print_table(rep: &Report) {
     println!(
         "  latency p50/p99/max     {:.1} / {:.1} / {:.1} ms",
         f.p50_ms, f.p99_ms, f.max_ms
+    );
+    println!(
+        "  audio latency p50/p99   {:.1} / {:.1} ms",
+        f.audio_p50_ms, f.audio_p99_ms
     );
     println!(
         "  gaps/missing/reorder/dup {} / {} / {} / {}",

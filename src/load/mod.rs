@@ -121,6 +121,26 @@ pub fn write_stamp(payload: &mut [u8], nanos: u64) {
     }
 }
 
+/// Where the send time sits in a synthetic AAC frame made by
+/// [`crate::client::synth::aac_frame`]: after the tag header (2), marker (4) and sequence (8).
+pub const AUDIO_STAMP_OFFSET: usize = 14;
+
+/// The send time stamped into a synthetic AAC frame, if it is long enough to carry one.
+pub fn read_audio_stamp(payload: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = payload
+        .get(AUDIO_STAMP_OFFSET..AUDIO_STAMP_OFFSET + 8)?
+        .try_into()
+        .ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// Write the send time into a synthetic AAC frame (no-op if it is too short).
+pub fn write_audio_stamp(payload: &mut [u8], nanos: u64) {
+    if let Some(slot) = payload.get_mut(AUDIO_STAMP_OFFSET..AUDIO_STAMP_OFFSET + 8) {
+        slot.copy_from_slice(&nanos.to_be_bytes());
+    }
+}
+
 /// CPU time and memory of a process tree at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ProcSample {
@@ -290,6 +310,16 @@ mod tests {
         assert_eq!(read_stamp(&frame), Some(123_456_789));
         assert_eq!(crate::client::synth::video_seq(&frame), Some(7));
         assert_eq!(read_stamp(&frame[..20]), None);
+    }
+
+    #[test]
+    fn audio_stamp_round_trip() {
+        let mut frame = crate::client::synth::aac_frame(9, 300).to_vec();
+        write_audio_stamp(&mut frame, 987_654_321);
+        assert_eq!(read_audio_stamp(&frame), Some(987_654_321));
+        // The stamp sits after the sequence number, which stays readable.
+        assert_eq!(crate::client::synth::audio_seq(&frame), Some(9));
+        assert_eq!(read_audio_stamp(&frame[..20]), None);
     }
 
     #[test]
