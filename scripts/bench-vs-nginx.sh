@@ -5,7 +5,8 @@
 # $OUT/results.jsonl and a summary table (medians over the repetitions, ratio R/N) on stdout.
 #
 # Usage: scripts/bench-vs-nginx.sh [SCENARIO...]   (default: all)
-# Env: REPS (2), SHORT=1 (shorter windows), OUT (dir), NO_BUILD=1, SERVER_CORE (0), TOOL_CORE (1)
+# Env: REPS (2), SHORT=1 (shorter windows), CHURN_S (60: churn window), OUT (dir), NO_BUILD=1,
+#      SERVER_CORE (0), TOOL_CORE (1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -65,7 +66,7 @@ args_for() { # scenario -> load tool arguments
     max)       echo "--mode max --step 250 --max-players 4000 --duration 5 --warmup 1" ;;
     blast1)    echo "--mode blast --players 1 --duration $D --warmup 1" ;;
     blast8)    echo "--mode blast --players 8 --duration $D --warmup 1" ;;
-    churn)     echo "--mode churn --players 200 --churn-rate 50 --churn-life 2 --duration $((D * 2))" ;;
+    churn)     echo "--mode churn --players 200 --churn-rate 50 --churn-life 2 --duration ${CHURN_S:-60}" ;;
     stalled)   echo "--mode stalled --players 200 --stall-fraction 0.1 --duration $((D + 5))" ;;
     join)      echo "--mode join --joins 20" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;

@@ -6,9 +6,11 @@ import statistics
 import sys
 
 FIGS = {
-    "fixed1000": ["delivery_pct", "p50_ms", "p99_ms", "delivered_gbps", "server_cpu_pct",
-                  "server_cpu_pct_per_gbps", "rss_per_player_kb", "server_rss_peak_kb",
-                  "tool_cpu_pct", "server_runq_wait_pct", "tool_runq_wait_pct"],
+    "fixed1000": ["delivery_pct", "p50_ms", "p99_ms", "audio_p50_ms", "audio_p99_ms",
+                  "delivered_gbps", "server_cpu_pct", "server_cpu_pct_per_gbps",
+                  "machine_cpu_pct_per_gbps", "tcp_segments_per_s", "rss_per_player_kb",
+                  "server_rss_peak_kb", "tool_cpu_pct", "server_runq_wait_pct",
+                  "tool_runq_wait_pct"],
     "fixed200": ["delivery_pct", "p99_ms", "server_cpu_pct", "server_cpu_pct_per_gbps",
                  "tool_cpu_pct"],
     "idle1000": ["rss_per_player_kb", "server_rss_kb", "connect_failures"],
@@ -16,7 +18,8 @@ FIGS = {
             "tool_cpu_pct"],
     "blast1": ["delivered_gbps", "server_cpu_pct", "p99_ms", "delivery_pct", "tool_cpu_pct"],
     "blast8": ["delivered_gbps", "server_cpu_pct", "p99_ms", "delivery_pct", "tool_cpu_pct"],
-    "churn": ["churn_joins", "churn_failed", "connect_failures", "p99_ms", "delivery_pct"],
+    "churn": ["churn_joins", "churn_failed", "connect_failures", "p99_ms", "delivery_pct",
+              "server_cpu_pct"],
     "stalled": ["p99_ms", "delivery_pct", "server_rss_peak_kb", "player_errors"],
     "join": ["ttff_p50_ms", "ttff_p90_ms", "ttff_keyframe_first", "connect_failures"],
 }

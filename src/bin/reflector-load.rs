@@ -451,6 +451,12 @@ struct Figures {
     server_rss_kb: Option<u64>,
     server_rss_peak_kb: Option<u64>,
     tool_cpu_pct: f64,
+    /// Busy CPU of the whole machine, every core, percent of one core: the server, the tool
+    /// and kernel work done for either in any context (anything else running counts too).
+    machine_cpu_pct: Option<f64>,
+    machine_cpu_pct_per_gbps: Option<f64>,
+    /// TCP segments sent per second, machine-wide (loopback: data and ACKs).
+    tcp_segments_per_s: Option<f64>,
     /// Share of the window the server's threads (summed) spent runnable but not running:
     /// high values mean other processes on its core, not the server, set the latency.
     server_runq_wait_pct: Option<f64>,
@@ -542,6 +548,7 @@ impl Run {
     async fn window(&self, duration: f64) -> Figures {
         let s0 = self.sampler.server();
         let me0 = load::sample_self();
+        let m0 = load::sample_machine();
         {
             let mut w = self.sh.window.borrow_mut();
             *w = Window::default();
@@ -559,6 +566,7 @@ impl Run {
         }
         let s1 = self.sampler.server();
         let me1 = load::sample_self();
+        let m1 = load::sample_machine();
         let elapsed = t.elapsed().as_secs_f64();
         // Frames stamped near the end are still on their way.
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -575,6 +583,10 @@ impl Run {
             _ => None,
         };
         let tool_cpu = self.sampler.pct(me0.cpu_ticks, me1.cpu_ticks, elapsed);
+        let machine_cpu = match (m0, m1) {
+            (Some(a), Some(b)) => Some(self.sampler.pct(a.busy_ticks, b.busy_ticks, elapsed)),
+            _ => None,
+        };
         let p99 = w.hist.quantile(0.99) as f64 / 1000.0;
         Figures {
             players: w.players,
@@ -598,6 +610,14 @@ impl Run {
             server_rss_kb: s1.map(|s| s.rss_kb),
             server_rss_peak_kb: peak,
             tool_cpu_pct: tool_cpu,
+            machine_cpu_pct: machine_cpu,
+            machine_cpu_pct_per_gbps: machine_cpu.filter(|_| gbps > 0.0).map(|c| c / gbps),
+            tcp_segments_per_s: match (m0, m1) {
+                (Some(a), Some(b)) => {
+                    Some(b.tcp_out_segs.saturating_sub(a.tcp_out_segs) as f64 / elapsed)
+                }
+                _ => None,
+            },
             server_runq_wait_pct: match (s0, s1) {
                 (Some(a), Some(b)) => Some(wait_pct(a, b, elapsed)),
                 _ => None,
@@ -852,6 +872,12 @@ fn print_table(rep: &Report) {
         "  server CPU              {} % ({} % per Gbit/s)",
         opt(f.server_cpu_pct.map(|c| format!("{c:.1}"))),
         opt(f.server_cpu_pct_per_gbps.map(|c| format!("{c:.1}")))
+    );
+    println!(
+        "  machine CPU             {} % ({} % per Gbit/s), {} TCP segments/s",
+        opt(f.machine_cpu_pct.map(|c| format!("{c:.1}"))),
+        opt(f.machine_cpu_pct_per_gbps.map(|c| format!("{c:.1}"))),
+        opt(f.tcp_segments_per_s.map(|c| format!("{c:.0}")))
     );
     println!(
         "  server RSS idle/now/peak {} / {} / {} KiB ({} KiB per connection)",

@@ -243,6 +243,52 @@ pub fn sample_self() -> ProcSample {
     one("self").unwrap_or_default()
 }
 
+/// The whole machine at one moment: CPU busy time over every core and TCP segments sent.
+/// On loopback the server's figure alone misses kernel work done for it in other contexts
+/// (a segment held back by Nagle's algorithm is sent, and received, from the context that
+/// processes the peer's ACK: the load tool's), so the machine's figure is the one that counts
+/// every cycle spent delivering the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineSample {
+    /// user + nice + system + irq + softirq + steal, in clock ticks, all cores.
+    pub busy_ticks: u64,
+    /// `Tcp: OutSegs` of /proc/net/snmp (both directions of loopback traffic count).
+    pub tcp_out_segs: u64,
+}
+
+/// Sample the machine, if /proc has what is needed.
+pub fn sample_machine() -> Option<MachineSample> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let snmp = fs::read_to_string("/proc/net/snmp").ok()?;
+    Some(MachineSample {
+        busy_ticks: parse_busy_ticks(&stat)?,
+        tcp_out_segs: parse_snmp(&snmp, "Tcp:", "OutSegs")?,
+    })
+}
+
+/// Busy ticks from the aggregate `cpu` line of /proc/stat.
+fn parse_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+}
+
+/// One counter of /proc/net/snmp: a header line of names, then a line of values, both
+/// starting with `prefix`.
+fn parse_snmp(snmp: &str, prefix: &str, name: &str) -> Option<u64> {
+    let mut lines = snmp.lines().filter(|l| l.starts_with(prefix));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let index = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(index)?.parse().ok()
+}
+
 /// Raise the soft RLIMIT_NOFILE to the hard limit. Returns the (soft, hard) limits now in
 /// force, or the OS error.
 pub fn raise_nofile() -> std::io::Result<(u64, u64)> {
@@ -310,6 +356,17 @@ mod tests {
         assert_eq!(read_stamp(&frame), Some(123_456_789));
         assert_eq!(crate::client::synth::video_seq(&frame), Some(7));
         assert_eq!(read_stamp(&frame[..20]), None);
+    }
+
+    #[test]
+    fn parses_machine_counters() {
+        let stat = "cpu  100 2 30 5000 7 1 4 3 0 0\ncpu0 50 1 15 2500 3 0 2 1 0 0\n";
+        assert_eq!(parse_busy_ticks(stat), Some(100 + 2 + 30 + 1 + 4 + 3));
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Tcp: RtoAlgorithm RtoMin InSegs OutSegs\nTcp: 1 200 555 777\n";
+        assert_eq!(parse_snmp(snmp, "Tcp:", "OutSegs"), Some(777));
+        assert_eq!(parse_snmp(snmp, "Tcp:", "Missing"), None);
+        assert!(sample_machine().is_some_and(|m| m.busy_ticks > 0));
     }
 
     #[test]
