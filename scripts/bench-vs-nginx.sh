@@ -63,7 +63,9 @@ args_for() { # scenario -> load tool arguments
     fixed1000) echo "--mode fixed --players 1000 --duration $D" ;;
     fixed200)  echo "--mode fixed --players 200 --duration $D" ;;
     idle1000)  echo "--mode idle --players 1000 --duration 3" ;;
-    max)       echo "--mode max --step 250 --max-players 4000 --duration 5 --warmup 1" ;;
+    # Warm-up longer than the 2 s GOP: a server without a GOP cache (nginx) makes joiners
+    # wait for a keyframe, which a shorter warm-up would count as lost frames.
+    max)       echo "--mode max --step 500 --max-players 8000 --duration 5 --warmup 3 --ramp 500" ;;
     blast1)    echo "--mode blast --players 1 --duration $D --warmup 1" ;;
     blast8)    echo "--mode blast --players 8 --duration $D --warmup 1" ;;
     churn)     echo "--mode churn --players 200 --churn-rate 50 --churn-life 2 --duration ${CHURN_S:-60}" ;;
