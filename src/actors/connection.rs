@@ -865,7 +865,7 @@ impl Connection {
                         Ok(grant) => act.start_publishing(stream_id, app, name, grant, done, ctx),
                         Err(refusal) => {
                             act.stream_status(stream_id, "error", status::PUBLISH_BAD_NAME, format!("{name}: {refusal}"));
-                            tracing::warn!(connection = act.id, stream = %registry::resource_key(&app, &name), reason = %refusal, "publish refused");
+                            tracing::warn!(connection = act.id, peer = %act.peer, stream = %registry::resource_key(&app, &name), reason = %refusal, "publish refused");
                             act.close(ctx, format!("publish refused: {refusal}"));
                         }
                     }
