@@ -119,8 +119,9 @@ def instances(setups):
         c = [s.get("cpu_pct") for s in r["result"]["servers"]]
         if len(c) == 3 and None not in c:
             extra.append(c[0] - (c[1] + c[2]) / 2)
-    print(f"\nOrigin's extra CPU (A - mean(B, C): the 2 pull connections it serves; B and C "
-          f"pay their ingest as A pays its publisher's): {cell(extra)} % of a core")
+    # A serves its publisher and the pull connections; B and C their pull ingest: positive
+    # means the origin's relay work outweighs whatever the pulling side costs more.
+    print(f"\nOrigin minus a pulling instance (A - mean(B, C)): {cell(extra)} % of a core")
     if "one" in setups:
         one = med([r["result"].get("server_cpu_pct") for r in setups["one"]])
         tot = med([r["result"].get("server_cpu_pct") for r in three])
