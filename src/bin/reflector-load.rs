@@ -11,6 +11,10 @@
 //! `RtmpClient` and a few counters, and records into shared counters without allocating.
 //! The tool reports its own CPU use and says when it, rather than the server, was the
 //! bottleneck.
+//!
+//! Several servers can be measured as one service: players spread round-robin over
+//! `--play-url`s (instances relaying the publisher's stream), and every `--server-pid` is
+//! sampled on its own (CPU, RSS, per-thread CPU) as well as summed.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -22,7 +26,7 @@ use serde::Serialize;
 
 use reflector::client::synth::{self, Synth, SynthConfig};
 use reflector::client::{ClientConfig, ClientError, ClientEvent, RtmpClient, RtmpUrl};
-use reflector::load::{self, Histogram, ProcSample};
+use reflector::load::{self, Histogram, ProcSample, ThreadCpu, ThreadSample};
 use reflector::protocol::message::type_id;
 
 /// What the run does.
@@ -49,8 +53,13 @@ enum Mode {
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// rtmp://host[:port]/app/stream: the publisher publishes it, the players play it.
+    /// rtmp://host[:port]/app/stream: the publisher publishes it, the players play it unless
+    /// --play-url is given.
     url: String,
+    /// Players play these URLs instead, spread round-robin (repeatable): e.g. the same stream
+    /// on other instances that relay it from the one the publisher uses.
+    #[arg(long)]
+    play_url: Vec<String>,
     #[arg(long, value_enum, default_value = "fixed")]
     mode: Mode,
     /// Players (steady players in churn mode, connections in idle mode, at most 8 is typical
@@ -77,9 +86,12 @@ struct Cli {
     /// Players connected per second (avoids SYN floods and accept-queue overflows).
     #[arg(long, default_value_t = 200.0)]
     ramp: f64,
-    /// Server process to sample (CPU, RSS); its direct children are included (nginx workers).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Server process to sample (CPU, RSS, threads); its direct children are included (nginx
+    /// workers). Repeatable (or comma-separated): each is reported on its own and summed.
+    /// With as many pids as play URLs, the i-th pid is taken to serve the i-th play URL, so
+    /// its delivered share and CPU per Gbit/s are reported too.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Churn mode: joins per second.
     #[arg(long, default_value_t = 50.0)]
     churn_rate: f64,
@@ -109,6 +121,16 @@ struct Cli {
     label: String,
 }
 
+/// What the players of one play URL counted in the window.
+#[derive(Debug, Default)]
+struct UrlWindow {
+    hist: Histogram,
+    received: u64,
+    bytes: u64,
+    /// Its measured players playing when the window opened.
+    players: usize,
+}
+
 /// The measurement window and what was counted in it. Times are nanoseconds since start.
 #[derive(Debug, Default)]
 struct Window {
@@ -131,6 +153,8 @@ struct Window {
     players: usize,
     /// Measured players that lost their connection while the window was open.
     player_errors: u64,
+    /// The same per play URL, in --play-url order.
+    per_url: Vec<UrlWindow>,
 }
 
 impl Window {
@@ -152,6 +176,8 @@ struct Shared {
     window: RefCell<Window>,
     churn: RefCell<Churn>,
     measured_playing: Cell<usize>,
+    /// Measured players playing, per play URL.
+    measured_by_url: RefCell<Vec<usize>>,
     connect_failures: Cell<u64>,
     errors_logged: Cell<u32>,
     published: Cell<bool>,
@@ -182,11 +208,19 @@ enum Role {
     Idle,
 }
 
-async fn player(sh: Rc<Shared>, url: Rc<RtmpUrl>, cfg: Rc<ClientConfig>, role: Role) {
+/// Which play URL a player uses (index into the play URLs) and that URL.
+#[derive(Clone)]
+struct Target {
+    slot: usize,
+    url: Rc<RtmpUrl>,
+}
+
+async fn player(sh: Rc<Shared>, target: Target, cfg: Rc<ClientConfig>, role: Role) {
+    let url = &target.url;
     if let Role::Churn(_) = role {
         sh.churn.borrow_mut().joins += 1;
     }
-    let started = match start_player(&url, &cfg, role).await {
+    let started = match start_player(url, &cfg, role).await {
         Ok(c) => c,
         Err(e) => {
             sh.connect_failures.set(sh.connect_failures.get() + 1);
@@ -231,7 +265,7 @@ async fn player(sh: Rc<Shared>, url: Rc<RtmpUrl>, cfg: Rc<ClientConfig>, role: R
                 c.failed += 1;
             }
         }
-        Role::Measured => measure(&sh, &mut client).await,
+        Role::Measured => measure(&sh, &mut client, target.slot).await,
     }
 }
 
@@ -248,9 +282,17 @@ async fn start_player(
     Ok(client)
 }
 
-async fn measure(sh: &Shared, client: &mut RtmpClient) {
+fn add_playing(sh: &Shared, slot: usize, up: bool) {
+    let step = |n: usize| if up { n + 1 } else { n.saturating_sub(1) };
+    sh.measured_playing.set(step(sh.measured_playing.get()));
+    if let Some(n) = sh.measured_by_url.borrow_mut().get_mut(slot) {
+        *n = step(*n);
+    }
+}
+
+async fn measure(sh: &Shared, client: &mut RtmpClient, slot: usize) {
     let joined = sh.now();
-    sh.measured_playing.set(sh.measured_playing.get() + 1);
+    add_playing(sh, slot, true);
     let mut last: Option<u64> = None;
     loop {
         let ev = match client.next_event().await {
@@ -264,7 +306,11 @@ async fn measure(sh: &Shared, client: &mut RtmpClient) {
         let now = sh.now();
         let mut w = sh.window.borrow_mut();
         if w.contains(now) {
-            w.bytes += m.payload.len() as u64;
+            let len = m.payload.len() as u64;
+            w.bytes += len;
+            if let Some(u) = w.per_url.get_mut(slot) {
+                u.bytes += len;
+            }
         }
         if m.type_id == type_id::AUDIO {
             if let (Some(_), Some(stamp)) = (
@@ -285,8 +331,13 @@ async fn measure(sh: &Shared, client: &mut RtmpClient) {
             continue;
         };
         if w.contains(stamp) && joined < w.start {
+            let latency_us = now.saturating_sub(stamp) / 1000;
             w.received += 1;
-            w.hist.record(now.saturating_sub(stamp) / 1000);
+            w.hist.record(latency_us);
+            if let Some(u) = w.per_url.get_mut(slot) {
+                u.received += 1;
+                u.hist.record(latency_us);
+            }
             match last {
                 Some(l) if seq == l => w.duplicates += 1,
                 Some(l) if seq < l => w.reordered += 1,
@@ -299,7 +350,7 @@ async fn measure(sh: &Shared, client: &mut RtmpClient) {
         }
         last = Some(last.map_or(seq, |l| l.max(seq)));
     }
-    sh.measured_playing.set(sh.measured_playing.get() - 1);
+    add_playing(sh, slot, false);
     let now = sh.now();
     let mut w = sh.window.borrow_mut();
     if w.contains(now) {
@@ -403,26 +454,93 @@ async fn publish(
 
 /// Server and tool CPU/RSS around a window.
 struct Sampler {
-    pid: Option<u32>,
-    kids: Vec<u32>,
+    /// The sampled servers and, for each, its direct children found at start.
+    servers: Vec<(u32, Vec<u32>)>,
     tck: f64,
 }
 
+/// Every sampled server at one moment, in --server-pid order.
+struct ServersSample {
+    each: Vec<Option<ProcSample>>,
+    threads: Vec<ThreadSample>,
+}
+
+impl ServersSample {
+    /// The sum over every server; `None` unless all of them are alive (a partial sum
+    /// would read as a drop in CPU use).
+    fn total(&self) -> Option<ProcSample> {
+        let mut sum = ProcSample::default();
+        for s in &self.each {
+            let s = (*s)?;
+            sum.cpu_ticks += s.cpu_ticks;
+            sum.rss_kb += s.rss_kb;
+            sum.hwm_kb += s.hwm_kb;
+            sum.runq_wait_ns += s.runq_wait_ns;
+        }
+        (!self.each.is_empty()).then_some(sum)
+    }
+}
+
 impl Sampler {
-    fn new(pid: Option<u32>) -> Self {
-        let kids = pid.map(load::children).unwrap_or_default();
+    fn new(pids: &[u32]) -> Self {
         Sampler {
-            pid,
-            kids,
+            servers: pids.iter().map(|&p| (p, load::children(p))).collect(),
             tck: load::clock_ticks_per_sec() as f64,
         }
     }
+    fn servers(&self, threads: bool) -> ServersSample {
+        ServersSample {
+            each: self
+                .servers
+                .iter()
+                .map(|(p, kids)| load::sample_tree(*p, kids))
+                .collect(),
+            threads: if threads {
+                self.servers
+                    .iter()
+                    .flat_map(|(p, kids)| std::iter::once(p).chain(kids))
+                    .flat_map(|&p| load::sample_threads(p))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
     fn server(&self) -> Option<ProcSample> {
-        self.pid.and_then(|p| load::sample_tree(p, &self.kids))
+        self.servers(false).total()
     }
     fn pct(&self, a: u64, b: u64, secs: f64) -> f64 {
         b.saturating_sub(a) as f64 / self.tck / secs * 100.0
     }
+}
+
+/// How many of the busiest server threads a window reports.
+const TOP_THREADS: usize = 8;
+
+/// One sampled server's share of a window.
+#[derive(Debug, Default, Clone, Serialize)]
+struct ServerFigures {
+    pid: u32,
+    /// The play URL this server is taken to serve (pids paired with play URLs by order).
+    play_url: Option<String>,
+    cpu_pct: Option<f64>,
+    rss_kb: Option<u64>,
+    rss_peak_kb: Option<u64>,
+    runq_wait_pct: Option<f64>,
+    /// Delivered to the players of its play URL.
+    delivered_gbps: Option<f64>,
+    cpu_pct_per_gbps: Option<f64>,
+}
+
+/// The players of one play URL in a window.
+#[derive(Debug, Default, Clone, Serialize)]
+struct UrlFigures {
+    url: String,
+    players: usize,
+    delivery_pct: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    delivered_gbps: f64,
 }
 
 /// One measured window's figures.
@@ -464,6 +582,15 @@ struct Figures {
     tool_runq_wait_pct: f64,
     tool_saturated: bool,
     slo_ok: bool,
+    /// Every sampled server (the server_* figures above are their sums).
+    servers: Vec<ServerFigures>,
+    /// Per play URL (one entry when players play the publisher's URL).
+    play_urls: Vec<UrlFigures>,
+    /// The busiest server threads: an actix arbiter is a thread, so this shows how one
+    /// stream's fan-out is split between arbiters.
+    server_threads: Vec<ThreadCpu>,
+    /// Server CPU per (pid, thread name); `tid` is 0.
+    server_thread_groups: Vec<ThreadCpu>,
 }
 
 /// The whole run.
@@ -473,6 +600,8 @@ struct Report {
     mode: Mode,
     label: String,
     url: String,
+    play_urls: Vec<String>,
+    server_pids: Vec<u32>,
     bitrate_kbps: u64,
     fps: u32,
     gop: u32,
@@ -505,21 +634,27 @@ fn secs(s: f64) -> Duration {
 struct Run {
     cli: Cli,
     sh: Rc<Shared>,
-    url: Rc<RtmpUrl>,
+    /// Where players play, round-robin (at least one).
+    play: Vec<Rc<RtmpUrl>>,
     cfg: Rc<ClientConfig>,
     sampler: Sampler,
     spawned: usize,
 }
 
 impl Run {
+    /// The play URL of the `i`-th player.
+    fn target(&self, i: usize) -> Target {
+        let slot = i % self.play.len().max(1);
+        Target {
+            slot,
+            url: self.play[slot].clone(),
+        }
+    }
+
     fn spawn_player(&mut self, role: Role) {
+        let target = self.target(self.spawned);
         self.spawned += 1;
-        tokio::task::spawn_local(player(
-            self.sh.clone(),
-            self.url.clone(),
-            self.cfg.clone(),
-            role,
-        ));
+        tokio::task::spawn_local(player(self.sh.clone(), target, self.cfg.clone(), role));
     }
 
     /// Connect players up to `target` at the ramp rate; `role_of(i)` picks each one's role.
@@ -546,7 +681,7 @@ impl Run {
 
     /// Open a window of `duration`, wait for it and for in-flight frames, then compute.
     async fn window(&self, duration: f64) -> Figures {
-        let s0 = self.sampler.server();
+        let s0 = self.sampler.servers(true);
         let me0 = load::sample_self();
         let m0 = load::sample_machine();
         {
@@ -555,39 +690,109 @@ impl Run {
             w.start = self.sh.now();
             w.end = w.start + secs(duration).as_nanos() as u64;
             w.players = self.sh.measured_playing.get();
+            w.per_url = self
+                .sh
+                .measured_by_url
+                .borrow()
+                .iter()
+                .map(|&players| UrlWindow {
+                    players,
+                    ..UrlWindow::default()
+                })
+                .collect();
         }
         let t = Instant::now();
-        let mut peak = s0.map(|s| s.rss_kb);
+        let mut peaks: Vec<Option<u64>> = s0.each.iter().map(|s| s.map(|s| s.rss_kb)).collect();
+        let mut peak = s0.total().map(|s| s.rss_kb);
         while t.elapsed().as_secs_f64() < duration {
             tokio::time::sleep(Duration::from_millis(250).min(secs(duration))).await;
-            if let (Some(p), Some(s)) = (peak.as_mut(), self.sampler.server()) {
+            let now = self.sampler.servers(false);
+            for (p, s) in peaks.iter_mut().zip(&now.each) {
+                if let (Some(p), Some(s)) = (p.as_mut(), s) {
+                    *p = (*p).max(s.rss_kb);
+                }
+            }
+            if let (Some(p), Some(s)) = (peak.as_mut(), now.total()) {
                 *p = (*p).max(s.rss_kb);
             }
         }
-        let s1 = self.sampler.server();
+        let s1 = self.sampler.servers(true);
         let me1 = load::sample_self();
         let m1 = load::sample_machine();
         let elapsed = t.elapsed().as_secs_f64();
         // Frames stamped near the end are still on their way.
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let w = self.sh.window.borrow();
-        let expected = w.published * w.players as u64;
-        let delivery = if expected == 0 {
-            0.0
-        } else {
-            w.received as f64 * 100.0 / expected as f64
+        let delivery_of = |received: u64, players: usize| {
+            let expected = w.published * players as u64;
+            if expected == 0 {
+                0.0
+            } else {
+                received as f64 * 100.0 / expected as f64
+            }
         };
-        let gbps = w.bytes as f64 * 8.0 / elapsed / 1e9;
-        let server_cpu = match (s0, s1) {
+        let expected = w.published * w.players as u64;
+        let delivery = delivery_of(w.received, w.players);
+        let gbps_of = |bytes: u64| bytes as f64 * 8.0 / elapsed / 1e9;
+        let gbps = gbps_of(w.bytes);
+        let cpu = |a: Option<ProcSample>, b: Option<ProcSample>| match (a, b) {
             (Some(a), Some(b)) => Some(self.sampler.pct(a.cpu_ticks, b.cpu_ticks, elapsed)),
             _ => None,
         };
+        let wait = |a: Option<ProcSample>, b: Option<ProcSample>| match (a, b) {
+            (Some(a), Some(b)) => Some(wait_pct(a, b, elapsed)),
+            _ => None,
+        };
+        let (t0, t1) = (s0.total(), s1.total());
+        let server_cpu = cpu(t0, t1);
         let tool_cpu = self.sampler.pct(me0.cpu_ticks, me1.cpu_ticks, elapsed);
         let machine_cpu = match (m0, m1) {
             (Some(a), Some(b)) => Some(self.sampler.pct(a.busy_ticks, b.busy_ticks, elapsed)),
             _ => None,
         };
         let p99 = w.hist.quantile(0.99) as f64 / 1000.0;
+        let play_urls: Vec<UrlFigures> = w
+            .per_url
+            .iter()
+            .zip(&self.play)
+            .map(|(u, url)| UrlFigures {
+                url: url.to_string(),
+                players: u.players,
+                delivery_pct: delivery_of(u.received, u.players),
+                p50_ms: u.hist.quantile(0.5) as f64 / 1000.0,
+                p99_ms: u.hist.quantile(0.99) as f64 / 1000.0,
+                delivered_gbps: gbps_of(u.bytes),
+            })
+            .collect();
+        // Pids and play URLs pair up only when they are as many.
+        let paired = play_urls.len() == self.sampler.servers.len();
+        let servers = self
+            .sampler
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, (pid, _))| {
+                let (a, b) = (
+                    s0.each.get(i).copied().flatten(),
+                    s1.each.get(i).copied().flatten(),
+                );
+                let url = play_urls.get(i).filter(|_| paired);
+                let c = cpu(a, b);
+                let g = url.map(|u| u.delivered_gbps);
+                ServerFigures {
+                    pid: *pid,
+                    play_url: url.map(|u| u.url.clone()),
+                    cpu_pct: c,
+                    rss_kb: b.map(|s| s.rss_kb),
+                    rss_peak_kb: peaks.get(i).copied().flatten(),
+                    runq_wait_pct: wait(a, b),
+                    delivered_gbps: g,
+                    cpu_pct_per_gbps: c.zip(g.filter(|&g| g > 0.0)).map(|(c, g)| c / g),
+                }
+            })
+            .collect();
+        let threads = load::thread_cpu(&s0.threads, &s1.threads, self.sampler.tck, elapsed);
+        let groups = load::thread_groups(&threads);
         Figures {
             players: w.players,
             window_s: elapsed,
@@ -607,7 +812,7 @@ impl Run {
             delivered_gbps: gbps,
             server_cpu_pct: server_cpu,
             server_cpu_pct_per_gbps: server_cpu.filter(|_| gbps > 0.0).map(|c| c / gbps),
-            server_rss_kb: s1.map(|s| s.rss_kb),
+            server_rss_kb: t1.map(|s| s.rss_kb),
             server_rss_peak_kb: peak,
             tool_cpu_pct: tool_cpu,
             machine_cpu_pct: machine_cpu,
@@ -618,16 +823,17 @@ impl Run {
                 }
                 _ => None,
             },
-            server_runq_wait_pct: match (s0, s1) {
-                (Some(a), Some(b)) => Some(wait_pct(a, b, elapsed)),
-                _ => None,
-            },
+            server_runq_wait_pct: wait(t0, t1),
             tool_runq_wait_pct: wait_pct(me0, me1, elapsed),
             tool_saturated: tool_cpu > 90.0,
             slo_ok: expected > 0
                 && delivery >= self.cli.slo_delivery
                 && p99 <= self.cli.slo_p99_ms
                 && w.reordered == 0,
+            servers,
+            play_urls,
+            server_threads: threads.into_iter().take(TOP_THREADS).collect(),
+            server_thread_groups: groups,
         }
     }
 }
@@ -638,6 +844,8 @@ fn report(cli: &Cli, nofile: Option<u64>) -> Report {
         mode: cli.mode,
         label: cli.label.clone(),
         url: cli.url.clone(),
+        play_urls: cli.play_url.clone(),
+        server_pids: cli.server_pid.clone(),
         bitrate_kbps: cli.bitrate_kbps,
         fps: cli.fps,
         gop: cli.gop,
@@ -660,6 +868,14 @@ fn report(cli: &Cli, nofile: Option<u64>) -> Report {
 
 async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
     let url = Rc::new(RtmpUrl::parse(&cli.url)?);
+    let play = if cli.play_url.is_empty() {
+        vec![url.clone()]
+    } else {
+        cli.play_url
+            .iter()
+            .map(|u| RtmpUrl::parse(u).map(Rc::new))
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let cfg = Rc::new(ClientConfig {
         // The plain §5.2 handshake: cheaper for thousands of players, accepted everywhere.
         digest_handshake: false,
@@ -671,11 +887,12 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
         window: RefCell::new(Window::default()),
         churn: RefCell::new(Churn::default()),
         measured_playing: Cell::new(0),
+        measured_by_url: RefCell::new(vec![0; play.len()]),
         connect_failures: Cell::new(0),
         errors_logged: Cell::new(0),
         published: Cell::new(false),
     });
-    let sampler = Sampler::new(cli.server_pid);
+    let sampler = Sampler::new(&cli.server_pid);
     let idle = sampler.server();
     let mut rep = report(&cli, nofile);
     rep.server_rss_idle_kb = idle.map(|s| s.rss_kb);
@@ -683,7 +900,7 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
     let mut r = Run {
         cli,
         sh: sh.clone(),
-        url: url.clone(),
+        play,
         cfg: cfg.clone(),
         sampler,
         spawned: 0,
@@ -754,15 +971,16 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
                 tokio::time::sleep(secs(r.cli.warmup)).await;
                 if mode == Mode::Churn {
                     let (rate, life) = (r.cli.churn_rate.max(0.1), secs(r.cli.churn_life));
-                    let (sh2, url2, cfg2) = (sh.clone(), url.clone(), cfg.clone());
                     let total = (rate * r.cli.duration).round() as usize;
+                    let targets: Vec<Target> = (0..total).map(|i| r.target(i)).collect();
+                    let (sh2, cfg2) = (sh.clone(), cfg.clone());
                     tokio::task::spawn_local(async move {
                         let start = tokio::time::Instant::now();
-                        for i in 0..total {
+                        for (i, target) in targets.into_iter().enumerate() {
                             tokio::time::sleep_until(start + secs(i as f64 / rate)).await;
                             tokio::task::spawn_local(player(
                                 sh2.clone(),
-                                url2.clone(),
+                                target,
                                 cfg2.clone(),
                                 Role::Churn(life),
                             ));
@@ -798,8 +1016,9 @@ async fn join(r: &mut Run, rep: &mut Report) {
     let mut key_first = 0;
     for j in 0..r.cli.joins {
         let t = Instant::now();
+        let url = r.target(j).url;
         let got = async {
-            let mut c = start_player(&r.url, &r.cfg, Role::Measured).await?;
+            let mut c = start_player(&url, &r.cfg, Role::Measured).await?;
             loop {
                 if let ClientEvent::Media(m) = c.next_event().await? {
                     if m.type_id == type_id::VIDEO && synth::video_seq(&m.payload).is_some() {
@@ -900,6 +1119,7 @@ fn print_table(rep: &Report) {
         opt(f.server_runq_wait_pct.map(|c| format!("{c:.1}"))),
         f.tool_runq_wait_pct
     );
+    print_split(f);
     println!("  SLO met                 {}", f.slo_ok);
     if let Some(m) = rep.max_players_ok {
         println!("  max players (SLO)       {m}");
@@ -919,6 +1139,44 @@ fn print_table(rep: &Report) {
             opt(rep.ttff_max_ms.map(|c| format!("{c:.1}"))),
             opt(rep.ttff_keyframe_first)
         );
+    }
+}
+
+/// Per server, per play URL and per thread lines, when there is more than the sums to say.
+fn print_split(f: &Figures) {
+    let num = |v: Option<f64>| opt(v.map(|c| format!("{c:.1}")));
+    if f.servers.len() > 1 {
+        for s in &f.servers {
+            println!(
+                "  server {:<8}        CPU {} %, RSS {} KiB, run-queue wait {} %, {} Gbit/s, {} % per Gbit/s{}",
+                s.pid,
+                num(s.cpu_pct),
+                opt(s.rss_kb),
+                num(s.runq_wait_pct),
+                opt(s.delivered_gbps.map(|c| format!("{c:.3}"))),
+                num(s.cpu_pct_per_gbps),
+                s.play_url
+                    .as_ref()
+                    .map_or_else(String::new, |u| format!(" ({u})"))
+            );
+        }
+    }
+    if f.play_urls.len() > 1 {
+        for u in &f.play_urls {
+            println!(
+                "  play {}: {} players, delivery {:.3} %, p50/p99 {:.1} / {:.1} ms, {:.3} Gbit/s",
+                u.url, u.players, u.delivery_pct, u.p50_ms, u.p99_ms, u.delivered_gbps
+            );
+        }
+    }
+    let busy: Vec<String> = f
+        .server_threads
+        .iter()
+        .filter(|t| t.cpu_pct >= 0.5)
+        .map(|t| format!("{}/{} {} {:.1} %", t.pid, t.tid, t.name, t.cpu_pct))
+        .collect();
+    if !busy.is_empty() {
+        println!("  busiest server threads  {}", busy.join(", "));
     }
 }
 

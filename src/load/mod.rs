@@ -1,8 +1,11 @@
 //! Library side of the load tool (`src/bin/reflector-load.rs`): a fixed-size latency
 //! histogram, the timing stamp carried in synthetic video frames, and /proc sampling of a
-//! server process (CPU ticks, RSS) and of the tool itself.
+//! server process (CPU ticks, RSS, per-thread CPU) and of the tool itself.
 
+use std::collections::HashMap;
 use std::fs;
+
+use serde::Serialize;
 
 /// Sub-buckets per power of two: values are kept to within 1/32 (about 3 %).
 const SUB_BITS: u32 = 5;
@@ -166,11 +169,30 @@ pub fn clock_ticks_per_sec() -> u64 {
     }
 }
 
+/// A /proc stat line split around the command name, which may itself hold spaces and
+/// parentheses (`actix-server ac`, `(sd-pam)`): the name, then the fields from `state`
+/// (field 3 of proc(5)) on, so `state` is index 0.
+pub fn split_stat(text: &str) -> Option<(&str, Vec<&str>)> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text.get(open + 1..close)?;
+    let rest = text.get(close + 1..)?;
+    Some((name, rest.split_whitespace().collect()))
+}
+
+/// utime + stime in clock ticks from the fields [`split_stat`] returns (fields 14 and 15 of
+/// proc(5): indices 11 and 12).
+fn cpu_ticks_of(fields: &[&str]) -> Option<u64> {
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// Fields of /proc/PID/stat after the command name (field 3, `state`, is index 0).
 fn stat_fields(pid: &str) -> Option<Vec<String>> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_owned).collect())
+    let (_, fields) = split_stat(&text)?;
+    Some(fields.into_iter().map(str::to_owned).collect())
 }
 
 fn status_kb(pid: &str, key: &str) -> u64 {
@@ -186,11 +208,9 @@ fn status_kb(pid: &str, key: &str) -> u64 {
 
 fn one(pid: &str) -> Option<ProcSample> {
     let f = stat_fields(pid)?;
-    // utime is field 14 and stime field 15 of proc(5): indices 11 and 12 here.
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
+    let f: Vec<&str> = f.iter().map(String::as_str).collect();
     Some(ProcSample {
-        cpu_ticks: utime + stime,
+        cpu_ticks: cpu_ticks_of(&f)?,
         rss_kb: status_kb(pid, "VmRSS:"),
         hwm_kb: status_kb(pid, "VmHWM:"),
         runq_wait_ns: runq_wait_ns(pid),
@@ -236,6 +256,113 @@ pub fn sample_tree(pid: u32, kids: &[u32]) -> Option<ProcSample> {
         }
     }
     Some(total)
+}
+
+/// One thread's name and CPU time at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadSample {
+    pub pid: u32,
+    pub tid: u32,
+    /// `comm`: the kernel keeps 15 bytes, so every actix arbiter of a process shows as
+    /// `actix-rt|system` and only the tid tells them apart.
+    pub name: String,
+    /// utime + stime, clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// Parse one /proc/PID/task/TID/stat line.
+pub fn parse_thread_stat(pid: u32, tid: u32, text: &str) -> Option<ThreadSample> {
+    let (name, fields) = split_stat(text)?;
+    Some(ThreadSample {
+        pid,
+        tid,
+        name: name.to_owned(),
+        cpu_ticks: cpu_ticks_of(&fields)?,
+    })
+}
+
+/// Every thread of `pid`, in tid order (creation order unless tids wrapped); empty if the
+/// process is gone.
+pub fn sample_threads(pid: u32) -> Vec<ThreadSample> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<ThreadSample> = tasks
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let tid: u32 = t.file_name().to_str()?.parse().ok()?;
+            let text = fs::read_to_string(t.path().join("stat")).ok()?;
+            parse_thread_stat(pid, tid, &text)
+        })
+        .collect();
+    out.sort_by_key(|t| t.tid);
+    out
+}
+
+/// One thread's CPU use over a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThreadCpu {
+    pub pid: u32,
+    pub tid: u32,
+    pub name: String,
+    /// Percent of one core.
+    pub cpu_pct: f64,
+}
+
+/// CPU % of every thread between two samples, busiest first (ties in tid order). A thread
+/// that started inside the window counts from zero; one that ended inside it is left out,
+/// as its time after the first sample is unknown.
+pub fn thread_cpu(
+    before: &[ThreadSample],
+    after: &[ThreadSample],
+    ticks_per_s: f64,
+    secs: f64,
+) -> Vec<ThreadCpu> {
+    let start: HashMap<(u32, u32), u64> = before
+        .iter()
+        .map(|t| ((t.pid, t.tid), t.cpu_ticks))
+        .collect();
+    let scale = if ticks_per_s > 0.0 && secs > 0.0 {
+        100.0 / ticks_per_s / secs
+    } else {
+        0.0
+    };
+    let mut out: Vec<ThreadCpu> = after
+        .iter()
+        .map(|t| {
+            let t0 = start.get(&(t.pid, t.tid)).copied().unwrap_or(0);
+            ThreadCpu {
+                pid: t.pid,
+                tid: t.tid,
+                name: t.name.clone(),
+                cpu_pct: t.cpu_ticks.saturating_sub(t0) as f64 * scale,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.cpu_pct
+            .total_cmp(&a.cpu_pct)
+            .then((a.pid, a.tid).cmp(&(b.pid, b.tid)))
+    });
+    out
+}
+
+/// CPU % summed per (process, thread name), busiest first: the cost of each kind of
+/// thread (arbiters, admin, Redis client...) whatever their number.
+pub fn thread_groups(threads: &[ThreadCpu]) -> Vec<ThreadCpu> {
+    let mut out: Vec<ThreadCpu> = Vec::new();
+    for t in threads {
+        match out.iter_mut().find(|g| g.pid == t.pid && g.name == t.name) {
+            Some(g) => g.cpu_pct += t.cpu_pct,
+            None => out.push(ThreadCpu {
+                // 0: a group, not one thread.
+                tid: 0,
+                ..t.clone()
+            }),
+        }
+    }
+    out.sort_by(|a, b| b.cpu_pct.total_cmp(&a.cpu_pct));
+    out
 }
 
 /// The tool's own process.
@@ -377,6 +504,98 @@ mod tests {
         // The stamp sits after the sequence number, which stays readable.
         assert_eq!(crate::client::synth::audio_seq(&frame), Some(9));
         assert_eq!(read_audio_stamp(&frame[..20]), None);
+    }
+
+    #[test]
+    fn stat_line_with_spaces_and_parentheses_in_the_name() {
+        let line = "4242 (actix-server ac) S 1 4242 9 0 -1 4194304 10 0 0 0 123 45 0 0 20 0 6 0";
+        let (name, f) = split_stat(line).expect("parses");
+        assert_eq!(name, "actix-server ac");
+        assert_eq!(f.first().copied(), Some("S"));
+        assert_eq!(f.get(1).copied(), Some("1"));
+        assert_eq!(cpu_ticks_of(&f), Some(168));
+        let t = parse_thread_stat(4200, 4242, line).expect("thread");
+        assert_eq!(t.name, "actix-server ac");
+        assert_eq!(t.cpu_ticks, 168);
+        // A name that closes a parenthesis of its own: the last ')' ends it.
+        let odd = "7 (a) b) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0";
+        let t = parse_thread_stat(7, 7, odd).expect("odd name");
+        assert_eq!((t.name.as_str(), t.cpu_ticks), ("a) b", 11));
+    }
+
+    #[test]
+    fn bad_thread_stat_lines_are_rejected() {
+        assert_eq!(parse_thread_stat(1, 1, ""), None);
+        assert_eq!(parse_thread_stat(1, 1, "1 (x S 1 2"), None);
+        assert_eq!(parse_thread_stat(1, 1, "1 (x) S 1 2 3"), None);
+        let not_a_number = "1 (x) S 1 1 1 0 -1 0 0 0 0 0 abc 6 0 0 20 0 1 0";
+        assert_eq!(parse_thread_stat(1, 1, not_a_number), None);
+    }
+
+    fn ts(pid: u32, tid: u32, name: &str, cpu_ticks: u64) -> ThreadSample {
+        ThreadSample {
+            pid,
+            tid,
+            name: name.to_owned(),
+            cpu_ticks,
+        }
+    }
+
+    #[test]
+    fn thread_cpu_over_a_window() {
+        let before = [
+            ts(10, 10, "reflector", 100),
+            ts(10, 11, "actix-rt|system", 1000),
+            ts(10, 12, "actix-rt|system", 2000),
+            ts(10, 13, "gone", 5),
+        ];
+        let after = [
+            ts(10, 10, "reflector", 110),
+            ts(10, 11, "actix-rt|system", 1300),
+            ts(10, 12, "actix-rt|system", 2200),
+            // Started inside the window.
+            ts(10, 14, "tokio-runtime-w", 50),
+            // Another process, same tid numbering space.
+            ts(20, 21, "actix-rt|system", 100),
+        ];
+        // 100 ticks/s over 2 s: 200 ticks are one core.
+        let cpu = thread_cpu(&before, &after, 100.0, 2.0);
+        let got: Vec<(u32, u32, f64)> = cpu.iter().map(|t| (t.pid, t.tid, t.cpu_pct)).collect();
+        assert_eq!(
+            got,
+            [
+                (10, 11, 150.0),
+                (10, 12, 100.0),
+                (20, 21, 50.0),
+                (10, 14, 25.0),
+                (10, 10, 5.0),
+            ]
+        );
+        let groups = thread_groups(&cpu);
+        let g: Vec<(u32, &str, f64)> = groups
+            .iter()
+            .map(|t| (t.pid, t.name.as_str(), t.cpu_pct))
+            .collect();
+        assert_eq!(
+            g,
+            [
+                (10, "actix-rt|system", 250.0),
+                (20, "actix-rt|system", 50.0),
+                (10, "tokio-runtime-w", 25.0),
+                (10, "reflector", 5.0),
+            ]
+        );
+        assert!(thread_cpu(&before, &after, 0.0, 2.0)
+            .iter()
+            .all(|t| t.cpu_pct == 0.0));
+    }
+
+    #[test]
+    fn samples_own_threads() {
+        let me = std::process::id();
+        let threads = sample_threads(me);
+        assert!(threads.iter().any(|t| t.tid == me), "{threads:?}");
+        assert!(threads.windows(2).all(|w| w[0].tid < w[1].tid));
     }
 
     #[test]
