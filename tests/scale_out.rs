@@ -165,6 +165,16 @@ fn plain_log(server: &Server) -> String {
     out
 }
 
+fn admin_json(server: &Server, path: &str) -> serde_json::Value {
+    let url = format!("{}{path}", server.admin_url());
+    let body = ureq::get(&url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .into_string()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
+}
+
 fn log_has(server: &Server, needle: &str) -> bool {
     plain_log(server).contains(needle)
 }
@@ -212,6 +222,30 @@ fn three_instances_behind_haproxy_relay_and_fail_over() {
     let recordings: Vec<_> = (0..6)
         .map(|_| play(Player::Ffmpeg, &url, dir.path(), Duration::from_secs(3)))
         .collect();
+    // While the players play: the admin API shows each hop, and the pulled streams'
+    // publisher mailboxes stay within their capacity.
+    std::thread::sleep(Duration::from_millis(1500));
+    let origin_addr = format!("127.0.0.1:{}", ports[origin]);
+    for (i, s) in servers.iter().enumerate() {
+        let stream = admin_json(s, &format!("/api/v1/streams/{APP}/{STREAM}"));
+        let want = if i == origin {
+            "local"
+        } else {
+            origin_addr.as_str()
+        };
+        assert_eq!(stream["origin"], want, "instance {i}: {stream}");
+        let actors = admin_json(s, "/api/v1/actors");
+        let publisher = actors["actors"]
+            .as_array()
+            .and_then(|l| l.iter().find(|a| a["kind"] == "publisher"))
+            .unwrap_or_else(|| panic!("instance {i}: no publisher actor in {actors}"));
+        let depth = publisher["mailbox_depth"].as_u64();
+        let capacity = publisher["mailbox_capacity"].as_u64();
+        assert!(
+            depth.is_some() && capacity.is_some() && depth <= capacity,
+            "instance {i}: publisher mailbox {publisher}"
+        );
+    }
     for rec in recordings {
         let path = rec.finish();
         verify_recording(&path, clip).assert_ok_with_at_least(50);

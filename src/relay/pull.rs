@@ -6,9 +6,11 @@
 //! `cluster.lookup_interval_ms`, so players resume when the publisher comes back anywhere. The
 //! registry stops it when the last player leaves or a local publisher arrives.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::dev::SendError;
 use actix::prelude::*;
 
 use super::discovery::Discovery;
@@ -172,13 +174,25 @@ impl PullTask {
             };
             b.frames(raw, &mut frames);
             for frame in frames.drain(..) {
-                // Lossless like a local publisher: a busy publisher actor slows this read,
-                // and TCP slows the origin's sending to us.
                 let ingest = Ingest {
                     session: self.session,
                     frame: Arc::new(frame),
                 };
-                if self.publisher.send(ingest).await.is_err() {
+                // The publisher takes this off when it handles the frame.
+                self.stats.publisher_queued.fetch_add(1, Relaxed);
+                // Queue without waiting, so that the frames of one read reach the publisher
+                // together and each player gets them in one write (awaiting every frame cost
+                // a write per frame per player). Lossless like a local publisher: when the
+                // mailbox is full, wait; this read slows and TCP slows the origin.
+                let sent = match self.publisher.try_send(ingest) {
+                    Ok(()) => Ok(()),
+                    Err(SendError::Full(ingest)) => {
+                        self.publisher.send(ingest).await.map_err(|_| ())
+                    }
+                    Err(SendError::Closed(_)) => Err(()),
+                };
+                if sent.is_err() {
+                    self.stats.publisher_queued.fetch_sub(1, Relaxed);
                     return Err(ClientError::Closed);
                 }
             }
