@@ -281,9 +281,18 @@ impl RtmpClient {
     /// with commands before `connect`). [`RtmpClient::connect_app`] continues from here.
     pub async fn open(url: &RtmpUrl, config: &ClientConfig) -> Result<RtmpClient, ClientError> {
         let timeout = config.timeout;
+        // The step under way when the time runs out names the timeout: a name that does not
+        // resolve, a host that does not answer and a server that does not speak RTMP call
+        // for different fixes.
+        let step = std::cell::Cell::new("name resolution");
         let setup = async {
-            let mut socket = TcpStream::connect((url.host.as_str(), url.port)).await?;
+            let addrs: Vec<_> = tokio::net::lookup_host((url.host.as_str(), url.port))
+                .await?
+                .collect();
+            step.set("TCP connection");
+            let mut socket = TcpStream::connect(&addrs[..]).await?;
             socket.set_nodelay(true)?;
+            step.set("RTMP handshake");
             let leftover = handshake(&mut socket, config.digest_handshake).await?;
             Ok::<_, ClientError>((socket, leftover))
         };
@@ -291,7 +300,7 @@ impl RtmpClient {
             tokio::time::timeout(timeout, setup)
                 .await
                 .map_err(|_| ClientError::Timeout {
-                    what: "TCP connection and handshake",
+                    what: step.get(),
                     after: timeout,
                 })??;
         let (read, write) = socket.into_split();
@@ -840,5 +849,31 @@ impl ClientWriter {
         writer.flush().await?;
         writer.socket.shutdown().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that accepts and never answers: the timeout names the handshake, not the
+    /// TCP connection or the name lookup.
+    #[tokio::test]
+    async fn a_silent_server_times_out_in_the_handshake() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let held = tokio::spawn(async move { listener.accept().await.map(|(socket, _)| socket) });
+        let url = RtmpUrl::parse(&format!("rtmp://localhost:{port}/live/x")).expect("url");
+        let config = ClientConfig {
+            timeout: Duration::from_millis(300),
+            ..ClientConfig::default()
+        };
+        match RtmpClient::open(&url, &config).await {
+            Err(ClientError::Timeout { what, .. }) => assert_eq!(what, "RTMP handshake"),
+            other => panic!("expected a handshake timeout, got {other:?}"),
+        }
+        drop(held);
     }
 }
