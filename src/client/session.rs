@@ -3,6 +3,7 @@
 //! request/reply logic of NetConnection and NetStream commands.
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -276,6 +277,30 @@ async fn handshake(socket: &mut TcpStream, digest: bool) -> Result<BytesMut, Cli
     }
 }
 
+/// How long one name lookup may take before a fresh one is started beside it.
+const RESOLVE_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// Resolve `host`, asking again every [`RESOLVE_ATTEMPT`] until the caller's deadline.
+/// getaddrinfo sends its A and AAAA queries together and, when one answer is lost, waits
+/// resolv.conf's timeout (5 s by default) before asking again: longer than a connection's
+/// whole budget. Seen between containers (podman's DNS, a few lookups in a hundred); a new
+/// lookup goes out from a new socket and is usually answered at once.
+async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let mut attempt = 1u32;
+    loop {
+        match tokio::time::timeout(RESOLVE_ATTEMPT, tokio::net::lookup_host((host, port))).await {
+            Ok(found) => return found.map(Iterator::collect),
+            Err(_) => {
+                tracing::debug!(host, attempt, "name resolution is slow; asking again");
+                attempt += 1;
+            }
+        }
+    }
+}
+
 impl RtmpClient {
     /// TCP connection and handshake only: no `connect` yet (for tests of what a server does
     /// with commands before `connect`). [`RtmpClient::connect_app`] continues from here.
@@ -286,9 +311,7 @@ impl RtmpClient {
         // for different fixes.
         let step = std::cell::Cell::new("name resolution");
         let setup = async {
-            let addrs: Vec<_> = tokio::net::lookup_host((url.host.as_str(), url.port))
-                .await?
-                .collect();
+            let addrs = resolve(&url.host, url.port).await?;
             step.set("TCP connection");
             let mut socket = TcpStream::connect(&addrs[..]).await?;
             socket.set_nodelay(true)?;
