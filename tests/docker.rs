@@ -3,7 +3,10 @@
 //! with `--network host` on free ports, publishes and plays with ffmpeg and checks the
 //! recording frame by frame, checks the server runs as non-root, asks the image's
 //! HEALTHCHECK (`podman healthcheck run`) and `/healthz`, and stops it with SIGTERM (clean
-//! drain, exit status 0).
+//! drain, exit status 0). Then docker-compose.yml as written (podman-compose, with local
+//! stand-ins for the public Redis and HAProxy images): one ffmpeg publisher and six ffmpeg
+//! players through HAProxy, every instance serving players, two of them pulling from the
+//! origin, every recording frame-exact.
 //!
 //! Without podman the container test is skipped with a message, or fails when
 //! `TEST_REQUIRE_RTMP_CLIENTS` is set (CI). The `--healthcheck` probe tests need only the
@@ -142,7 +145,17 @@ fn process_uid(pid: u32) -> u32 {
         .unwrap_or_else(|| panic!("no effective Uid in /proc/{pid}/status"))
 }
 
+/// Build the image once per test binary: the tests run in parallel and share the tag.
 fn build_image(dir: &Path) {
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
+        build_image_now(dir);
+        *built = true;
+    }
+}
+
+fn build_image_now(dir: &Path) {
     let log = dir.join("podman-build.log");
     let out = std::fs::File::create(&log).expect("build log");
     let err = out.try_clone().expect("build log");
@@ -389,5 +402,285 @@ fn healthcheck_probe_defaults_to_configured_admin_address() {
     assert!(
         out.contains(&format!("http://127.0.0.1:{port}/healthz")),
         "probe asked the wrong URL: {out}"
+    );
+}
+
+// --- docker-compose.yml: three instances, Redis, HAProxy -------------------------------
+
+/// The public images the compose file names cannot be pulled here (no registry): stand-ins
+/// from Debian's packages on the local base image, started the way the official images
+/// start. HAProxy gets `-n 9000` because the sandbox caps open files at 20000 and the
+/// config's `maxconn 20000` asks for twice that (a Docker host allows it).
+const STANDIN_REDIS: &str = "localhost/reflector-standin-redis:test";
+const STANDIN_HAPROXY: &str = "localhost/reflector-standin-haproxy:test";
+const COMPOSE_PROJECT: &str = "reflector-compose-test";
+/// The test network's /24 (see the override in the test).
+const COMPOSE_SUBNET: &str = "10.213.77";
+
+fn build_standins(dir: &Path) {
+    let base = "localhost/debian:bookworm-slim";
+    let files = [
+        (
+            STANDIN_REDIS,
+            format!(
+                "FROM {base}\n\
+                 RUN apt-get update && apt-get install -y --no-install-recommends redis-server \
+                 && rm -rf /var/lib/apt/lists/*\n\
+                 CMD [\"redis-server\", \"--protected-mode\", \"no\", \"--bind\", \"0.0.0.0\", \"--save\", \"\"]\n"
+            ),
+        ),
+        (
+            STANDIN_HAPROXY,
+            format!(
+                "FROM {base}\n\
+                 RUN apt-get update && apt-get install -y --no-install-recommends haproxy \
+                 && rm -rf /var/lib/apt/lists/* && mkdir -p /usr/local/etc/haproxy\n\
+                 CMD [\"haproxy\", \"-W\", \"-db\", \"-n\", \"9000\", \"-f\", \"/usr/local/etc/haproxy/haproxy.cfg\"]\n"
+            ),
+        ),
+    ];
+    for (tag, text) in files {
+        let file = dir.join(format!("{}.Containerfile", tag.replace(['/', ':'], "_")));
+        std::fs::write(&file, text).expect("write Containerfile");
+        let file = file.display().to_string();
+        let ctx = dir.display().to_string();
+        let out = output(&["build", "--network", "host", "-f", &file, "-t", tag, &ctx]);
+        assert!(
+            out.status.success(),
+            "podman build {tag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `python3 -m podman_compose` on the repository's docker-compose.yml plus the test's
+/// override (local images), as project [`COMPOSE_PROJECT`].
+struct Compose {
+    conf: PathBuf,
+    overrides: PathBuf,
+}
+
+impl Compose {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("python3");
+        cmd.current_dir(repo())
+            .env("CONTAINERS_CONF", &self.conf)
+            .env("REFLECTOR_ADMIN_TOKEN", ADMIN_TOKEN)
+            .args(["-m", "podman_compose", "-p", COMPOSE_PROJECT])
+            .arg("-f")
+            .arg(repo().join("docker-compose.yml"))
+            .arg("-f")
+            .arg(&self.overrides)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .output()
+            .unwrap_or_else(|e| panic!("podman-compose {args:?}: {e}"))
+    }
+
+    fn logs(&self, service: &str) -> String {
+        let out = self.run(&["logs", service]);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Compose {
+    /// Each instance's log lines, without the health checks.
+    fn reflector_logs(&self) -> String {
+        let mut text = String::new();
+        for service in ["reflector1", "reflector2", "reflector3"] {
+            text += &format!("--- {service}\n");
+            for line in self.logs(service).lines() {
+                if !line.contains("healthz") && !line.contains("readyz") {
+                    text += line;
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        let _ = self
+            .command(&["down", "-t", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `GET http://127.0.0.1:PORT/PATH` with the admin token, as JSON.
+fn admin_json(port: u16, path: &str) -> Result<serde_json::Value, String> {
+    let body = ureq::get(&format!("http://127.0.0.1:{port}{path}"))
+        .set("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+        .timeout(Duration::from_secs(3))
+        .call()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))
+}
+
+/// The topology of docker-compose.yml, run as written (with local stand-ins for the public
+/// images): an ffmpeg publisher and six ffmpeg players through HAProxy on the host's 1935;
+/// every instance serves players, one is the origin and the two others pull from it (admin
+/// API on 8081-8083 through HAProxy), and every recording is frame-exact.
+#[test]
+fn compose_topology_serves_every_player_through_haproxy() {
+    let test = "compose_topology_serves_every_player_through_haproxy";
+    if common::should_skip(
+        test,
+        &["podman", "runc", "debootstrap", "ffmpeg", "ffprobe"],
+    ) {
+        return;
+    }
+    let have_compose = Command::new("python3")
+        .args(["-c", "import podman_compose"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_compose {
+        assert!(
+            std::env::var_os(common::REQUIRE_CLIENTS_ENV).is_none(),
+            "{test}: python module podman_compose is not installed (pip install podman-compose)"
+        );
+        eprintln!("SKIP {test}: podman-compose is not installed (pip install podman-compose)");
+        return;
+    }
+    // The compose file publishes fixed host ports.
+    for port in [1935, 8080, 8081, 8082, 8083] {
+        assert!(
+            TcpListener::bind(("0.0.0.0", port)).is_ok(),
+            "{test}: host port {port} is taken; docker-compose.yml publishes it"
+        );
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("reflector-compose-test-")
+        .tempdir()
+        .expect("temp dir");
+    build_image(dir.path());
+    build_standins(dir.path());
+
+    // podman-compose runs plain `podman`: the runtime comes from containers.conf.
+    let conf = dir.path().join("containers.conf");
+    std::fs::write(
+        &conf,
+        "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\nruntime = \"runc\"\n",
+    )
+    .expect("containers.conf");
+    // The override swaps in the local images and pins each service's address in every
+    // container's /etc/hosts. The pinning stands in for podman 4.3's DNS (aardvark-dns in
+    // Debian bookworm), which here stops answering for seconds at a time: straced, a pull's
+    // lookups of `reflector1` got no answer for 15 s while the containers reached each other
+    // (it tears its sockets down on each reload, containers/aardvark-dns#389). Docker's DNS
+    // does not need this; names still resolve, only without a DNS server.
+    let hosts = [
+        ("redis", STANDIN_REDIS, 10),
+        ("reflector1", IMAGE, 11),
+        ("reflector2", IMAGE, 12),
+        ("reflector3", IMAGE, 13),
+        ("haproxy", STANDIN_HAPROXY, 14),
+    ];
+    let extra_hosts = hosts
+        .iter()
+        .map(|(name, _, host)| format!("\"{name}:{COMPOSE_SUBNET}.{host}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut text = format!(
+        "networks:\n  default:\n    ipam:\n      config:\n        - subnet: {COMPOSE_SUBNET}.0/24\n\
+         services:\n"
+    );
+    for (name, image, host) in hosts {
+        text += &format!(
+            "  {name}:\n    image: {image}\n    networks:\n      default:\n        \
+             ipv4_address: {COMPOSE_SUBNET}.{host}\n    extra_hosts: [{extra_hosts}]\n"
+        );
+    }
+    let overrides = dir.path().join("compose.override.yml");
+    std::fs::write(&overrides, text).expect("override");
+    let compose = Compose { conf, overrides };
+    let _ = compose.run(&["down", "-t", "0"]);
+    let up = compose.run(&["up", "-d", "--no-build"]);
+    assert!(
+        up.status.success(),
+        "podman-compose up: {}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    // Ready: every instance answers through its HAProxy admin port, Redis reachable.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for port in [8081, 8082, 8083] {
+        loop {
+            if http_status(port, "/readyz") == Ok(200) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "admin port {port} not ready: {:?}\n{}",
+                http_status(port, "/readyz"),
+                compose.logs("haproxy")
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    let clip = shared_clip();
+    let url = "rtmp://127.0.0.1:1935/live/compose";
+    let mut publisher = publish(Publisher::Ffmpeg, clip, url, dir.path());
+    std::thread::sleep(Duration::from_millis(1500));
+    // Six players: HAProxy's round robin gives every instance two.
+    let recordings: Vec<_> = (0..6)
+        .map(|_| play(Player::Ffmpeg, url, dir.path(), Duration::from_secs(3)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut origins = Vec::new();
+    for port in [8081, 8082, 8083] {
+        let stream = admin_json(port, "/api/v1/streams/live/compose")
+            .unwrap_or_else(|e| panic!("admin {port}: {e}"));
+        let players = stream["subscribers"].as_array().map_or(0, Vec::len);
+        assert!(players > 0, "instance on {port} serves no player: {stream}");
+        origins.push(stream["origin"].as_str().unwrap_or_default().to_string());
+    }
+    eprintln!("stream origins as the instances report them: {origins:?}");
+    let one_origin = origins.iter().filter(|o| *o == "local").count() == 1;
+    let pulls_from_it = origins
+        .iter()
+        .filter(|o| *o != "local")
+        .all(|o| ["reflector1:1935", "reflector2:1935", "reflector3:1935"].contains(&o.as_str()));
+    if !(one_origin && pulls_from_it) {
+        // Let a stuck pull reach its timeout, so that its log line says which step hung.
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    assert!(
+        one_origin && pulls_from_it,
+        "want one origin (\"local\") and two instances pulling from its advertised address, \
+         got {origins:?}\n{}",
+        compose.reflector_logs()
+    );
+    for rec in recordings {
+        let path = rec.finish();
+        let verdict = common::verify_recording(&path, clip);
+        assert!(
+            verdict.is_ok() && verdict.frame_count >= 50,
+            "recording is not frame-exact with at least 50 frames:\n{verdict}\n{}",
+            compose.reflector_logs()
+        );
+    }
+    assert!(
+        publisher.try_wait().is_none(),
+        "publisher ended early: {}",
+        publisher.log_tail(20)
     );
 }
