@@ -6,17 +6,9 @@ import json
 import statistics
 import sys
 
+from bench_summary import fmt  # same number formatting as the nginx comparison
+
 ARBITER = "actix-rt|system"
-
-
-def fmt(v):
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-    return str(v)
 
 
 def med(vals):
