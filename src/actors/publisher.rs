@@ -302,6 +302,24 @@ pub struct Ingest {
     pub frame: Arc<Frame>,
 }
 
+impl Ingest {
+    /// Queue this frame without waiting, counted in the publisher's queue depth (its handler
+    /// takes one off). On `Full` the count stays: the caller waits with `send`, and takes it
+    /// off itself if that fails. On `Closed` it is taken off here.
+    pub fn offer(
+        self,
+        publisher: &Addr<Publisher>,
+        stats: &StreamStats,
+    ) -> Result<(), SendError<Ingest>> {
+        stats.publisher_queued.fetch_add(1, Relaxed);
+        let sent = publisher.try_send(self);
+        if matches!(sent, Err(SendError::Closed(_))) {
+            stats.publisher_queued.fetch_sub(1, Relaxed);
+        }
+        sent
+    }
+}
+
 impl Handler<Ingest> for Publisher {
     type Result = ();
 

@@ -118,18 +118,23 @@ impl PublishingStream {
             session: self.session,
             frame: Arc::new(frame),
         };
-        self.stats.publisher_queued.fetch_add(1, Relaxed);
-        match self.publisher.try_send(msg) {
+        match msg.offer(&self.publisher, &self.stats) {
             Ok(()) => {}
             Err(SendError::Full(msg)) => {
                 // Lossless ingest: wait for room; meanwhile this actor's mailbox fills and the
                 // connection stops reading.
-                ctx.wait(self.publisher.send(msg).into_actor(self).map(|_, _, _| ()));
+                ctx.wait(
+                    self.publisher
+                        .send(msg)
+                        .into_actor(self)
+                        .map(|sent, act, _| {
+                            if sent.is_err() {
+                                act.stats.publisher_queued.fetch_sub(1, Relaxed);
+                            }
+                        }),
+                );
             }
-            Err(SendError::Closed(_)) => {
-                self.stats.publisher_queued.fetch_sub(1, Relaxed);
-                ctx.stop()
-            }
+            Err(SendError::Closed(_)) => ctx.stop(),
         }
     }
 }

@@ -283,8 +283,8 @@ const RESOLVE_ATTEMPT: Duration = Duration::from_secs(1);
 /// Resolve `host`, asking again every [`RESOLVE_ATTEMPT`] until the caller's deadline.
 /// getaddrinfo sends its A and AAAA queries together and, when one answer is lost, waits
 /// resolv.conf's timeout (5 s by default) before asking again: longer than a connection's
-/// whole budget. Seen between containers (podman's DNS, a few lookups in a hundred); a new
-/// lookup goes out from a new socket and is usually answered at once.
+/// whole budget. A new lookup goes out from a new socket. (It cannot help when the DNS
+/// server is silent for longer, as podman 4.3's was for 15 s between containers.)
 async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);

@@ -178,22 +178,19 @@ impl PullTask {
                     session: self.session,
                     frame: Arc::new(frame),
                 };
-                // The publisher takes this off when it handles the frame.
-                self.stats.publisher_queued.fetch_add(1, Relaxed);
                 // Queue without waiting, so that the frames of one read reach the publisher
                 // together and each player gets them in one write (awaiting every frame cost
                 // a write per frame per player). Lossless like a local publisher: when the
                 // mailbox is full, wait; this read slows and TCP slows the origin.
-                let sent = match self.publisher.try_send(ingest) {
-                    Ok(()) => Ok(()),
+                match ingest.offer(&self.publisher, &self.stats) {
+                    Ok(()) => {}
                     Err(SendError::Full(ingest)) => {
-                        self.publisher.send(ingest).await.map_err(|_| ())
+                        if self.publisher.send(ingest).await.is_err() {
+                            self.stats.publisher_queued.fetch_sub(1, Relaxed);
+                            return Err(ClientError::Closed);
+                        }
                     }
-                    Err(SendError::Closed(_)) => Err(()),
-                };
-                if sent.is_err() {
-                    self.stats.publisher_queued.fetch_sub(1, Relaxed);
-                    return Err(ClientError::Closed);
+                    Err(SendError::Closed(_)) => return Err(ClientError::Closed),
                 }
             }
         }
