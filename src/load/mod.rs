@@ -188,11 +188,9 @@ fn cpu_ticks_of(fields: &[&str]) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// Fields of /proc/PID/stat after the command name (field 3, `state`, is index 0).
-fn stat_fields(pid: &str) -> Option<Vec<String>> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, fields) = split_stat(&text)?;
-    Some(fields.into_iter().map(str::to_owned).collect())
+/// The /proc/PID/stat line, for [`split_stat`].
+fn stat_text(pid: &str) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/stat")).ok()
 }
 
 fn status_kb(pid: &str, key: &str) -> u64 {
@@ -207,8 +205,8 @@ fn status_kb(pid: &str, key: &str) -> u64 {
 }
 
 fn one(pid: &str) -> Option<ProcSample> {
-    let f = stat_fields(pid)?;
-    let f: Vec<&str> = f.iter().map(String::as_str).collect();
+    let text = stat_text(pid)?;
+    let (_, f) = split_stat(&text)?;
     Some(ProcSample {
         cpu_ticks: cpu_ticks_of(&f)?,
         rss_kb: status_kb(pid, "VmRSS:"),
@@ -238,7 +236,9 @@ pub fn children(pid: u32) -> Vec<u32> {
         .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
         .filter(|name| {
             // ppid is field 4: index 1.
-            stat_fields(name).and_then(|f| f.get(1).cloned()).as_deref() == Some(parent.as_str())
+            stat_text(name).is_some_and(|text| {
+                split_stat(&text).and_then(|(_, f)| f.get(1).copied()) == Some(parent.as_str())
+            })
         })
         .filter_map(|name| name.parse().ok())
         .collect()
@@ -588,6 +588,18 @@ mod tests {
         assert!(thread_cpu(&before, &after, 0.0, 2.0)
             .iter()
             .all(|t| t.cpu_pct == 0.0));
+    }
+
+    #[test]
+    fn finds_direct_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
+        let kids = children(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(kids.contains(&child.id()), "{kids:?}");
     }
 
     #[test]
