@@ -175,7 +175,6 @@ struct Shared {
     t0: Instant,
     window: RefCell<Window>,
     churn: RefCell<Churn>,
-    measured_playing: Cell<usize>,
     /// Measured players playing, per play URL.
     measured_by_url: RefCell<Vec<usize>>,
     connect_failures: Cell<u64>,
@@ -283,10 +282,8 @@ async fn start_player(
 }
 
 fn add_playing(sh: &Shared, slot: usize, up: bool) {
-    let step = |n: usize| if up { n + 1 } else { n.saturating_sub(1) };
-    sh.measured_playing.set(step(sh.measured_playing.get()));
     if let Some(n) = sh.measured_by_url.borrow_mut().get_mut(slot) {
-        *n = step(*n);
+        *n = if up { *n + 1 } else { n.saturating_sub(1) };
     }
 }
 
@@ -689,7 +686,6 @@ impl Run {
             *w = Window::default();
             w.start = self.sh.now();
             w.end = w.start + secs(duration).as_nanos() as u64;
-            w.players = self.sh.measured_playing.get();
             w.per_url = self
                 .sh
                 .measured_by_url
@@ -700,6 +696,7 @@ impl Run {
                     ..UrlWindow::default()
                 })
                 .collect();
+            w.players = w.per_url.iter().map(|u| u.players).sum();
         }
         let t = Instant::now();
         let mut peaks: Vec<Option<u64>> = s0.each.iter().map(|s| s.map(|s| s.rss_kb)).collect();
@@ -886,7 +883,6 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
         t0: Instant::now(),
         window: RefCell::new(Window::default()),
         churn: RefCell::new(Churn::default()),
-        measured_playing: Cell::new(0),
         measured_by_url: RefCell::new(vec![0; play.len()]),
         connect_failures: Cell::new(0),
         errors_logged: Cell::new(0),
