@@ -4,7 +4,7 @@
 //! or a player on the resource, so players that wait for a publisher, or outlive one, stay
 //! attached.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -42,10 +42,13 @@ pub enum SourceEvent {
 }
 
 struct Edge {
+    key: SubscriberKey,
     recipient: Recipient<SubscriberEvent>,
     stats: Arc<SubscriberStats>,
     /// A frame could not be delivered since the last one that was.
     missed: bool,
+    /// Its mailbox is gone (the actor stopped): removed after the fan-out loop.
+    closed: bool,
 }
 
 /// Fans one resource's frames out.
@@ -58,7 +61,9 @@ pub struct Publisher {
     server_stats: Arc<ServerStats>,
     session: Option<u64>,
     source: Option<Recipient<SourceEvent>>,
-    subscribers: HashMap<SubscriberKey, Edge>,
+    /// In the order they joined: frames go to established players first, so a crowd of
+    /// joiners (each already served its GOP burst) queues behind them rather than ahead.
+    subscribers: Vec<Edge>,
     headers: HeaderCache,
     gop: VecDeque<Arc<Frame>>,
     gop_bytes: usize,
@@ -84,7 +89,7 @@ impl Publisher {
             server_stats,
             session: None,
             source: None,
-            subscribers: HashMap::new(),
+            subscribers: Vec::new(),
             headers: HeaderCache::default(),
             gop: VecDeque::new(),
             gop_bytes: 0,
@@ -133,15 +138,22 @@ impl Publisher {
         self.stats.gop_cache_frames.store(self.gop.len(), Relaxed);
     }
 
+    /// Keeps the join order; linear, as joins and leaves are rare next to frames.
+    fn remove_subscriber(&mut self, key: &SubscriberKey) {
+        if let Some(at) = self.subscribers.iter().position(|e| e.key == *key) {
+            self.subscribers.remove(at);
+        }
+    }
+
     fn broadcast(&mut self, event: impl Fn() -> SubscriberEvent) {
-        for edge in self.subscribers.values() {
+        for edge in &self.subscribers {
             edge.recipient.do_send(event());
         }
     }
 
     fn fan_out(&mut self, frame: &Arc<Frame>) {
-        let mut closed = Vec::new();
-        for (key, edge) in self.subscribers.iter_mut() {
+        let mut closed = false;
+        for edge in self.subscribers.iter_mut() {
             let event = SubscriberEvent::Frame {
                 frame: frame.clone(),
                 after_gap: edge.missed,
@@ -163,12 +175,13 @@ impl Publisher {
                 }
                 Err(SendError::Closed(_)) => {
                     edge.stats.mailbox_depth.fetch_sub(1, Relaxed);
-                    closed.push(*key)
+                    edge.closed = true;
+                    closed = true;
                 }
             }
         }
-        for key in closed {
-            self.subscribers.remove(&key);
+        if closed {
+            self.subscribers.retain(|edge| !edge.closed);
         }
     }
 }
@@ -382,14 +395,14 @@ impl Handler<Subscribe> for Publisher {
         burst.extend(self.headers.headers.iter().cloned());
         burst.extend(self.gop.iter().cloned());
         self.stats.subscribers.insert(msg.key, msg.stats.clone());
-        self.subscribers.insert(
-            msg.key,
-            Edge {
-                recipient: msg.recipient,
-                stats: msg.stats,
-                missed: false,
-            },
-        );
+        self.remove_subscriber(&msg.key);
+        self.subscribers.push(Edge {
+            key: msg.key,
+            recipient: msg.recipient,
+            stats: msg.stats,
+            missed: false,
+            closed: false,
+        });
         MessageResult(JoinInfo {
             live: self.session.is_some(),
             burst,
@@ -408,7 +421,7 @@ impl Handler<Unsubscribe> for Publisher {
     type Result = ();
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
-        self.subscribers.remove(&msg.key);
+        self.remove_subscriber(&msg.key);
         self.stats.subscriber_gone(&msg.key, &self.server_stats);
     }
 }
@@ -424,5 +437,148 @@ impl Handler<Shutdown> for Publisher {
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
         tracing::debug!(app = %self.app, name = %self.name, "publisher actor released");
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::stats::ConnectionStats;
+
+    /// Records, in one shared log, which subscriber handled each frame.
+    struct Recorder {
+        id: u64,
+        log: Rc<RefCell<Vec<(u64, u32)>>>,
+    }
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<SubscriberEvent> for Recorder {
+        type Result = ();
+
+        fn handle(&mut self, msg: SubscriberEvent, _: &mut Context<Self>) {
+            if let SubscriberEvent::Frame { frame, .. } = msg {
+                self.log.borrow_mut().push((self.id, frame.timestamp));
+            }
+        }
+    }
+
+    fn frame(timestamp: u32) -> Arc<Frame> {
+        Arc::new(Frame {
+            kind: FrameKind::Audio,
+            class: DropClass::Audio,
+            type_id: 8,
+            timestamp,
+            payload: Bytes::from_static(&[0xaf, 0x01]),
+            chunked: Bytes::from_static(&[0xaf, 0x01]),
+            track: 0,
+            enhanced: false,
+            fourcc: None,
+        })
+    }
+
+    #[actix_rt::test]
+    async fn frames_reach_subscribers_in_the_order_they_joined() {
+        let settings = Arc::new(Settings::load(None).expect("embedded defaults"));
+        let publisher = Publisher::new(
+            "live/x".into(),
+            "live".into(),
+            "x".into(),
+            settings,
+            Arc::new(StreamStats::new("live", "x")),
+            Arc::new(ServerStats::default()),
+        )
+        .start();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        // Connection ids out of order, so that a keyed map's order would differ.
+        let ids = [907_u64, 3, 512, 44, 1000, 1, 77, 250];
+        for &id in &ids {
+            let recorder = Recorder {
+                id,
+                log: log.clone(),
+            }
+            .start();
+            let connection = Arc::new(ConnectionStats::new(id, "127.0.0.1:1".parse().unwrap(), 0));
+            publisher
+                .send(Subscribe {
+                    key: (id, 1),
+                    recipient: recorder.recipient(),
+                    stats: Arc::new(SubscriberStats::new(connection, 1, 256)),
+                })
+                .await
+                .expect("publisher alive");
+        }
+        // One leaves and comes back: it is now the newest.
+        publisher
+            .send(Unsubscribe { key: (512, 1) })
+            .await
+            .expect("publisher alive");
+        let recorder = Recorder {
+            id: 512,
+            log: log.clone(),
+        }
+        .start();
+        let connection = Arc::new(ConnectionStats::new(512, "127.0.0.1:1".parse().unwrap(), 0));
+        publisher
+            .send(Subscribe {
+                key: (512, 1),
+                recipient: recorder.recipient(),
+                stats: Arc::new(SubscriberStats::new(connection, 1, 256)),
+            })
+            .await
+            .expect("publisher alive");
+        let source = Ignore.start().recipient();
+        let attach = publisher
+            .send(Attach {
+                session: 1,
+                connection: 9,
+                source,
+            })
+            .await
+            .expect("publisher alive");
+        assert!(attach.continue_from.is_none());
+        for ts in [10, 20] {
+            publisher
+                .send(Ingest {
+                    session: 1,
+                    frame: frame(ts),
+                })
+                .await
+                .expect("publisher alive");
+        }
+        // Let every recorder run.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let joined = [907_u64, 3, 44, 1000, 1, 77, 250, 512];
+        for ts in [10, 20] {
+            let order: Vec<u64> = log
+                .borrow()
+                .iter()
+                .filter(|(_, t)| *t == ts)
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(order, joined, "frame {ts}");
+        }
+    }
+
+    /// A publishing source that ignores what it is told.
+    struct Ignore;
+
+    impl Actor for Ignore {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<SourceEvent> for Ignore {
+        type Result = ();
+
+        fn handle(&mut self, _: SourceEvent, _: &mut Context<Self>) {}
     }
 }
