@@ -6,7 +6,9 @@
 #
 # Usage: scripts/bench-vs-nginx.sh [SCENARIO...]   (default: all)
 # Env: REPS (2), SHORT=1 (shorter windows), CHURN_S (60: churn window), OUT (dir), NO_BUILD=1,
-#      SERVER_CORE (0), TOOL_CORE (1)
+#      SERVER_CORE (0), TOOL_CORE (1),
+#      PERF=1: during each fixed1000 run, `perf record -a -g` (linux-perf) for 6 s inside the
+#      measured window, then a table of where each server's CPU goes (scripts/cpu_split.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -26,6 +28,8 @@ ALL=(fixed1000 idle1000 max blast1 blast8 fixed200 churn stalled join)
 SCEN=("${@:-${ALL[@]}}")
 # SHORT=1 trims windows further (smoke runs).
 D=${SHORT:+5}; D=${D:-10}
+PERF_S=6; PERF_FREQ=999
+[ -z "${PERF:-}" ] || [ "$D" -ge 10 ] || { echo "PERF=1 needs the full 10 s window (no SHORT)" >&2; exit 2; }
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
@@ -80,6 +84,13 @@ for rep in $(seq "$REPS"); do
     for srv in reflector nginx; do
       start_server "$srv"
       echo "== rep $rep $sc $srv (pid $SPID port $PORT)" >&2
+      PERF_PID=""
+      if [ -n "${PERF:-}" ] && [ "$sc" = fixed1000 ]; then
+        # 1000 players connect at 200/s, then 2 s of warm-up: 9 s in, the window is running.
+        (sleep 9; exec perf record -a -g -F "$PERF_FREQ" -o "$OUT/perf-$sc-$srv-$rep.data" \
+          -- sleep "$PERF_S" 2>>"$OUT/perf.stderr") &
+        PERF_PID=$!
+      fi
       # shellcheck disable=SC2046
       if line=$(taskset -c "$TOOL_CORE" "$LOAD" "rtmp://127.0.0.1:$PORT/live/bench" \
           --server-pid "$SPID" --label "$srv" $(args_for "$sc") 2>>"$OUT/load.stderr" | tail -n 1); then
@@ -87,6 +98,7 @@ for rep in $(seq "$REPS"); do
       else
         echo "load tool failed: $sc $srv (see $OUT/load.stderr)" >&2
       fi
+      [ -z "$PERF_PID" ] || wait "$PERF_PID" || echo "perf record failed (see $OUT/perf.stderr)" >&2
       stop_server
       sleep 1
     done
@@ -94,3 +106,7 @@ for rep in $(seq "$REPS"); do
 done
 echo "results: $OUT/results.jsonl" >&2
 python3 "$ROOT/scripts/bench_summary.py" "$OUT/results.jsonl"
+if [ -n "${PERF:-}" ] && compgen -G "$OUT/perf-*.data" >/dev/null; then
+  echo
+  python3 "$ROOT/scripts/cpu_split.py" "$PERF_S" "$PERF_FREQ" "$OUT"/perf-*.data
+fi
