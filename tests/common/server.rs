@@ -72,10 +72,11 @@ impl Server {
             ];
             argv.extend(args.iter().map(|a| a.to_string()));
             let mut proc = Proc::spawn("reflector", exe, &argv, &[("RUST_LOG", "info")], &log);
+            // Ready when it says so: a connect alone can reach another test's server that
+            // took the port, while this one is still starting and about to fail to bind.
             let deadline = Instant::now() + STARTUP_TIMEOUT;
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
             while Instant::now() < deadline {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                if std::fs::read_to_string(&log).is_ok_and(|l| l.contains("reflector listening")) {
                     break;
                 }
                 if proc.try_wait().is_some() {
