@@ -64,12 +64,10 @@ def main():
     figs = collections.defaultdict(lambda: collections.defaultdict(list))
     for path in files:
         server = os.path.basename(path).split("-")[2]
-        for key, n in split(path).items():
-            figs[server][key].append(100.0 * n / (seconds * freq))
+        counts = split(path)
         for who in ("server", "tool"):
             for part in ("total", "user", "kernel", "softirq", "transmit", "recv"):
-                if len(figs[server][(who, part)]) < len(figs[server][("server", "total")]):
-                    figs[server][(who, part)].append(0.0)
+                figs[server][(who, part)].append(100.0 * counts[(who, part)] / (seconds * freq))
 
     def med(server, who, part):
         return statistics.median(figs[server][(who, part)])

@@ -498,42 +498,15 @@ mod tests {
         .start();
         let log = Rc::new(RefCell::new(Vec::new()));
         // Connection ids out of order, so that a keyed map's order would differ.
-        let ids = [907_u64, 3, 512, 44, 1000, 1, 77, 250];
-        for &id in &ids {
-            let recorder = Recorder {
-                id,
-                log: log.clone(),
-            }
-            .start();
-            let connection = Arc::new(ConnectionStats::new(id, "127.0.0.1:1".parse().unwrap(), 0));
-            publisher
-                .send(Subscribe {
-                    key: (id, 1),
-                    recipient: recorder.recipient(),
-                    stats: Arc::new(SubscriberStats::new(connection, 1, 256)),
-                })
-                .await
-                .expect("publisher alive");
+        for id in [907_u64, 3, 512, 44, 1000, 1, 77, 250] {
+            join(&publisher, id, &log).await;
         }
         // One leaves and comes back: it is now the newest.
         publisher
             .send(Unsubscribe { key: (512, 1) })
             .await
             .expect("publisher alive");
-        let recorder = Recorder {
-            id: 512,
-            log: log.clone(),
-        }
-        .start();
-        let connection = Arc::new(ConnectionStats::new(512, "127.0.0.1:1".parse().unwrap(), 0));
-        publisher
-            .send(Subscribe {
-                key: (512, 1),
-                recipient: recorder.recipient(),
-                stats: Arc::new(SubscriberStats::new(connection, 1, 256)),
-            })
-            .await
-            .expect("publisher alive");
+        join(&publisher, 512, &log).await;
         let source = Ignore.start().recipient();
         let attach = publisher
             .send(Attach {
@@ -567,6 +540,24 @@ mod tests {
                 .collect();
             assert_eq!(order, joined, "frame {ts}");
         }
+    }
+
+    /// Subscribe a new recorder for connection `id`.
+    async fn join(publisher: &Addr<Publisher>, id: u64, log: &Rc<RefCell<Vec<(u64, u32)>>>) {
+        let recorder = Recorder {
+            id,
+            log: log.clone(),
+        }
+        .start();
+        let connection = Arc::new(ConnectionStats::new(id, "127.0.0.1:1".parse().unwrap(), 0));
+        publisher
+            .send(Subscribe {
+                key: (id, 1),
+                recipient: recorder.recipient(),
+                stats: Arc::new(SubscriberStats::new(connection, 1, 256)),
+            })
+            .await
+            .expect("publisher alive");
     }
 
     /// A publishing source that ignores what it is told.
