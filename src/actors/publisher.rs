@@ -317,8 +317,8 @@ pub struct Ingest {
 
 impl Ingest {
     /// Queue this frame without waiting, counted in the publisher's queue depth (its handler
-    /// takes one off). On `Full` the count stays: the caller waits with `send`, and takes it
-    /// off itself if that fails. On `Closed` it is taken off here.
+    /// takes one off). On `Full` the count stays: the caller waits with
+    /// [`Ingest::send_when_room`]. On `Closed` it is taken off here.
     pub fn offer(
         self,
         publisher: &Addr<Publisher>,
@@ -327,6 +327,20 @@ impl Ingest {
         stats.publisher_queued.fetch_add(1, Relaxed);
         let sent = publisher.try_send(self);
         if matches!(sent, Err(SendError::Closed(_))) {
+            stats.publisher_queued.fetch_sub(1, Relaxed);
+        }
+        sent
+    }
+
+    /// After [`Ingest::offer`] found the mailbox full: wait for room (lossless ingest). The
+    /// count `offer` kept is taken off if the publisher is gone before it takes the frame.
+    pub async fn send_when_room(
+        self,
+        publisher: Addr<Publisher>,
+        stats: Arc<StreamStats>,
+    ) -> Result<(), MailboxError> {
+        let sent = publisher.send(self).await;
+        if sent.is_err() {
             stats.publisher_queued.fetch_sub(1, Relaxed);
         }
         sent

@@ -123,16 +123,8 @@ impl PublishingStream {
             Err(SendError::Full(msg)) => {
                 // Lossless ingest: wait for room; meanwhile this actor's mailbox fills and the
                 // connection stops reading.
-                ctx.wait(
-                    self.publisher
-                        .send(msg)
-                        .into_actor(self)
-                        .map(|sent, act, _| {
-                            if sent.is_err() {
-                                act.stats.publisher_queued.fetch_sub(1, Relaxed);
-                            }
-                        }),
-                );
+                let wait = msg.send_when_room(self.publisher.clone(), self.stats.clone());
+                ctx.wait(wait.into_actor(self).map(|_, _, _| ()));
             }
             Err(SendError::Closed(_)) => ctx.stop(),
         }

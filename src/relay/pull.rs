@@ -6,7 +6,6 @@
 //! `cluster.lookup_interval_ms`, so players resume when the publisher comes back anywhere. The
 //! registry stops it when the last player leaves or a local publisher arrives.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,8 +184,9 @@ impl PullTask {
                 match ingest.offer(&self.publisher, &self.stats) {
                     Ok(()) => {}
                     Err(SendError::Full(ingest)) => {
-                        if self.publisher.send(ingest).await.is_err() {
-                            self.stats.publisher_queued.fetch_sub(1, Relaxed);
+                        let wait =
+                            ingest.send_when_room(self.publisher.clone(), self.stats.clone());
+                        if wait.await.is_err() {
                             return Err(ClientError::Closed);
                         }
                     }
