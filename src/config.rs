@@ -10,6 +10,9 @@ use crate::auth::AuthSettings;
 use crate::protocol::amf0::AmfLimits;
 use crate::protocol::chunk::ChunkLimits;
 
+mod explain;
+pub use explain::{env_var_name, origin_of};
+
 /// The defaults compiled into the binary, so that it runs with no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
 
@@ -26,6 +29,49 @@ pub enum ConfigError {
     },
     #[error("configuration key {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// Any of the above, or a load error, with the source that set the value.
+    #[error("{}", source_message(origin, key, reason))]
+    Source {
+        origin: String,
+        key: String,
+        reason: String,
+    },
+}
+
+fn source_message(origin: &str, key: &str, reason: &str) -> String {
+    if key.is_empty() {
+        format!("configuration ({origin}): {reason}")
+    } else {
+        format!("configuration key {key} ({origin}): {reason}")
+    }
+}
+
+impl ConfigError {
+    /// The key a validation error is about.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::OutOfRange { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Source { key, .. } => Some(key),
+            ConfigError::Load(_) => None,
+        }
+    }
+
+    /// The same error, naming `origin` as where the value came from.
+    pub fn from_origin(self, origin: String) -> ConfigError {
+        let key = self.key().unwrap_or_default().to_owned();
+        let reason = match self {
+            ConfigError::OutOfRange { value, allowed, .. } => {
+                format!("{value} is outside {allowed}")
+            }
+            ConfigError::Invalid { reason, .. } | ConfigError::Source { reason, .. } => reason,
+            ConfigError::Load(e) => e.to_string(),
+        };
+        ConfigError::Source {
+            origin,
+            key,
+            reason,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -208,6 +254,36 @@ pub struct DebugSettings {
     pub panic_on_command: String,
 }
 
+/// The levels a log filter may name.
+pub const LOG_LEVELS: &str = "trace, debug, info, warn, error, off";
+
+/// Why `filter` is not a usable log level or tracing filter, if it is not. A bare word that is
+/// not a level is refused: tracing would take `warning` as a target name and log nothing else.
+pub fn log_filter_error(filter: &str) -> Option<String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_level = |w: &str| LEVELS.contains(&w.trim().to_ascii_lowercase().as_str());
+    if filter.trim().is_empty() {
+        return Some(format!(
+            "is empty; use a level ({LOG_LEVELS}) or target=level"
+        ));
+    }
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level,
+            None => directive,
+        };
+        if !is_level(level) {
+            return Some(format!(
+                "{directive:?} is not a log level; use one of {LOG_LEVELS}, or target=level \
+                 (e.g. reflector=debug)"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .err()
+        .map(|e| format!("{filter:?} is not a tracing filter: {e}"))
+}
+
 fn range<T: PartialOrd + std::fmt::Display>(
     key: &'static str,
     value: T,
@@ -241,8 +317,14 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
-        settings.validate()?;
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| explain::explain(e, file))?;
+        settings.validate().map_err(|e| {
+            let origin = origin_of(e.key().unwrap_or_default(), file);
+            e.from_origin(origin)
+        })?;
         Ok(settings)
     }
 
@@ -314,6 +396,12 @@ impl Settings {
             300,
             "1..=300",
         )?;
+        if let Some(reason) = log_filter_error(&self.server.log_level) {
+            return Err(ConfigError::Invalid {
+                key: "server.log_level",
+                reason,
+            });
+        }
         if !matches!(self.server.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid {
                 key: "server.log_format",

@@ -41,9 +41,11 @@ struct Cli {
     healthcheck: Option<Option<String>>,
 }
 
-/// Defaults, file, environment, then the flags; validated.
+/// Defaults, file, environment, then the flags; validated. An error names the flag, variable
+/// or file that set the offending value.
 fn load(cli: &Cli) -> Result<Settings, ConfigError> {
-    let mut settings = Settings::load(cli.config.as_deref())?;
+    let file = cli.config.as_deref();
+    let mut settings = Settings::load(file)?;
     if let Some(v) = &cli.listen {
         settings.server.listen = v.clone();
     }
@@ -62,11 +64,42 @@ fn load(cli: &Cli) -> Result<Settings, ConfigError> {
     if let Some(v) = &cli.advertise {
         settings.cluster.advertise = v.clone();
     }
-    settings.validate()?;
+    settings.validate().map_err(|e| {
+        let key = e.key().unwrap_or_default().to_owned();
+        let flag = [
+            ("server.listen", cli.listen.is_some(), "--listen"),
+            (
+                "server.admin_listen",
+                cli.admin_listen.is_some(),
+                "--admin-listen",
+            ),
+            ("server.workers", cli.workers.is_some(), "--workers"),
+            ("server.log_level", cli.log_level.is_some(), "--log-level"),
+            ("cluster.redis_url", cli.redis_url.is_some(), "--redis-url"),
+            ("cluster.advertise", cli.advertise.is_some(), "--advertise"),
+        ]
+        .into_iter()
+        .find(|(k, set, _)| *set && *k == key)
+        .map(|(_, _, flag)| format!("from flag {flag}"));
+        let origin = flag.unwrap_or_else(|| reflector::config::origin_of(&key, file));
+        e.from_origin(origin)
+    })?;
     Ok(settings)
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed once, as one line with their causes, and exit with status 2 (no
+/// backtrace: these are the operator's mistakes, not the program's).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(url) = &cli.healthcheck {
         let url = match url {
@@ -88,7 +121,7 @@ fn main() -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&settings)?);
         return Ok(());
     }
-    let set_log_level = init_logging(&settings);
+    let set_log_level = init_logging(&settings)?;
     let hooks = Hooks {
         reload_settings: Box::new(move || load(&cli)),
         set_log_level,
@@ -164,14 +197,32 @@ fn http_get_status(url: &str) -> anyhow::Result<u16> {
     }
 }
 
+/// The filter with actix-web's accept loop silenced unless the filter names it: it logs every
+/// failed accept of the admin port twice a second, while the RTMP listener already reports the
+/// same fault (out of descriptors) rate-limited, in `/readyz` and in the metrics.
+fn quiet_admin_accept(filter: &str) -> String {
+    if filter.contains("actix_server") {
+        filter.to_owned()
+    } else {
+        format!("{filter},actix_server::accept=off")
+    }
+}
+
 /// Install the log subscriber; returns how to change its level later (SIGHUP). `RUST_LOG`,
-/// when set, wins over `server.log_level` at start-up.
-fn init_logging(settings: &Settings) -> SetLogLevel {
+/// when set, wins over `server.log_level` at start-up; it is held to the same rules.
+fn init_logging(settings: &Settings) -> anyhow::Result<SetLogLevel> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{fmt, reload, EnvFilter};
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .or_else(|_| EnvFilter::try_new(&settings.server.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let chosen = match std::env::var("RUST_LOG") {
+        Ok(v) => {
+            if let Some(reason) = reflector::config::log_filter_error(&v) {
+                anyhow::bail!("environment variable RUST_LOG: {reason}");
+            }
+            v
+        }
+        Err(_) => settings.server.log_level.clone(),
+    };
+    let filter = EnvFilter::try_new(quiet_admin_accept(&chosen))?;
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     // Colour codes only on a terminal: log files and collectors get plain text.
@@ -190,8 +241,11 @@ fn init_logging(settings: &Settings) -> SetLogLevel {
             .with(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
             .init();
     }
-    Box::new(move |level: &str| {
-        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+    Ok(Box::new(move |level: &str| {
+        if let Some(reason) = reflector::config::log_filter_error(level) {
+            return Err(reason);
+        }
+        let filter = EnvFilter::try_new(quiet_admin_accept(level)).map_err(|e| e.to_string())?;
         handle.reload(filter).map_err(|e| e.to_string())
-    })
+    }))
 }

@@ -18,6 +18,8 @@ use crate::config::{ConfigError, Settings};
 use crate::relay::{Discovery, Relays};
 use crate::stats::ServerStats;
 
+pub mod open_files;
+
 /// Applies a new log level or filter.
 pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String>>;
 
@@ -60,6 +62,13 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
     let local = listener.local_addr()?;
     let admin = admin::start(&settings, stats.clone(), registry.clone())?;
+    // Counted once the listeners and arbiters hold their descriptors.
+    if let Some(files) = open_files::prepare(settings.limits.max_connections) {
+        stats.open_files_limit.store(files.soft, Relaxed);
+        stats
+            .connection_cap_by_open_files
+            .store(files.connection_cap, Relaxed);
+    }
     tracing::info!(rtmp = %local, admin = %admin.local_addr, workers, "reflector listening");
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ServerContext {

@@ -520,7 +520,37 @@ pub struct ServerStats {
     pub redis_configured: AtomicBool,
     /// The last Redis call succeeded (meaningful only when configured): `/readyz` detail.
     pub redis_ok: AtomicBool,
+    /// Failed `accept` calls (out of descriptors and the like).
+    pub accept_errors: AtomicU64,
+    /// When `accept` last failed, in [`now_ms`] (0 = never).
+    pub last_accept_error_ms: AtomicU64,
+    /// The soft open-file limit after start-up (0 = unknown).
+    pub open_files_limit: AtomicU64,
+    /// Most RTMP connections the open-file limit leaves room for (0 = no such cap).
+    pub connection_cap_by_open_files: AtomicU64,
     pub started: Instant,
+}
+
+/// Milliseconds on a process-wide monotonic clock, for times kept in atomics.
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl ServerStats {
+    /// Whether `accept` failed within the last few seconds. While descriptors run out the
+    /// listener retries at least every second, so a persisting fault keeps this true; once
+    /// connections can be accepted again it turns false by itself, without waiting for one.
+    pub fn accept_failing(&self) -> bool {
+        let last = self.last_accept_error_ms.load(Relaxed);
+        last != 0 && now_ms().saturating_sub(last) < 3_000
+    }
+
+    /// Whether the open-file limit, not `limits.max_connections`, stops new connections now.
+    pub fn at_open_file_cap(&self) -> bool {
+        let cap = self.connection_cap_by_open_files.load(Relaxed);
+        cap != 0 && self.connections.len() as u64 >= cap
+    }
 }
 
 impl Default for ServerStats {
@@ -543,6 +573,10 @@ impl Default for ServerStats {
             ready: AtomicBool::new(false),
             redis_configured: AtomicBool::new(false),
             redis_ok: AtomicBool::new(false),
+            accept_errors: AtomicU64::new(0),
+            last_accept_error_ms: AtomicU64::new(0),
+            open_files_limit: AtomicU64::new(0),
+            connection_cap_by_open_files: AtomicU64::new(0),
             started: Instant::now(),
         }
     }

@@ -164,3 +164,81 @@ fn a_missing_config_file_is_an_error() {
     ));
     assert!(err.contains("reflector.toml"), "{err}");
 }
+
+/// Each configuration error is one line that names where the value came from (file,
+/// variable, flag), the full key, and what is accepted there; printed once, no backtrace.
+#[test]
+fn errors_name_the_origin_the_key_and_the_accepted_values_once() {
+    let file = config_file("[live]\ngop_cach = true\n");
+    let path = file.path().display().to_string();
+    let err = error(&reflector(
+        &["--config", &path, "--print-config"],
+        &[("RUST_BACKTRACE", "1")],
+    ));
+    assert_eq!(err.matches("live.gop_cach ").count(), 1, "said once: {err}");
+    assert!(err.contains("configuration key live.gop_cach"), "{err}");
+    assert!(err.contains(&format!("(in {path})")), "{err}");
+    assert!(err.contains("did you mean gop_cache?"), "{err}");
+    assert!(err.contains("accepts: gop_cache,"), "{err}");
+    assert!(
+        !err.contains("Caused by") && !err.contains("backtrace"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let file = config_file("[live]\npublish_conflict = \"kick\"\n");
+    let path = file.path().display().to_string();
+    let err = error(&reflector(&["--config", &path, "--print-config"], &[]));
+    assert!(err.contains("live.publish_conflict"), "{err}");
+    assert!(err.contains(&format!("(in {path})")), "{err}");
+    assert!(err.contains("one of: reject, takeover, protect"), "{err}");
+    assert!(!err.contains("variant constructor"), "{err}");
+
+    let err = error(&reflector(
+        &["--print-config"],
+        &[("REFLECTOR_AUTH__PUBLISH", "sometimes")],
+    ));
+    assert!(
+        err.contains("auth.publish (in environment variable REFLECTOR_AUTH__PUBLISH)"),
+        "{err}"
+    );
+    assert!(err.contains("one of: open, key, callback, deny"), "{err}");
+
+    let err = error(&reflector(&["--listen", "bogus", "--print-config"], &[]));
+    assert!(err.contains("server.listen (from flag --listen)"), "{err}");
+}
+
+/// An unknown log level is a start-up error listing the levels, not a server that logs
+/// nothing: tracing would read `warning` as a target name.
+#[test]
+fn unknown_log_levels_are_refused_with_the_valid_ones() {
+    for (args, env) in [
+        (vec!["--log-level", "warning", "--print-config"], vec![]),
+        (
+            vec!["--print-config"],
+            vec![("REFLECTOR_SERVER__LOG_LEVEL", "verbose")],
+        ),
+    ] {
+        let err = error(&reflector(&args, &env));
+        assert!(err.contains("server.log_level"), "{err}");
+        assert!(
+            err.contains("trace, debug, info, warn, error, off"),
+            "{err}"
+        );
+    }
+    // RUST_LOG wins over the setting at start-up, so it is held to the same rule.
+    let out = reflector(
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &[("RUST_LOG", "warning")],
+    );
+    let err = error(&out);
+    assert!(err.contains("RUST_LOG"), "{err}");
+    for good in [
+        "warn",
+        "reflector=debug,info",
+        "INFO",
+        "actix_web=warn,reflector::actors=trace",
+    ] {
+        printed(&reflector(&["--log-level", good, "--print-config"], &[]));
+    }
+}

@@ -277,3 +277,139 @@ async fn sighup_reloads_rules_without_dropping_anyone() {
     assert!(log.contains("reload refused"), "{}", server.log_tail(30));
     assert!(log.contains("DEBUG"), "log level not raised by the reload");
 }
+
+/// GET an admin path: (status, body), any status.
+fn admin_get(admin: &str, path: &str) -> (u16, String) {
+    match ureq::get(&format!("{admin}{path}"))
+        .timeout(Duration::from_secs(5))
+        .call()
+    {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("GET {path}: {e}"),
+    }
+}
+
+/// A server whose open-file limit is below `limits.max_connections` (as with systemd's 1024
+/// against 20000; here a hard limit of 64): it raises the soft limit, warns at start-up naming
+/// the figures, caps connections below the point where descriptors run out (so the admin port
+/// still answers), logs refusals rate-limited instead of one line per connection, says so in
+/// `/readyz` and the metrics, and recovers by itself once the connections are gone.
+#[test]
+fn a_low_open_file_limit_is_named_rate_limited_and_shown_in_readyz() {
+    use std::os::unix::process::CommandExt;
+    let port = common::free_port();
+    let admin_port = common::free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("reflector.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_reflector"));
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--admin-listen",
+        &format!("127.0.0.1:{admin_port}"),
+    ])
+    .env("RUST_LOG", "info")
+    .stdout(log.try_clone().expect("log"))
+    .stderr(log);
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 32,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn reflector");
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = Instant::now() + WAIT;
+    while !read_log().contains("reflector listening") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let text = read_log();
+    assert!(
+        text.contains("raised the open-file limit to the hard limit from=32 to=64"),
+        "{text}"
+    );
+    assert!(
+        text.contains("below what limits.max_connections needs")
+            && text.contains("open_file_limit=64")
+            && text.contains("max_connections=20000"),
+        "{text}"
+    );
+    let metrics = admin_get(&admin, "/metrics").1;
+    let cap: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("reflector_connection_cap_by_open_files "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("connection_cap_by_open_files");
+    assert!((1..64).contains(&cap), "{metrics}");
+    assert_eq!(admin_get(&admin, "/readyz").0, 200);
+
+    // 100 idle TCP connections against a limit of 64 descriptors.
+    let sockets: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, body) = admin_get(&admin, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("accept: full"), "{body}");
+    let metrics = admin_get(&admin, "/metrics").1;
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert_eq!(
+        counter("reflector_connections_accepted_total "),
+        cap,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter("reflector_connections_refused_total "),
+        100 - cap,
+        "{metrics}"
+    );
+    assert_eq!(counter("reflector_accept_errors_total "), 0, "{metrics}");
+    let text = read_log();
+    let lines = text.matches("connection refused: limit reached").count();
+    assert_eq!(
+        lines,
+        1,
+        "{} refusals, one line per 10 s: {text}",
+        100 - cap
+    );
+    assert!(text.contains("limit=\"the open-file limit\""), "{text}");
+
+    // Free them: ready again, and a new connection is accepted.
+    drop(sockets);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = (0, String::new());
+    while Instant::now() < deadline {
+        last = admin_get(&admin, "/readyz");
+        if last.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(last.0, 200, "ready again: {}", last.1);
+    let _again = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = admin_get(&admin, "/metrics").1;
+    assert!(
+        metrics.contains(&format!("reflector_connections_accepted_total {}", cap + 1)),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -225,7 +225,7 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
         actix::spawn(async move {
             if let Err(e) = writer_outbox.run_writer(write).await {
                 addr.do_send(CloseConnection {
-                    reason: format!("write failed: {e}"),
+                    reason: disconnect_reason("write", &e),
                 });
             }
         });
@@ -312,6 +312,22 @@ fn split_name(raw: &str) -> (String, Option<String>, Option<String>) {
 }
 
 /// App and stream names: bounded, printable, no path tricks.
+/// The close reason of a peer that ended the connection in the ordinary way.
+const PEER_CLOSED: &str = "peer closed";
+
+/// The close reason for a socket error. A reset, an abort or a broken pipe is how players
+/// usually leave (ffmpeg and browsers close with unread data, which sends a reset), so it is
+/// an ordinary disconnect, not a failure; anything else is a real fault.
+fn disconnect_reason(op: &str, e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+            format!("{PEER_CLOSED} ({e})")
+        }
+        _ => format!("{op} failed: {e}"),
+    }
+}
+
 fn validate_name(what: &str, name: &str, max_len: usize) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{what} is empty"));
@@ -1189,7 +1205,8 @@ impl Actor for Connection {
         tracing::info!(
             connection = self.id,
             peer = %self.peer,
-            reason = self.close_reason.as_deref().unwrap_or("peer closed"),
+            reason = self.close_reason.as_deref().unwrap_or(PEER_CLOSED),
+            duration_s = format_args!("{:.1}", self.stats.started.elapsed().as_secs_f64()),
             bytes_in = self.stats.bytes_in.load(Relaxed),
             bytes_out = self.stats.bytes_out.load(Relaxed),
             "connection closed"
@@ -1234,7 +1251,7 @@ impl StreamHandler<Result<RawMessage, ConnectionError>> for Connection {
             }
             Err(ConnectionError::Io(e)) => {
                 tracing::debug!(connection = self.id, error = %e, "read failed");
-                self.close(ctx, format!("read failed: {e}"));
+                self.close(ctx, disconnect_reason("read", &e));
             }
             Err(e) => self.protocol_error(ctx, e),
         });
@@ -1244,7 +1261,7 @@ impl StreamHandler<Result<RawMessage, ConnectionError>> for Connection {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        self.close(ctx, "peer closed");
+        self.close(ctx, PEER_CLOSED);
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
@@ -10,16 +11,103 @@ use super::connection;
 use super::ServerContext;
 use crate::stats::ConnectionStats;
 
+/// How often a run of failing `accept` calls is logged.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// The longest pause between `accept` attempts while they fail.
+const ACCEPT_MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// A success this long after the last failure ends a run of failures (shorter gaps are the
+/// limit being hovered at, not a recovery).
+const ACCEPT_RECOVERED_AFTER: Duration = Duration::from_secs(3);
+
+/// A run of failing `accept` calls: logged when it starts, then at most once per interval
+/// with a count, and once when it has ended; the pause between attempts doubles up to a
+/// second. The stats keep the time of the last failure, which `/readyz` reads.
+#[derive(Default)]
+struct AcceptFailures {
+    /// Failures not yet reported in a log line.
+    unlogged: u64,
+    /// Failures in this run.
+    run: u64,
+    last_log: Option<Instant>,
+    last_failure: Option<Instant>,
+    backoff: Duration,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, error: &std::io::Error, server: &ServerContext) -> Duration {
+        server.stats.accept_errors.fetch_add(1, Relaxed);
+        server
+            .stats
+            .last_accept_error_ms
+            .store(crate::stats::now_ms().max(1), Relaxed);
+        self.unlogged += 1;
+        self.run += 1;
+        let now = Instant::now();
+        self.last_failure = Some(now);
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL)
+        {
+            let limit = server.stats.open_files_limit.load(Relaxed);
+            tracing::warn!(error = %error, failures = self.unlogged, open_file_limit = limit, connections = server.stats.connections.len(), "accept failed; backing off (logged at most every 10 s)");
+            self.last_log = Some(now);
+            self.unlogged = 0;
+        }
+        self.backoff = (self.backoff * 2).clamp(Duration::from_millis(50), ACCEPT_MAX_BACKOFF);
+        self.backoff
+    }
+
+    fn succeeded(&mut self) {
+        self.backoff = Duration::ZERO;
+        let Some(last) = self.last_failure else {
+            return;
+        };
+        if last.elapsed() >= ACCEPT_RECOVERED_AFTER {
+            tracing::info!(failures = self.run, "accept works again");
+            self.run = 0;
+            self.unlogged = 0;
+            self.last_failure = None;
+        }
+    }
+}
+
+/// Connections refused by a limit: the first of a burst is logged, then at most one line per
+/// interval with the count since the last line (a flood must not flood the log too).
+#[derive(Default)]
+struct Refusals {
+    unlogged: u64,
+    last_log: Option<Instant>,
+}
+
+impl Refusals {
+    fn refused(&mut self, limit: &str, peer: std::net::SocketAddr, total: usize, from_ip: usize) {
+        self.unlogged += 1;
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL)
+        {
+            tracing::warn!(%peer, limit, total, from_ip, refused = self.unlogged, "connection refused: limit reached (logged at most every 10 s)");
+            self.last_log = Some(now);
+            self.unlogged = 0;
+        }
+    }
+}
+
 /// Accept connections until the listener fails or the task is dropped.
 pub async fn run(listener: TcpListener, server: Arc<ServerContext>) {
     let mut next = 0usize;
+    let mut failures = AcceptFailures::default();
+    let mut refusals = Refusals::default();
     loop {
         let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                failures.succeeded();
+                accepted
+            }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(failures.failed(&e, &server)).await;
                 continue;
             }
         };
@@ -28,9 +116,23 @@ pub async fn run(listener: TcpListener, server: Arc<ServerContext>) {
         let total = server.stats.connections.len();
         let ip = peer.ip();
         let from_ip = server.connections_per_ip.get(&ip).map_or(0, |n| *n);
-        if total >= limits.max_connections || from_ip >= limits.max_connections_per_ip {
+        // The open-file limit caps connections too, below the point where accept itself would
+        // fail, so that the admin port, relays and files keep their descriptors.
+        let by_files = server.stats.connection_cap_by_open_files.load(Relaxed);
+        let limit = match by_files {
+            0 => "limits.max_connections",
+            cap if total as u64 >= cap => "the open-file limit",
+            _ => "limits.max_connections",
+        };
+        let full = total >= limits.max_connections || (by_files != 0 && total as u64 >= by_files);
+        if full || from_ip >= limits.max_connections_per_ip {
             server.stats.connections_refused.fetch_add(1, Relaxed);
-            tracing::warn!(%peer, total, from_ip, "connection refused: limit reached");
+            let limit = if full {
+                limit
+            } else {
+                "limits.max_connections_per_ip"
+            };
+            refusals.refused(limit, peer, total, from_ip);
             drop(socket);
             continue;
         }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 
@@ -22,8 +21,7 @@ pub fn resource_key(app: &str, name: &str) -> String {
 
 /// Milliseconds on a process-wide monotonic clock, for "last media" bookkeeping in atomics.
 pub fn now_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+    crate::stats::now_ms()
 }
 
 struct PublisherSession {

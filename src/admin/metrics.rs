@@ -74,6 +74,30 @@ pub fn render(stats: &ServerStats, sampler: &Sampler) -> Result<String, std::fmt
     );
     counter(
         &mut r,
+        "accept_errors",
+        "Failed accept calls on the RTMP listener (e.g. out of file descriptors)",
+        stats.accept_errors.load(Relaxed),
+    );
+    gauge(
+        &mut r,
+        "accept_failing",
+        "1 while the RTMP listener's accept calls fail (the instance is then not ready)",
+        i64::from(stats.accept_failing()),
+    );
+    gauge(
+        &mut r,
+        "connection_cap_by_open_files",
+        "Most RTMP connections the open-file limit leaves room for (0: no such cap)",
+        i64::try_from(stats.connection_cap_by_open_files.load(Relaxed)).unwrap_or(i64::MAX),
+    );
+    gauge(
+        &mut r,
+        "open_files_limit",
+        "The soft open-file limit after start-up (each RTMP connection takes one)",
+        i64::try_from(stats.open_files_limit.load(Relaxed)).unwrap_or(i64::MAX),
+    );
+    counter(
+        &mut r,
         "connections_refused",
         "RTMP connections refused by the connection limits",
         stats.connections_refused.load(Relaxed),

@@ -146,15 +146,31 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     } else {
         "unavailable"
     };
+    // Failing accepts, or connections at the cap the open-file limit sets, make the instance
+    // unready: a balancer should send new connections elsewhere until there is room again.
+    let failing = stats.accept_failing();
+    let full = stats.at_open_file_cap();
+    let ready = stats.ready.load(Relaxed) && !failing && !full;
+    let accept = if failing {
+        format!(
+            "failing ({} errors; open-file limit {})",
+            stats.accept_errors.load(Relaxed),
+            stats.open_files_limit.load(Relaxed)
+        )
+    } else if full {
+        format!(
+            "full: {} connections, the most the open-file limit {} leaves room for",
+            stats.connections.len(),
+            stats.open_files_limit.load(Relaxed)
+        )
+    } else {
+        "ok".to_owned()
+    };
     let body = format!(
-        "{}\nredis: {redis}\n",
-        if stats.ready.load(Relaxed) {
-            "ready"
-        } else {
-            "not ready"
-        }
+        "{}\nredis: {redis}\naccept: {accept}\n",
+        if ready { "ready" } else { "not ready" },
     );
-    let mut response = if stats.ready.load(Relaxed) {
+    let mut response = if ready {
         HttpResponse::Ok()
     } else {
         HttpResponse::ServiceUnavailable()
