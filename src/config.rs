@@ -740,6 +740,31 @@ mod tests {
     }
 
     #[test]
+    fn relay_pulls_are_parsed_and_validated() {
+        let mut s = Settings::defaults();
+        let source: PullSource = toml::from_str(
+            "url = \"rtmp://origin:1935/live\"\napp = \"live\"\nmode = \"static\"\nname = \"cam\"",
+        )
+        .expect("parse");
+        assert_eq!(source.mode, PullMode::Static);
+        assert!(source.serves("live", "cam") && !source.serves("live", "other"));
+        s.relay.pull.push(source);
+        s.validate().expect("valid static pull");
+        s.relay.pull[0].name.clear();
+        let err = s.validate().expect_err("no name").to_string();
+        assert!(err.contains("relay.pull.name"), "{err}");
+        let on_demand: PullSource = toml::from_str("url = \"rtmp://origin/live\"").expect("parse");
+        assert_eq!(on_demand.mode, PullMode::OnDemand);
+        assert!(on_demand.serves("any", "thing"));
+        s.relay.pull = vec![PullSource {
+            url: "http://origin/live".into(),
+            ..on_demand
+        }];
+        let err = s.validate().expect_err("not rtmp").to_string();
+        assert!(err.contains("relay.pull.url"), "{err}");
+    }
+
+    #[test]
     fn out_of_range_names_the_key() {
         let mut s = Settings::defaults();
         s.rtmp.out_chunk_size = 1;
