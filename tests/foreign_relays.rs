@@ -26,7 +26,9 @@ use common::{
 const JOIN_DELAY: Duration = Duration::from_secs(2);
 /// What a late joiner records (~100 frames).
 const RECORD: Duration = Duration::from_secs(4);
-const MIN_FRAMES: usize = 75;
+/// Frames a late joiner must get: two GOPs (nginx-rtmp has no GOP cache, so its players start
+/// at the next keyframe; under load that can be 3 s in).
+const MIN_FRAMES: usize = 50;
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The metadata keys ffprobe shows for `url` (format tags), read as a late joiner.
