@@ -222,11 +222,50 @@ pub struct PushTarget {
     pub app: String,
 }
 
+/// When a `[[relay.pull]]` source is pulled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullMode {
+    /// When a player asks for a stream of the app that nobody publishes here (nginx-rtmp's
+    /// `pull`, an SRS edge); stopped when the last player leaves.
+    #[default]
+    OnDemand,
+    /// Always, from start-up: the one stream `name`, players or not.
+    Static,
+}
+
+/// One foreign origin to pull from (`[[relay.pull]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullSource {
+    /// `rtmp://host[:port]/app` of the origin: the stream name is appended.
+    pub url: String,
+    /// The local app whose streams come from there; empty = every app.
+    #[serde(default)]
+    pub app: String,
+    #[serde(default)]
+    pub mode: PullMode,
+    /// The stream pulled by a `static` source.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl PullSource {
+    /// Whether a player's `app/name` is pulled from this source on demand.
+    pub fn serves(&self, app: &str, name: &str) -> bool {
+        (self.app.is_empty() || self.app == app)
+            && (self.mode == PullMode::OnDemand || self.name == name)
+    }
+}
+
 /// Relays to other servers (`[relay]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelaySettings {
     pub push: Vec<PushTarget>,
+    /// Foreign origins to pull from, first match wins (before Redis discovery).
+    #[serde(default)]
+    pub pull: Vec<PullSource>,
 }
 
 /// The whole effective configuration.
@@ -649,17 +688,30 @@ impl Settings {
                 "50..=600000",
             )?;
         }
-        for target in &self.relay.push {
-            let url =
-                crate::client::RtmpUrl::parse(&format!("{}/x", target.url.trim_end_matches('/')))
-                    .map_err(|e| ConfigError::Invalid {
-                    key: "relay.push.url",
+        let push = self.relay.push.iter().map(|t| ("relay.push.url", &t.url));
+        let pull = self.relay.pull.iter().map(|s| ("relay.pull.url", &s.url));
+        for (key, target) in push.chain(pull) {
+            let url = crate::client::RtmpUrl::parse(&format!("{}/x", target.trim_end_matches('/')))
+                .map_err(|e| ConfigError::Invalid {
+                    key,
                     reason: e.to_string(),
                 })?;
             if url.stream != "x" {
                 return Err(ConfigError::Invalid {
-                    key: "relay.push.url",
-                    reason: format!("{:?}: no query string in a push URL", target.url),
+                    key,
+                    reason: format!("{target:?}: no query string in a relay URL"),
+                });
+            }
+        }
+        for source in &self.relay.pull {
+            let plain = |s: &str| !s.is_empty() && !s.contains(['/', '?']);
+            if source.mode == PullMode::Static && !(plain(&source.app) && plain(&source.name)) {
+                return Err(ConfigError::Invalid {
+                    key: "relay.pull.name",
+                    reason: format!(
+                        "{:?}: a static pull needs an app and a stream name (no '/' or '?')",
+                        source.url
+                    ),
                 });
             }
         }
@@ -773,6 +825,31 @@ mod tests {
         assert!(err.contains("admin.token"), "{err}");
         s.admin.token = "secret".into();
         s.validate().expect("token set");
+    }
+
+    #[test]
+    fn relay_pulls_are_parsed_and_validated() {
+        let mut s = Settings::defaults();
+        let source: PullSource = toml::from_str(
+            "url = \"rtmp://origin:1935/live\"\napp = \"live\"\nmode = \"static\"\nname = \"cam\"",
+        )
+        .expect("parse");
+        assert_eq!(source.mode, PullMode::Static);
+        assert!(source.serves("live", "cam") && !source.serves("live", "other"));
+        s.relay.pull.push(source);
+        s.validate().expect("valid static pull");
+        s.relay.pull[0].name.clear();
+        let err = s.validate().expect_err("no name").to_string();
+        assert!(err.contains("relay.pull.name"), "{err}");
+        let on_demand: PullSource = toml::from_str("url = \"rtmp://origin/live\"").expect("parse");
+        assert_eq!(on_demand.mode, PullMode::OnDemand);
+        assert!(on_demand.serves("any", "thing"));
+        s.relay.pull = vec![PullSource {
+            url: "http://origin/live".into(),
+            ..on_demand
+        }];
+        let err = s.validate().expect_err("not rtmp").to_string();
+        assert!(err.contains("relay.pull.url"), "{err}");
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub struct Connection {
     close_reason: Option<String>,
     /// Its shared object session, from the first shared object message on.
     shared_objects: Option<SharedObjects>,
+    /// Stream-0 media was taken or dropped once (and said so).
+    stream_zero_noted: bool,
 }
 
 /// Take a freshly accepted socket through the handshake, then start its connection actor on
@@ -247,6 +249,7 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
             ping_sent: None,
             close_reason: None,
             shared_objects: None,
+            stream_zero_noted: false,
         }
     });
 }
@@ -399,6 +402,42 @@ impl Connection {
         self.close(ctx, format!("protocol error: {error}"));
     }
 
+    /// Where media sent on message stream 0 goes. node-media-server's relay publishes on
+    /// the stream it created but sends its audio and video on stream 0 (nginx-rtmp takes it):
+    /// with exactly one publishing stream the media is that stream's. Otherwise it is
+    /// dropped, with one warning per connection.
+    fn stream_zero_publisher(&mut self) -> Option<&Addr<PublishingStream>> {
+        let mut publishing = self.streams.values().filter_map(|slot| match slot {
+            StreamSlot::Publishing { addr, .. } => Some(addr),
+            _ => None,
+        });
+        let (first, second) = (publishing.next(), publishing.next());
+        let reason = match (first, second) {
+            (Some(addr), None) => {
+                if !self.stream_zero_noted {
+                    self.stream_zero_noted = true;
+                    tracing::info!(
+                        connection = self.id,
+                        "media on message stream 0 taken as the publishing stream's"
+                    );
+                }
+                return Some(addr);
+            }
+            (None, _) => "no stream is publishing",
+            (Some(_), Some(_)) => "more than one stream is publishing",
+        };
+        if !self.stream_zero_noted {
+            self.stream_zero_noted = true;
+            tracing::warn!(
+                connection = self.id,
+                peer = %self.peer,
+                reason,
+                "media on message stream 0 dropped (further such messages are dropped silently)"
+            );
+        }
+        None
+    }
+
     fn on_message(&mut self, raw: RawMessage, ctx: &mut Context<Self>) {
         match raw.type_id {
             type_id::AUDIO
@@ -406,8 +445,14 @@ impl Connection {
             | type_id::DATA_AMF0
             | type_id::DATA_AMF3
             | type_id::AGGREGATE => {
-                if let Some(StreamSlot::Publishing { addr, .. }) = self.streams.get(&raw.stream_id)
-                {
+                let target = match raw.stream_id {
+                    0 => self.stream_zero_publisher(),
+                    id => match self.streams.get(&id) {
+                        Some(StreamSlot::Publishing { addr, .. }) => Some(addr),
+                        _ => None,
+                    },
+                };
+                if let Some(addr) = target {
                     let addr = addr.clone();
                     self.stats.media_forwarded.fetch_add(1, Relaxed);
                     match addr.try_send(Media(raw)) {

@@ -39,6 +39,8 @@ struct Entry {
     publisher: Option<PublisherSession>,
     /// Pull and push relays of this resource (scale-out).
     relay: EntryRelay,
+    /// A `static` `[[relay.pull]]`: pulled with or without players, never released.
+    pinned: bool,
 }
 
 /// Maps resources to publisher actors.
@@ -122,6 +124,7 @@ impl Registry {
                     players: 0,
                     publisher: None,
                     relay: EntryRelay::default(),
+                    pinned: false,
                 },
             );
         }
@@ -132,7 +135,7 @@ impl Registry {
         let unused = self
             .entries
             .get(key)
-            .is_some_and(|e| e.players == 0 && e.publisher.is_none());
+            .is_some_and(|e| e.players == 0 && e.publisher.is_none() && !e.pinned);
         if unused {
             if let Some(mut entry) = self.entries.remove(key) {
                 self.relays.stop_pull(&mut entry.relay);
@@ -145,6 +148,32 @@ impl Registry {
 
 impl Actor for Registry {
     type Context = Context<Self>;
+
+    /// Start the static pulls: their streams are kept, players or not.
+    fn started(&mut self, _: &mut Context<Self>) {
+        let statics: Vec<(String, String)> = self
+            .relays
+            .static_pulls()
+            .map(|(a, n)| (a.to_owned(), n.to_owned()))
+            .collect();
+        let arbiter = Arbiter::current();
+        for (app, name) in statics {
+            match self.entry(&app, &name, &arbiter) {
+                Ok(entry) => entry.pinned = true,
+                Err(refusal) => {
+                    tracing::warn!(app = %app, name = %name, %refusal, "static pull not started");
+                    continue;
+                }
+            }
+            self.relay_hook(
+                &resource_key(&app, &name),
+                None,
+                |relays, relay, r, session| {
+                    relays.want_pull(relay, r, session);
+                },
+            );
+        }
+    }
 }
 
 /// Why a publish or play was refused.
@@ -269,9 +298,9 @@ impl Handler<Unpublish> for Registry {
                 .is_some_and(|p| p.session == msg.session)
             {
                 entry.publisher = None;
-                let players = entry.players;
+                let wanted = entry.players > 0 || entry.pinned;
                 self.relays.unpublished(&mut entry.relay, &key);
-                if players > 0 {
+                if wanted {
                     // Players stay: the stream may come back on another instance.
                     self.relay_hook(&key, None, |relays, relay, r, session| {
                         relays.want_pull(relay, r, session);
@@ -333,7 +362,7 @@ impl Handler<Leave> for Registry {
         let key = resource_key(&msg.app, &msg.name);
         if let Some(entry) = self.entries.get_mut(&key) {
             entry.players = entry.players.saturating_sub(1);
-            if entry.players == 0 {
+            if entry.players == 0 && !entry.pinned {
                 self.relays.stop_pull(&mut entry.relay);
             }
         }

@@ -56,6 +56,8 @@ pub struct FrameBuilder {
     /// Added to every timestamp, so that a publisher replacing another continues its time.
     offset: Option<u32>,
     continue_from: Option<u32>,
+    /// The time of the last audio or video frame made, which headers and data follow.
+    last_media: Option<u32>,
 }
 
 impl PublishingStream {
@@ -265,6 +267,7 @@ impl FrameBuilder {
             stats,
             offset: None,
             continue_from: None,
+            last_media: None,
         }
     }
 
@@ -292,12 +295,32 @@ impl FrameBuilder {
         out.extend(self.make_frame(&raw));
     }
 
+    /// The time of an audio or video frame. A source that continues another is aligned on its
+    /// first one: relays (nginx-rtmp's push) send metadata at 0 and sequence headers at 0
+    /// seconds after their media's time, and aligning on those would jump players ahead.
     fn rebase(&mut self, timestamp: u32) -> u32 {
         let offset = *self.offset.get_or_insert_with(|| match self.continue_from {
             Some(base) => base.wrapping_sub(timestamp),
             None => 0,
         });
-        timestamp.wrapping_add(offset)
+        let out = timestamp.wrapping_add(offset);
+        self.last_media = Some(out);
+        out
+    }
+
+    /// The time of a sequence header (`header`) or data message: never pulls the timeline.
+    /// Before the first media frame it is where the media will start; after, a header gets
+    /// the last media time and data no earlier than it (a header at 0 after audio at 5340 s
+    /// must not send players back).
+    fn follow(&self, timestamp: u32, header: bool) -> u32 {
+        let Some(offset) = self.offset else {
+            return self.continue_from.unwrap_or(timestamp);
+        };
+        let out = timestamp.wrapping_add(offset);
+        match self.last_media {
+            Some(last) if header || (last.wrapping_sub(out) as i32) > 0 => last,
+            _ => out,
+        }
     }
 
     /// Classify a message and make its frame; `None` for what players must not get.
@@ -368,8 +391,7 @@ impl FrameBuilder {
                             if amf0::encode_all(&stripped, &mut out).is_err() {
                                 return None;
                             }
-                            let is_metadata = matches!(stripped.first(), Some(Amf0Value::String(s)) if s == "onMetaData");
-                            let class = if is_metadata {
+                            let class = if is_metadata(&stripped) {
                                 DropClass::Header
                             } else {
                                 DropClass::Data
@@ -381,6 +403,15 @@ impl FrameBuilder {
                             payload.extend_from_slice(&out);
                             (FrameKind::Data, class, 0, Bytes::from(payload), csid::DATA)
                         }
+                        // A plain `onMetaData` (nginx-rtmp's push, some encoders) is the
+                        // stream's metadata all the same: cached for late joiners.
+                        None if is_metadata(&values) => (
+                            FrameKind::Data,
+                            DropClass::Header,
+                            0,
+                            raw.payload.clone(),
+                            csid::DATA,
+                        ),
                         None => (
                             FrameKind::Data,
                             DropClass::Data,
@@ -405,11 +436,13 @@ impl FrameBuilder {
             }
             _ => return None,
         };
-        let timestamp = if kind == FrameKind::Data && class == DropClass::Header {
+        let timestamp = match (kind, class) {
             // Metadata is sent to late joiners first: timestamp 0 as nginx-rtmp does.
-            0
-        } else {
-            self.rebase(raw.timestamp)
+            (FrameKind::Data, DropClass::Header) => 0,
+            (FrameKind::Audio | FrameKind::Video, c) if c != DropClass::Header => {
+                self.rebase(raw.timestamp)
+            }
+            _ => self.follow(raw.timestamp, kind != FrameKind::Data),
         };
         let message = RawMessage {
             type_id: raw.type_id,
@@ -453,3 +486,11 @@ impl FrameBuilder {
         }
     }
 }
+
+/// Whether a data message is `onMetaData` (with `@setDataFrame` already stripped).
+fn is_metadata(values: &[Amf0Value]) -> bool {
+    matches!(values.first(), Some(Amf0Value::String(s)) if s == "onMetaData")
+}
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 //!
 //! - [`discovery`]: which instance originates which stream (Redis keys with a TTL).
 //! - [`pull`]: an instance asked to play a stream nobody publishes here pulls it once from
-//!   its origin and feeds the local publisher actor like a publishing stream does (Attach, then
+//!   its origin (a `[[relay.pull]]` server, else the instance Redis names) and feeds the local publisher actor like a publishing stream does (Attach, then
 //!   Ingest of frames made by the same [`FrameBuilder`](crate::actors::stream::FrameBuilder));
 //!   the pull stops when the last local player leaves.
 //! - [`push`]: forwards streams published here to configured upstream servers.
@@ -159,11 +159,30 @@ impl Relays {
         }
     }
 
-    /// Players (not relays) wait for a resource nobody publishes here: pull it from its
-    /// origin, once, unless already pulling. `session` tags the pulled frames.
+    /// The `static` `[[relay.pull]]` streams, as `(app, name)`: pulled from start-up on.
+    pub fn static_pulls(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.settings
+            .relay
+            .pull
+            .iter()
+            .filter(|s| s.mode == crate::config::PullMode::Static)
+            .map(|s| (s.app.as_str(), s.name.as_str()))
+    }
+
+    /// Players (not relays) wait for a resource nobody publishes here, or it is a static
+    /// pull: pull it from its origin (the first `[[relay.pull]]` that serves it, else the
+    /// instance Redis names), once, unless already pulling. `session` tags the pulled frames.
     pub fn want_pull(&self, relay: &mut EntryRelay, r: Resource<'_>, session: u64) -> bool {
-        let Some(discovery) = &self.discovery else {
-            return false;
+        let configured = self
+            .settings
+            .relay
+            .pull
+            .iter()
+            .find(|s| s.serves(r.app, r.name));
+        let origin = match (configured, &self.discovery) {
+            (Some(source), _) => pull::Origin::Url(source.url.clone()),
+            (None, Some(discovery)) => pull::Origin::Discovery(discovery.clone()),
+            (None, None) => return false,
         };
         if relay.pull.as_ref().is_some_and(|p| p.connected()) {
             return false;
@@ -179,7 +198,7 @@ impl Relays {
             r.publisher.clone(),
             self.settings.clone(),
             stats,
-            discovery.clone(),
+            origin,
         );
         relay.pull = Some(pull::Puller::start_in_arbiter(r.arbiter, move |_| puller));
         true

@@ -1,10 +1,12 @@
 //! The pull relay: one actor per resource that local players wait for and no local publisher
-//! feeds. It looks the stream's origin up in Redis, plays it from there with the project's
-//! client, and feeds the local publisher actor as a source: Attach, then Ingest of frames made
-//! by the same [`FrameBuilder`] a publishing stream uses. When the origin's publisher leaves or
-//! the origin dies, it detaches (local players get UnpublishNotify) and looks up again every
-//! `cluster.lookup_interval_ms`, so players resume when the publisher comes back anywhere. The
-//! registry stops it when the last player leaves or a local publisher arrives.
+//! feeds (or that a `static` `[[relay.pull]]` names). It finds the stream's origin (a
+//! configured foreign server, or the instance Redis names), plays it from there with the
+//! project's client, and feeds the local publisher actor as a source: Attach, then Ingest of
+//! frames made by the same [`FrameBuilder`] a publishing stream uses. When the origin's
+//! publisher leaves or the origin dies, it detaches (local players get UnpublishNotify) and
+//! tries again every `cluster.lookup_interval_ms`, so players resume when the publisher comes
+//! back. The registry stops it when the last player leaves (unless static) or a local
+//! publisher arrives.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +22,16 @@ use crate::config::Settings;
 use crate::protocol::command::status;
 use crate::stats::StreamStats;
 
-/// Pulls one resource from its origin instance.
+/// Where a pulled stream comes from.
+#[derive(Clone)]
+pub enum Origin {
+    /// The instance Redis names for the stream.
+    Discovery(Arc<Discovery>),
+    /// A configured server: `rtmp://host[:port]/app` (the stream name is appended).
+    Url(String),
+}
+
+/// Pulls one resource from its origin.
 pub struct Puller {
     key: String,
     app: String,
@@ -29,7 +40,7 @@ pub struct Puller {
     publisher: Addr<Publisher>,
     settings: Arc<Settings>,
     stats: Arc<StreamStats>,
-    discovery: Arc<Discovery>,
+    origin: Origin,
 }
 
 impl Puller {
@@ -42,7 +53,7 @@ impl Puller {
         publisher: Addr<Publisher>,
         settings: Arc<Settings>,
         stats: Arc<StreamStats>,
-        discovery: Arc<Discovery>,
+        origin: Origin,
     ) -> Self {
         Puller {
             key,
@@ -52,7 +63,7 @@ impl Puller {
             publisher,
             settings,
             stats,
-            discovery,
+            origin,
         }
     }
 
@@ -72,7 +83,7 @@ struct PullTask {
     publisher: Addr<Publisher>,
     settings: Arc<Settings>,
     stats: Arc<StreamStats>,
-    discovery: Arc<Discovery>,
+    origin: Origin,
     source: Recipient<SourceEvent>,
 }
 
@@ -89,35 +100,49 @@ impl PullTask {
     async fn run(self) {
         let interval = Duration::from_millis(self.settings.cluster.lookup_interval_ms);
         loop {
-            match self.discovery.lookup(&self.key).await {
-                Ok(Some(origin)) if origin != self.discovery.advertise() => {
-                    tracing::info!(stream = %self.key, origin = %origin, "pull: origin found");
-                    match self.pull_from(&origin).await {
-                        Ok(end) => {
-                            tracing::info!(stream = %self.key, origin = %origin, end = ?end, "pull ended")
-                        }
-                        Err(e) => {
-                            tracing::warn!(stream = %self.key, origin = %origin, error = %e, "pull failed")
-                        }
+            let origin = match &self.origin {
+                Origin::Url(base) => Some(base.trim_end_matches('/').to_owned()),
+                Origin::Discovery(discovery) => match discovery.lookup(&self.key).await {
+                    Ok(Some(origin)) if origin != discovery.advertise() => Some(origin),
+                    Ok(_) => {
+                        tracing::debug!(stream = %self.key, "pull: no origin advertises this stream yet");
+                        None
                     }
-                    // Whatever happened, players must not believe a dead source is live.
-                    self.publisher.do_send(Detach {
-                        session: self.session,
-                    });
-                    Puller::set_origin(&self.stats, None);
+                    Err(e) => {
+                        tracing::debug!(stream = %self.key, error = %e, "pull: lookup failed");
+                        None
+                    }
+                },
+            };
+            if let Some(origin) = origin {
+                tracing::info!(stream = %self.key, origin = %origin, "pull: connecting to the origin");
+                match self.pull_from(&origin).await {
+                    Ok(end) => {
+                        tracing::info!(stream = %self.key, origin = %origin, end = ?end, "pull ended")
+                    }
+                    Err(e) => {
+                        tracing::warn!(stream = %self.key, origin = %origin, error = %e, "pull failed")
+                    }
                 }
-                Ok(_) => {
-                    tracing::debug!(stream = %self.key, "pull: no origin advertises this stream yet")
-                }
-                Err(e) => tracing::debug!(stream = %self.key, error = %e, "pull: lookup failed"),
+                // Whatever happened, players must not believe a dead source is live.
+                self.publisher.do_send(Detach {
+                    session: self.session,
+                });
+                Puller::set_origin(&self.stats, None);
             }
             tokio::time::sleep(interval).await;
         }
     }
 
-    /// Play the stream from `origin` and feed the local publisher until it ends.
+    /// Play the stream from `origin` (an instance's `host:port`, or a configured
+    /// `rtmp://host[:port]/app`) and feed the local publisher until it ends.
     async fn pull_from(&self, origin: &str) -> Result<PullEnd, ClientError> {
-        let url = RtmpUrl::parse(&format!("rtmp://{origin}/{}/{}", self.app, self.name))?;
+        let url = match &self.origin {
+            Origin::Url(_) => RtmpUrl::parse(&format!("{origin}/{}", self.name))?,
+            Origin::Discovery(_) => {
+                RtmpUrl::parse(&format!("rtmp://{origin}/{}/{}", self.app, self.name))?
+            }
+        };
         let mut client = RtmpClient::connect(&url, &super::client_config()).await?;
         let stream_id = client.create_stream().await?;
         client.play(stream_id, &self.name).await?;
@@ -132,10 +157,14 @@ impl PullTask {
                 // Redis still names this origin; the publisher may have moved.
                 match tokio::time::timeout(interval, client.next_event()).await {
                     Ok(event) => event,
-                    Err(_) => match self.discovery.lookup(&self.key).await {
-                        Ok(Some(o)) if o == origin => continue,
-                        Err(_) => continue,
-                        _ => return Ok(PullEnd::Moved),
+                    Err(_) => match &self.origin {
+                        // A configured origin is waited on: it may get the publisher later.
+                        Origin::Url(_) => continue,
+                        Origin::Discovery(discovery) => match discovery.lookup(&self.key).await {
+                            Ok(Some(o)) if o == origin => continue,
+                            Err(_) => continue,
+                            _ => return Ok(PullEnd::Moved),
+                        },
                     },
                 }
             };
@@ -228,7 +257,7 @@ impl Actor for Puller {
             publisher: self.publisher.clone(),
             settings: self.settings.clone(),
             stats: self.stats.clone(),
-            discovery: self.discovery.clone(),
+            origin: self.origin.clone(),
             source: ctx.address().recipient(),
         };
         // Spawned in the actor's context: stopping the actor drops the task and its

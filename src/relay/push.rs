@@ -4,7 +4,8 @@
 //! cache) and publishes with the project's client. A slow or unreachable upstream never slows
 //! the local stream: frames queue up to `live.drop_video_bytes`, past that inter frames are
 //! dropped until the next keyframe; a lost connection is retried every second, resuming with
-//! the headers and the next keyframe.
+//! the metadata, the sequence headers and the frames since the last keyframe (its own copy of
+//! the GOP), so the far end shows a picture at once rather than at the next keyframe.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -106,6 +107,8 @@ impl Actor for Pusher {
             queued: self.queued.clone(),
             stream_stats: self.stream_stats.clone(),
             headers: Vec::new(),
+            gop: Vec::new(),
+            gop_bytes: 0,
         };
         ctx.spawn(task.run(rx).into_actor(self));
         // A push relay is a subscriber without a client connection of its own: its figures
@@ -192,6 +195,10 @@ struct PushTask {
     stream_stats: Option<Arc<StreamStats>>,
     /// Metadata and sequence headers seen so far, resent after a reconnect.
     headers: Vec<Arc<Frame>>,
+    /// The frames since the last keyframe (from it), resent after the headers on a
+    /// reconnect; empty when no keyframe was seen or it grew past [`MAX_QUEUED_BYTES`].
+    gop: Vec<Arc<Frame>>,
+    gop_bytes: usize,
 }
 
 impl PushTask {
@@ -218,7 +225,8 @@ impl PushTask {
                 }
             }
             tokio::time::sleep(RETRY).await;
-            // Frames queued meanwhile are stale: resume from the headers and a keyframe.
+            // Frames queued meanwhile are taken into the headers and the GOP: the next
+            // connection resumes from the last keyframe.
             while let Ok(item) = rx.try_recv() {
                 self.take(&item);
             }
@@ -234,7 +242,10 @@ impl PushTask {
     /// Keep the headers current; release the queued bytes of a frame taken off the queue.
     fn take(&mut self, item: &Item) {
         match item {
-            Item::Reset => self.headers.clear(),
+            Item::Reset => {
+                self.headers.clear();
+                self.clear_gop();
+            }
             Item::Frame(frame) => {
                 self.queued.fetch_sub(frame.payload.len(), Relaxed);
                 if frame.class == DropClass::Header {
@@ -244,9 +255,26 @@ impl PushTask {
                             && h.type_id == frame.type_id)
                     });
                     self.headers.push(frame.clone());
+                    return;
                 }
+                if frame.is_keyframe() {
+                    self.clear_gop();
+                } else if self.gop.is_empty() {
+                    return;
+                }
+                self.gop_bytes += frame.payload.len();
+                if self.gop_bytes > MAX_QUEUED_BYTES {
+                    self.clear_gop();
+                    return;
+                }
+                self.gop.push(frame.clone());
             }
         }
+    }
+
+    fn clear_gop(&mut self) {
+        self.gop.clear();
+        self.gop_bytes = 0;
     }
 
     async fn connect(&self) -> Result<(ClientReader, ClientWriter, u32), ClientError> {
@@ -264,9 +292,15 @@ impl PushTask {
         writer: &ClientWriter,
         stream_id: u32,
     ) -> Result<(), ClientError> {
-        let headers: Vec<RawMessage> = self.headers.iter().map(|f| message(f, stream_id)).collect();
-        writer.send_all(&headers).await?;
-        let mut awaiting_key = true;
+        // Resume where the far end can decode at once: headers, then the GOP so far.
+        let resume: Vec<RawMessage> = self
+            .headers
+            .iter()
+            .chain(self.gop.iter())
+            .map(|f| message(f, stream_id))
+            .collect();
+        writer.send_all(&resume).await?;
+        let mut awaiting_key = self.gop.is_empty();
         while let Some(item) = rx.recv().await {
             self.take(&item);
             let Item::Frame(frame) = item else {
@@ -302,16 +336,21 @@ async fn drain(mut reader: ClientReader) -> Result<(), ClientError> {
 /// A frame as a publisher sends it: metadata gets its `@setDataFrame` back, so that the
 /// upstream keeps it for its late joiners.
 fn message(frame: &Frame, stream_id: u32) -> RawMessage {
-    let payload = if frame.kind == FrameKind::Data
-        && frame.class == DropClass::Header
-        && frame.type_id == type_id::DATA_AMF0
-    {
+    let payload = if frame.kind == FrameKind::Data && frame.class == DropClass::Header {
         const NAME: &[u8] = b"@setDataFrame";
-        let mut p = BytesMut::with_capacity(3 + NAME.len() + frame.payload.len());
+        // AMF3 data (0x0F) starts with a format byte, then AMF0 values.
+        let body = match frame.type_id {
+            type_id::DATA_AMF3 => frame.payload.get(1..).unwrap_or_default(),
+            _ => &frame.payload[..],
+        };
+        let mut p = BytesMut::with_capacity(4 + NAME.len() + frame.payload.len());
+        if frame.type_id == type_id::DATA_AMF3 {
+            p.put_u8(0);
+        }
         p.put_u8(0x02); // AMF0 string marker
         p.put_u16(NAME.len() as u16);
         p.put_slice(NAME);
-        p.put_slice(&frame.payload);
+        p.put_slice(body);
         p.freeze()
     } else {
         frame.payload.clone()

@@ -108,6 +108,12 @@ impl Server {
     /// `live`, chunk_size 4096, error log and pid in the temp dir) and runs
     /// `nginx -c CONF -g 'daemon off;'`.
     pub fn nginx_rtmp() -> Server {
+        Server::nginx_rtmp_with("")
+    }
+
+    /// [`Server::nginx_rtmp`] with `directives` added to its `live` application, e.g.
+    /// `push rtmp://127.0.0.1:PORT/live;` or `pull rtmp://127.0.0.1:PORT/live;`.
+    pub fn nginx_rtmp_with(directives: &str) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("nginx-rtmp-test-")
             .tempdir()
@@ -123,28 +129,12 @@ impl Server {
              error_log {d}/error.log info;\n\
              events {{ worker_connections 256; }}\n\
              rtmp {{\n    server {{\n        listen 127.0.0.1:{port};\n        chunk_size 4096;\n        \
-             application live {{\n            live on;\n        }}\n    }}\n}}\n"
+             application live {{\n            live on;\n            {directives}\n        }}\n    }}\n}}\n"
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
         let log = dir.path().join("error.log");
-        let stdout_log = dir.path().join("nginx.out");
-        // -p: prefix for relative paths; -e: the startup error log (before the
-        // config is read nginx would otherwise try /var/log/nginx/error.log).
-        let args: Vec<String> = [
-            "-p",
-            &format!("{d}/"),
-            "-e",
-            &format!("{d}/error.log"),
-            "-c",
-            &conf_path.display().to_string(),
-            "-g",
-            "daemon off;",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let proc = Proc::spawn("nginx", "nginx", &args, &[], &stdout_log);
+        let proc = spawn_nginx(dir.path());
         let mut server = Server {
             kind: ServerKind::NginxRtmp,
             proc,
@@ -155,6 +145,21 @@ impl Server {
         };
         server.wait_ready();
         server
+    }
+
+    /// nginx-rtmp only: stop it (SIGTERM: nginx's fast shutdown, every connection closed at
+    /// once), wait `outage`, start it again with the same config and port.
+    pub fn restart_nginx(&mut self, outage: Duration) {
+        assert_eq!(
+            self.kind,
+            ServerKind::NginxRtmp,
+            "restart_nginx on {:?}",
+            self.kind
+        );
+        self.proc.stop_with("TERM", Duration::from_secs(5));
+        sleep(outage);
+        self.proc = spawn_nginx(self.dir.path());
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -285,4 +290,25 @@ pub fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// nginx in the foreground with the config in `dir` (see [`Server::nginx_rtmp_with`]).
+fn spawn_nginx(dir: &Path) -> Proc {
+    let d = dir.display();
+    // -p: prefix for relative paths; -e: the startup error log (before the config is read
+    // nginx would otherwise try /var/log/nginx/error.log).
+    let args: Vec<String> = [
+        "-p",
+        &format!("{d}/"),
+        "-e",
+        &format!("{d}/error.log"),
+        "-c",
+        &format!("{d}/nginx.conf"),
+        "-g",
+        "daemon off;",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proc::spawn("nginx", "nginx", &args, &[], &dir.join("nginx.out"))
 }
