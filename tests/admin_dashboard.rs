@@ -167,11 +167,25 @@ fn dashboard_shows_stream_subscriber_and_a_moving_chart() {
     eprintln!("dashboard screenshot: {}", shot.display());
 }
 
+/// A close-on-exec pipe: `(read end, write end)`.
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`; each is owned by one File.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0, "pipe2");
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
 /// Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
 /// the browser reads NUL-terminated JSON commands on fd 3 and writes replies on fd 4).
 struct Devtools {
     child: std::process::Child,
-    to_browser: std::io::PipeWriter,
+    to_browser: std::fs::File,
     from_browser: std::sync::mpsc::Receiver<serde_json::Value>,
     next_id: u64,
     session: Option<String>,
@@ -183,8 +197,8 @@ impl Devtools {
         use std::os::fd::AsRawFd;
         use std::os::unix::process::CommandExt;
         let profile = tempfile::tempdir().expect("profile dir");
-        let (browser_reads, to_browser) = std::io::pipe().expect("pipe");
-        let (from_browser, browser_writes) = std::io::pipe().expect("pipe");
+        let (browser_reads, to_browser) = pipe();
+        let (from_browser, browser_writes) = pipe();
         let (r, w) = (browser_reads.as_raw_fd(), browser_writes.as_raw_fd());
         let mut cmd = Command::new(CHROMIUM);
         cmd.args([

@@ -83,6 +83,9 @@ fn same_origin_post(port: u16, path: &str, body: &str) -> (u16, String) {
     )
 }
 
+/// `(what, method, path, headers, expected status)`.
+type Attack<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, u16);
+
 fn client_config() -> ClientConfig {
     ClientConfig {
         // Announce E-RTMP reconnect support, so that a reconnect request is observable.
@@ -129,8 +132,7 @@ async fn cross_origin_form_post_is_refused_and_the_connection_stays_up() {
     let reconnect = format!("/api/v1/connections/{id}/reconnect");
     let kick = format!("/api/v1/connections/{id}");
     let form = "application/x-www-form-urlencoded";
-    // (what, method, path, headers, expected status)
-    let attacks: Vec<(&str, &str, &str, Vec<(&str, &str)>, u16)> = vec![
+    let attacks: Vec<Attack> = vec![
         (
             "cross-origin form post",
             "POST",
