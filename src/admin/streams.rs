@@ -96,8 +96,22 @@ pub async fn stop(
     }
 }
 
-/// Any other `/api/v1/streams/...` (the name routes of earlier versions).
-pub async fn not_an_id() -> HttpResponse {
+/// Any other `/api/v1/streams/...`: an id route with the wrong method, or a name route of
+/// earlier versions.
+pub async fn not_an_id(req: HttpRequest) -> HttpResponse {
+    let tail = req.match_info().get("tail").unwrap_or_default();
+    let (id, action) = tail.split_once('/').unwrap_or((tail, ""));
+    let allow = match action {
+        "" => "GET",
+        "stop" => "POST",
+        _ => "",
+    };
+    if parse_id(id).is_some() && !allow.is_empty() {
+        return HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, allow))
+            .content_type("application/json")
+            .body(serde_json::json!({ "error": format!("use {allow}") }).to_string());
+    }
     error(StatusCode::NOT_FOUND, BY_ID)
 }
 

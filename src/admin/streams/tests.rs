@@ -153,6 +153,18 @@ async fn every_stream_is_addressed_by_its_id_and_by_exact_name_only() {
             "{path}: {body}"
         );
     }
+    // Id routes with the wrong method say which one.
+    let (status, body) = call!(
+        app,
+        test::TestRequest::delete()
+            .uri(&format!("/api/v1/streams/{}", ids[0]))
+            .insert_header(("host", "127.0.0.1:8080"))
+            .insert_header(("content-type", "application/json"))
+    );
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    let (status, body) = call!(app, get(&format!("/api/v1/streams/{}/stop", ids[0])));
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(body["error"], "use POST");
     let unused = ids.iter().max().unwrap() + 1_000_000;
     let (status, _) = call!(app, get(&format!("/api/v1/streams/{unused}")));
     assert_eq!(status, StatusCode::NOT_FOUND);
