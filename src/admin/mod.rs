@@ -105,10 +105,12 @@ async fn guard(
     let response = match refusal {
         Some(refusal) => {
             if refusal != access::Refusal::Token {
+                // At most 200 bytes of each: the log is no place for a peer's megabytes.
                 let text = |name| {
-                    req.headers()
-                        .get(name)
-                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    req.headers().get(name).map(|v| {
+                        let bytes = v.as_bytes();
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
+                    })
                 };
                 tracing::info!(
                     peer = %req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
