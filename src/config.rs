@@ -165,6 +165,11 @@ pub struct AdminSettings {
     /// none. Required when `server.admin_listen` is not a loopback address. Never printed.
     #[serde(default, skip_serializing)]
     pub token: String,
+    /// Host names (as in the `Host` header, without the port) the admin port answers besides
+    /// `localhost` and loopback addresses while no token is set: the guard against DNS
+    /// rebinding. With a token any Host is answered (the token is the guard).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Seconds of per-stream bitrate and subscriber history kept for the dashboard chart.
     pub history_seconds: usize,
     /// Window, in seconds, over which ingest and egress bitrates are averaged.
@@ -175,6 +180,32 @@ impl AdminSettings {
     /// The configured token, if any.
     pub fn token(&self) -> Option<&str> {
         Some(self.token.as_str()).filter(|t| !t.is_empty())
+    }
+
+    /// `allowed_hosts` lowercased, empty entries (an empty environment variable) left out.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        self.allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
+}
+
+/// A host as the `Host` header carries it, without the port: a DNS name or IPv4 address
+/// (letters, digits, `-`, `.`) or a bracketed IPv6 address.
+fn valid_host_name(host: &str) -> bool {
+    match host.strip_prefix('[') {
+        Some(v6) => v6
+            .strip_suffix(']')
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }
     }
 }
 
@@ -354,7 +385,9 @@ impl Settings {
             config::Environment::with_prefix("REFLECTOR")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("admin.allowed_hosts"),
         );
         let settings: Settings = builder
             .build()
@@ -420,6 +453,16 @@ impl Settings {
                      token (admin.token or REFLECTOR_ADMIN__TOKEN) or listen on 127.0.0.1"
                 ),
             });
+        }
+        for host in self.admin.allowed_hosts() {
+            if !valid_host_name(&host) {
+                return Err(ConfigError::Invalid {
+                    key: "admin.allowed_hosts",
+                    reason: format!(
+                        "{host:?} is not a host name (no scheme, port or path; IPv6 in brackets)"
+                    ),
+                });
+            }
         }
         range(
             "admin.history_seconds",
@@ -850,6 +893,34 @@ mod tests {
         }];
         let err = s.validate().expect_err("not rtmp").to_string();
         assert!(err.contains("relay.pull.url"), "{err}");
+    }
+
+    #[test]
+    fn allowed_hosts_are_bare_host_names() {
+        let mut s = Settings::defaults();
+        assert!(s.admin.allowed_hosts().is_empty());
+        s.admin.allowed_hosts = vec![
+            "Admin.Example".into(),
+            "10.0.0.5".into(),
+            "[fd00::1]".into(),
+            "".into(),
+        ];
+        s.validate().expect("valid names");
+        assert_eq!(
+            s.admin.allowed_hosts(),
+            ["admin.example", "10.0.0.5", "[fd00::1]"]
+        );
+        for bad in [
+            "http://admin.example",
+            "admin.example:8080",
+            "admin.example/x",
+            "fd00::1",
+            "a b",
+        ] {
+            s.admin.allowed_hosts = vec![bad.into()];
+            let err = s.validate().expect_err(bad).to_string();
+            assert!(err.contains("admin.allowed_hosts"), "{bad}: {err}");
+        }
     }
 
     #[test]

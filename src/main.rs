@@ -16,6 +16,10 @@ struct Cli {
     /// Admin HTTP listen address (server.admin_listen).
     #[arg(long)]
     admin_listen: Option<String>,
+    /// Host name the admin port answers while it has no token, besides localhost and
+    /// loopback addresses; repeat for several; replaces admin.allowed_hosts.
+    #[arg(long = "admin-allowed-host", value_name = "NAME")]
+    admin_allowed_hosts: Vec<String>,
     /// Number of arbiters; 0 = one per core (server.workers).
     #[arg(long)]
     workers: Option<usize>,
@@ -51,6 +55,9 @@ fn load(cli: &Cli) -> Result<Settings, ConfigError> {
     }
     if let Some(v) = &cli.admin_listen {
         settings.server.admin_listen = v.clone();
+    }
+    if !cli.admin_allowed_hosts.is_empty() {
+        settings.admin.allowed_hosts = cli.admin_allowed_hosts.clone();
     }
     if let Some(v) = cli.workers {
         settings.server.workers = v;

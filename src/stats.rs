@@ -327,9 +327,16 @@ pub struct GoneSubscriber {
     pub reason: String,
 }
 
+/// The last stream id handed out (ids start at 1 and are never reused in a process).
+static LAST_STREAM_ID: AtomicU64 = AtomicU64::new(0);
+
 /// One published stream's live figures.
 #[derive(Debug)]
 pub struct StreamStats {
+    /// Unique for the life of the process, assigned when the entry is created: the admin
+    /// API addresses streams by it, because names may hold anything a peer chose (`%XX`,
+    /// `..`, `#`) that a URL path would decode or normalise into another stream's name.
+    pub id: u64,
     pub app: String,
     pub name: String,
     pub created: Instant,
@@ -366,6 +373,7 @@ pub struct StreamStats {
 impl StreamStats {
     pub fn new(app: &str, name: &str) -> Self {
         StreamStats {
+            id: LAST_STREAM_ID.fetch_add(1, Relaxed) + 1,
             app: app.to_owned(),
             name: name.to_owned(),
             created: Instant::now(),
@@ -551,6 +559,14 @@ impl ServerStats {
         let cap = self.connection_cap_by_open_files.load(Relaxed);
         cap != 0 && self.connections.len() as u64 >= cap
     }
+
+    /// The stream entry with this id and its registry key, if it still exists.
+    pub fn stream_by_id(&self, id: u64) -> Option<(String, Arc<StreamStats>)> {
+        self.streams
+            .iter()
+            .find(|e| e.value().id == id)
+            .map(|e| (e.key().clone(), e.value().clone()))
+    }
 }
 
 impl Default for ServerStats {
@@ -610,6 +626,13 @@ mod tests {
             GONE_SUBSCRIBERS_KEPT as u64 + 4
         );
         assert_eq!(stream.bytes_out(), 10 * (GONE_SUBSCRIBERS_KEPT as u64 + 5));
+    }
+
+    #[test]
+    fn stream_ids_are_unique_and_not_reused() {
+        let a = StreamStats::new("live", "cam");
+        let b = StreamStats::new("live", "cam");
+        assert!(a.id >= 1 && b.id > a.id, "{} then {}", a.id, b.id);
     }
 
     #[test]

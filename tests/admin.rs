@@ -21,13 +21,20 @@ use reflector::protocol::handshake::{ClientHandshake, HandshakeState};
 use reflector::protocol::message::Message;
 use serde_json::Value;
 
-/// `(status, body)` of an HTTP request, with an optional bearer token.
+/// `(status, body)` of an HTTP request, with an optional bearer token; anything but a GET
+/// is sent as JSON, as the admin port requires.
 fn http(method: &str, url: &str, token: Option<&str>) -> (u16, String) {
     let mut req = ureq::request(method, url).timeout(Duration::from_secs(10));
     if let Some(t) = token {
         req = req.set("Authorization", &format!("Bearer {t}"));
     }
-    match req.call() {
+    let sent = if method == "GET" {
+        req.call()
+    } else {
+        req.set("Content-Type", "application/json")
+            .send_string("{}")
+    };
+    match sent {
         Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
         Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
         Err(e) => panic!("{method} {url}: {e}"),
@@ -52,10 +59,23 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
+/// The stream whose key is `key`, if listed (by its id, the only way the API addresses one).
 fn stream_json(server: &Server, key: &str) -> Option<Value> {
+    let (app, name) = key.split_once('/').expect("app/name");
+    let list = get_json(
+        &format!(
+            "{}/api/v1/streams?app={app}&name={name}",
+            server.admin_url()
+        ),
+        None,
+    );
+    let id = list["streams"]
+        .as_array()
+        .and_then(|l| l.iter().find(|s| s["key"] == key))
+        .and_then(|s| s["id"].as_u64())?;
     let (status, body) = http(
         "GET",
-        &format!("{}/api/v1/streams/{key}", server.admin_url()),
+        &format!("{}/api/v1/streams/{id}", server.admin_url()),
         None,
     );
     (status == 200).then(|| serde_json::from_str(&body).expect("stream json"))
@@ -488,9 +508,15 @@ fn stalled_player_drops_and_lag_rise_then_kick_and_stop() {
     let (status, _) = http("DELETE", &format!("{admin}/api/v1/connections/{id}"), None);
     assert_eq!(status, 404);
 
-    // Stop the publisher: ffmpeg loses its connection and the stream is no longer live.
-    let (status, body) = http("DELETE", &format!("{admin}/api/v1/streams/live/cam"), None);
+    // Stop the publisher (by the stream's id): ffmpeg loses its connection and the stream is
+    // no longer live.
+    let stream_id = stream_json(&server, "live/cam").expect("stream")["id"]
+        .as_u64()
+        .expect("stream id");
+    let stop = format!("{admin}/api/v1/streams/{stream_id}/stop");
+    let (status, body) = http("POST", &stop, None);
     assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"key\":\"live/cam\""), "{body}");
     assert!(
         publisher.wait_timeout(Duration::from_secs(10)).is_some(),
         "ffmpeg publisher still running after its stream was stopped"
@@ -504,7 +530,7 @@ fn stalled_player_drops_and_lag_rise_then_kick_and_stop() {
         },
     );
     assert!(server.log().contains("admin: publisher stopped"));
-    let (status, _) = http("DELETE", &format!("{admin}/api/v1/streams/live/cam"), None);
+    let (status, _) = http("POST", &stop, None);
     assert_eq!(status, 404);
 }
 
@@ -520,7 +546,7 @@ fn bearer_token_is_enforced() {
     for path in [
         "/metrics",
         "/api/v1/streams",
-        "/api/v1/streams/live/cam",
+        "/api/v1/streams/1",
         "/api/v1/connections",
         "/api/v1/actors",
         "/api/v1/summary",
@@ -539,13 +565,17 @@ fn bearer_token_is_enforced() {
             "{path} with token: {status}"
         );
     }
-    for path in ["/api/v1/connections/1", "/api/v1/streams/live/cam"] {
+    for (method, path) in [
+        ("DELETE", "/api/v1/connections/1"),
+        ("POST", "/api/v1/streams/1/stop"),
+        ("POST", "/api/v1/connections/1/reconnect"),
+    ] {
         let url = format!("{admin}{path}");
-        assert_eq!(http("DELETE", &url, None).0, 401, "DELETE {path}");
+        assert_eq!(http(method, &url, None).0, 401, "{method} {path}");
         assert_eq!(
-            http("DELETE", &url, Some("s3cret-token")).0,
+            http(method, &url, Some("s3cret-token")).0,
             404,
-            "DELETE {path}"
+            "{method} {path}"
         );
     }
     // The dashboard shell holds no data; it asks for the token.

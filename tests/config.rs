@@ -242,3 +242,35 @@ fn unknown_log_levels_are_refused_with_the_valid_ones() {
         printed(&reflector(&["--log-level", good, "--print-config"], &[]));
     }
 }
+
+#[test]
+fn admin_allowed_hosts_from_file_environment_and_flags() {
+    let text = printed(&reflector(&["--print-config"], &[]));
+    assert!(text.contains("allowed_hosts = []"), "{text}");
+    let env = [("REFLECTOR_ADMIN__ALLOWED_HOSTS", "a.example,B.example")];
+    let text = printed(&reflector(&["--print-config"], &env));
+    assert!(
+        text.contains("allowed_hosts = [\n    \"a.example\",\n    \"B.example\",\n]")
+            || text.contains("allowed_hosts = [\"a.example\", \"B.example\"]"),
+        "{text}"
+    );
+    let text = printed(&reflector(
+        &[
+            "--admin-allowed-host",
+            "c.example",
+            "--admin-allowed-host",
+            "[fd00::1]",
+            "--print-config",
+        ],
+        &env,
+    ));
+    assert!(
+        text.contains("c.example") && text.contains("[fd00::1]") && !text.contains("a.example"),
+        "flags replace the list: {text}"
+    );
+    let err = error(&reflector(
+        &["--print-config"],
+        &[("REFLECTOR_ADMIN__ALLOWED_HOSTS", "http://evil.example:80")],
+    ));
+    assert!(err.contains("admin.allowed_hosts"), "{err}");
+}

@@ -647,8 +647,10 @@ fn compose_topology_serves_every_player_through_haproxy() {
     std::thread::sleep(Duration::from_millis(1500));
     let mut origins = Vec::new();
     for port in [8081, 8082, 8083] {
-        let stream = admin_json(port, "/api/v1/streams/live/compose")
-            .unwrap_or_else(|e| panic!("admin {port}: {e}"));
+        // The list filtered by exact app and name holds the full stream entry.
+        let stream = admin_json(port, "/api/v1/streams?app=live&name=compose")
+            .unwrap_or_else(|e| panic!("admin {port}: {e}"))["streams"][0]
+            .clone();
         let players = stream["subscribers"].as_array().map_or(0, Vec::len);
         assert!(players > 0, "instance on {port} serves no player: {stream}");
         origins.push(stream["origin"].as_str().unwrap_or_default().to_string());

@@ -227,7 +227,10 @@ fn three_instances_behind_haproxy_relay_and_fail_over() {
     std::thread::sleep(Duration::from_millis(1500));
     let origin_addr = format!("127.0.0.1:{}", ports[origin]);
     for (i, s) in servers.iter().enumerate() {
-        let stream = admin_json(s, &format!("/api/v1/streams/{APP}/{STREAM}"));
+        // The list filtered by exact app and name holds the full stream entry.
+        let stream = admin_json(s, &format!("/api/v1/streams?app={APP}&name={STREAM}"))["streams"]
+            [0]
+        .clone();
         let want = if i == origin {
             "local"
         } else {

@@ -3,17 +3,18 @@
 //!
 //! Reading stats never messages a media actor: every figure comes from [`ServerStats`]
 //! (atomics and shared maps the actors update), and rates from a once-a-second
-//! [`sampler::Sampler`] over those counters. Only the two DELETE actions send messages:
-//! `CloseConnection` to a connection, `Lookup` to the registry then `StopPublisher` to a
-//! publisher.
+//! [`sampler::Sampler`] over those counters. Only the operator actions send messages:
+//! `CloseConnection` or `RequestReconnect` to a connection, `Lookup` to the registry then
+//! `StopPublisher` to a publisher. Streams and connections are addressed by numeric id only
+//! (a stream name may hold `%XX`, `..` or `#`, which a URL path would turn into another name).
 //!
-//! Access: when `admin.token` is set, every endpoint but `/healthz`, `/readyz` and the
-//! dashboard's static files (which hold no data; the page asks for the token) needs
-//! `Authorization: Bearer <token>`. The configuration refuses a non-loopback admin address
-//! without a token.
+//! Access (Host, Origin, content type, token) is decided by [`access`] before any handler
+//! runs. The configuration refuses a non-loopback admin address without a token.
 
+pub mod access;
 pub mod metrics;
 pub mod sampler;
+mod streams;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -22,14 +23,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use actix_web::dev::ServerHandle;
-use actix_web::http::header;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::{from_fn, DefaultHeaders, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde::Deserialize;
 
+use self::access::Access;
 use self::sampler::Sampler;
-use crate::actors::publisher::StopPublisher;
-use crate::actors::registry::{Lookup, Registry};
+use crate::actors::registry::Registry;
 use crate::config::Settings;
 use crate::stats::ServerStats;
 
@@ -45,7 +48,7 @@ pub struct AdminState {
     pub stats: Arc<ServerStats>,
     pub sampler: Arc<Sampler>,
     pub registry: Addr<Registry>,
-    token: Option<String>,
+    access: Access,
 }
 
 /// The running admin server.
@@ -64,34 +67,6 @@ impl AdminServer {
     }
 }
 
-/// Compare without leaking the position of the first difference through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// `None` when the request may proceed; the refusal otherwise.
-fn refuse(req: &HttpRequest, state: &AdminState) -> Option<HttpResponse> {
-    let expected = state.token.as_deref()?;
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => None,
-        _ => Some(
-            HttpResponse::Unauthorized()
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"reflector\""))
-                .content_type("application/json")
-                .body(r#"{"error":"a valid bearer token is required"}"#),
-        ),
-    }
-}
-
 fn json(value: serde_json::Value) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -99,18 +74,74 @@ fn json(value: serde_json::Value) -> HttpResponse {
         .body(value.to_string())
 }
 
-fn error(status: actix_web::http::StatusCode, message: &str) -> HttpResponse {
+fn error(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("application/json")
         .body(serde_json::json!({ "error": message }).to_string())
 }
 
-macro_rules! authorized {
-    ($req:expr, $state:expr) => {
-        if let Some(refusal) = refuse(&$req, &$state) {
-            return refusal;
-        }
+/// Apply [`access`] to every request, routed or not; refusals are logged (peer-supplied
+/// values escaped) except a missing token, which the dashboard hits before one is entered.
+async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let verdict = match req.app_data::<web::Data<AdminState>>() {
+        Some(state) => state
+            .access
+            .check(
+                req.method(),
+                req.path(),
+                req.headers(),
+                req.uri().authority().map(|a| a.as_str()),
+            )
+            .map_err(Some),
+        None => Err(None),
     };
+    let refusal = match verdict {
+        Ok(()) => return next.call(req).await.map(|r| r.map_into_left_body()),
+        Err(refusal) => refusal,
+    };
+    let response = match refusal {
+        Some(refusal) => {
+            if refusal != access::Refusal::Token {
+                // At most 200 bytes of each: the log is no place for a peer's megabytes.
+                let text = |name| {
+                    req.headers().get(name).map(|v| {
+                        let bytes = v.as_bytes();
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
+                    })
+                };
+                tracing::info!(
+                    peer = %req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
+                    method = %req.method(),
+                    path = ?req.path(),
+                    host = ?text(header::HOST),
+                    origin = ?text(header::ORIGIN),
+                    content_type = ?text(header::CONTENT_TYPE),
+                    reason = %refusal,
+                    "admin: request refused"
+                );
+            }
+            refusal.response()
+        }
+        None => error(StatusCode::INTERNAL_SERVER_ERROR, "admin state missing"),
+    };
+    Ok(req.into_response(response).map_into_right_body())
+}
+
+/// Headers on every answer: no framing (clickjacking of the Stop and Kick buttons), no
+/// sniffing, scripts and styles from this origin only, no referrer.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ))
 }
 
 async fn index() -> HttpResponse {
@@ -178,21 +209,19 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     response.content_type("text/plain").body(body)
 }
 
-async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, state);
+async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
     match metrics::render(&state.stats, &state.sampler) {
         Ok(text) => HttpResponse::Ok()
             .content_type(metrics::CONTENT_TYPE)
             .body(text),
         Err(_) => error(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "could not encode metrics",
         ),
     }
 }
 
-async fn summary(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, state);
+async fn summary(state: web::Data<AdminState>) -> HttpResponse {
     json(views::summary(&state.stats, &state.sampler))
 }
 
@@ -202,156 +231,93 @@ struct ActorsQuery {
     limit: Option<usize>,
 }
 
-async fn actors(
-    req: HttpRequest,
-    state: web::Data<AdminState>,
-    query: web::Query<ActorsQuery>,
-) -> HttpResponse {
-    authorized!(req, state);
+async fn actors(state: web::Data<AdminState>, query: web::Query<ActorsQuery>) -> HttpResponse {
     let limit = query.limit.unwrap_or(1000).clamp(1, 100_000);
     json(views::actors(&state.stats, limit))
 }
 
-async fn streams(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, state);
-    json(views::streams(&state.stats, &state.sampler))
-}
-
-async fn history(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, state);
-    json(views::history(&state.stats, &state.sampler, HISTORY_POINTS))
-}
-
-/// `{app}/{name}` from the route tail; the app may itself contain '/', the name is the last
-/// segment.
-fn stream_key(tail: &str) -> Option<String> {
-    let (app, name) = tail.trim_matches('/').rsplit_once('/')?;
-    (!app.is_empty() && !name.is_empty()).then(|| format!("{app}/{name}"))
-}
-
-async fn stream(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, state);
-    let tail = req.match_info().get("tail").unwrap_or_default();
-    let Some(key) = stream_key(tail) else {
-        return error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "expected /api/v1/streams/{app}/{name}",
-        );
-    };
-    match state.stats.streams.get(&key) {
-        Some(s) => json(views::stream(&state.stats, &state.sampler, &key, &s)),
-        None => error(actix_web::http::StatusCode::NOT_FOUND, "no such stream"),
-    }
-}
-
-async fn stop_stream(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, state);
-    let tail = req.match_info().get("tail").unwrap_or_default();
-    let Some(key) = stream_key(tail) else {
-        return error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "expected /api/v1/streams/{app}/{name}",
-        );
-    };
-    let found = state.registry.send(Lookup { key: key.clone() }).await;
-    let (publisher, connection) = match found {
-        Ok(Some((addr, Some(connection)))) => (addr, connection),
-        Ok(_) => return error(actix_web::http::StatusCode::NOT_FOUND, "no publisher"),
-        Err(_) => {
-            return error(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "registry unavailable",
-            )
-        }
-    };
-    match publisher.send(StopPublisher).await {
-        Ok(true) => {
-            tracing::info!(stream = %key, connection, peer = %req.peer_addr().map(|a| a.to_string()).unwrap_or_default(), "admin: publisher stopped");
-            json(serde_json::json!({ "stopped": key, "connection": connection }))
-        }
-        Ok(false) => error(actix_web::http::StatusCode::NOT_FOUND, "no publisher"),
-        Err(_) => error(actix_web::http::StatusCode::NOT_FOUND, "stream is gone"),
-    }
-}
-
-async fn connections(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, state);
+async fn connections(state: web::Data<AdminState>) -> HttpResponse {
     json(views::connections(&state.stats))
 }
 
-async fn connection(
-    req: HttpRequest,
-    state: web::Data<AdminState>,
-    id: web::Path<u64>,
-) -> HttpResponse {
-    authorized!(req, state);
+async fn connection(state: web::Data<AdminState>, id: web::Path<u64>) -> HttpResponse {
     match state.stats.connections.get(&id) {
         Some(c) => json(views::connection(&c)),
-        None => error(actix_web::http::StatusCode::NOT_FOUND, "no such connection"),
+        None => error(StatusCode::NOT_FOUND, "no such connection"),
     }
 }
 
 async fn kick(req: HttpRequest, state: web::Data<AdminState>, id: web::Path<u64>) -> HttpResponse {
-    authorized!(req, state);
     let id = id.into_inner();
     let Some(conn) = state.stats.connections.get(&id).map(|c| c.clone()) else {
-        return error(actix_web::http::StatusCode::NOT_FOUND, "no such connection");
+        return error(StatusCode::NOT_FOUND, "no such connection");
     };
     if !conn.kick("kicked by an operator") {
-        return error(
-            actix_web::http::StatusCode::CONFLICT,
-            "connection is still in its handshake",
-        );
+        return error(StatusCode::CONFLICT, "connection is still in its handshake");
     }
     tracing::info!(connection = id, peer = %conn.peer, admin = %req.peer_addr().map(|a| a.to_string()).unwrap_or_default(), "admin: connection kicked");
     json(serde_json::json!({ "kicked": id }))
 }
 
-/// `POST /api/v1/connections/{id}/reconnect[?tc_url=rtmp://other/app]`: send the client the
-/// Enhanced RTMP v2 reconnect request (to move a publisher to another server); a client that
-/// did not announce reconnect support is closed instead. Logged.
+/// `POST /api/v1/connections/{id}/reconnect` with an optional JSON body
+/// `{"tc_url": "rtmp://other/app"}` (or `?tc_url=`): send the client the Enhanced RTMP v2
+/// reconnect request (to move a publisher to another server); a client that did not announce
+/// reconnect support is closed instead. Logged.
 async fn reconnect(
     req: HttpRequest,
     state: web::Data<AdminState>,
     id: web::Path<u64>,
     query: web::Query<ReconnectQuery>,
+    body: web::Bytes,
 ) -> HttpResponse {
-    authorized!(req, state);
     let id = id.into_inner();
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        ReconnectQuery::default()
+    } else {
+        match serde_json::from_slice::<ReconnectQuery>(&body) {
+            Ok(q) => q,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected a JSON object like {{\"tc_url\":\"rtmp://host/app\"}}: {e}"),
+                )
+            }
+        }
+    };
     let Some(conn) = state.stats.connections.get(&id).map(|c| c.clone()) else {
-        return error(actix_web::http::StatusCode::NOT_FOUND, "no such connection");
+        return error(StatusCode::NOT_FOUND, "no such connection");
     };
     let Some(handle) = conn.reconnect_handle() else {
-        return error(
-            actix_web::http::StatusCode::CONFLICT,
-            "connection is still in its handshake",
-        );
+        return error(StatusCode::CONFLICT, "connection is still in its handshake");
     };
-    let tc_url = query.into_inner().tc_url.filter(|u| !u.is_empty());
+    let tc_url = from_body
+        .tc_url
+        .or(query.into_inner().tc_url)
+        .filter(|u| !u.is_empty());
     let request = crate::actors::connection::RequestReconnect {
         tc_url: tc_url.clone(),
         description: "Moved by an operator.".into(),
     };
     match handle.send(request).await {
         Ok(supported) => {
-            tracing::info!(connection = id, peer = %conn.peer, tc_url = tc_url.as_deref().unwrap_or(""), supported, "admin: reconnect requested");
+            tracing::info!(connection = id, peer = %conn.peer, tc_url = ?tc_url.as_deref().unwrap_or(""), supported, admin = %req.peer_addr().map(|a| a.to_string()).unwrap_or_default(), "admin: reconnect requested");
             json(
                 serde_json::json!({ "connection": id, "reconnect_requested": supported, "closed": !supported }),
             )
         }
-        Err(_) => error(actix_web::http::StatusCode::GONE, "connection is gone"),
+        Err(_) => error(StatusCode::GONE, "connection is gone"),
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReconnectQuery {
     tc_url: Option<String>,
 }
 
 /// `GET /api/v1/shared_objects`: every live remote shared object with its clients, version
 /// and update counts.
-async fn shared_objects(req: HttpRequest, state: web::Data<AdminState>) -> HttpResponse {
-    authorized!(req, state);
+async fn shared_objects(state: web::Data<AdminState>) -> HttpResponse {
     use std::sync::atomic::Ordering::Relaxed;
     let mut list: Vec<serde_json::Value> = state
         .stats
@@ -383,7 +349,40 @@ async fn shared_objects(req: HttpRequest, state: web::Data<AdminState>) -> HttpR
 }
 
 async fn not_found() -> HttpResponse {
-    error(actix_web::http::StatusCode::NOT_FOUND, "no such endpoint")
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// Every route (the same table for the server and the unit tests).
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PathConfig::default().error_handler(|e, _| {
+        actix_web::error::InternalError::from_response(
+            e,
+            error(StatusCode::BAD_REQUEST, "bad path"),
+        )
+        .into()
+    }))
+    .route("/", web::get().to(index))
+    .route("/assets/app.js", web::get().to(app_js))
+    .route("/assets/style.css", web::get().to(style_css))
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(metrics))
+    .route("/api/v1/summary", web::get().to(summary))
+    .route("/api/v1/actors", web::get().to(actors))
+    .route("/api/v1/history", web::get().to(streams::history))
+    .route("/api/v1/streams", web::get().to(streams::list))
+    .route("/api/v1/streams/{id}", web::get().to(streams::detail))
+    .route("/api/v1/streams/{id}/stop", web::post().to(streams::stop))
+    .route("/api/v1/streams/{tail:.*}", web::to(streams::not_an_id))
+    .route("/api/v1/connections", web::get().to(connections))
+    .route("/api/v1/connections/{id}", web::get().to(connection))
+    .route("/api/v1/connections/{id}", web::delete().to(kick))
+    .route(
+        "/api/v1/connections/{id}/reconnect",
+        web::post().to(reconnect),
+    )
+    .route("/api/v1/shared_objects", web::get().to(shared_objects))
+    .default_service(web::to(not_found));
 }
 
 /// Bind the admin port and serve it on this actix System; start the sampler.
@@ -400,39 +399,14 @@ pub fn start(
         stats: stats.clone(),
         sampler: sampler.clone(),
         registry,
-        token: settings.admin.token().map(str::to_owned),
+        access: Access::new(settings.admin.token(), settings.admin.allowed_hosts()),
     });
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(guard))
+            .wrap(security_headers())
             .app_data(state.clone())
-            .app_data(web::PathConfig::default().error_handler(|e, _| {
-                actix_web::error::InternalError::from_response(
-                    e,
-                    error(actix_web::http::StatusCode::BAD_REQUEST, "bad path"),
-                )
-                .into()
-            }))
-            .route("/", web::get().to(index))
-            .route("/assets/app.js", web::get().to(app_js))
-            .route("/assets/style.css", web::get().to(style_css))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics))
-            .route("/api/v1/summary", web::get().to(summary))
-            .route("/api/v1/actors", web::get().to(actors))
-            .route("/api/v1/history", web::get().to(history))
-            .route("/api/v1/streams", web::get().to(streams))
-            .route("/api/v1/streams/{tail:.*}", web::get().to(stream))
-            .route("/api/v1/streams/{tail:.*}", web::delete().to(stop_stream))
-            .route("/api/v1/connections", web::get().to(connections))
-            .route("/api/v1/connections/{id}", web::get().to(connection))
-            .route("/api/v1/connections/{id}", web::delete().to(kick))
-            .route(
-                "/api/v1/connections/{id}/reconnect",
-                web::post().to(reconnect),
-            )
-            .route("/api/v1/shared_objects", web::get().to(shared_objects))
-            .default_service(web::to(not_found))
+            .configure(routes)
     })
     .workers(1)
     .disable_signals()
@@ -468,24 +442,4 @@ pub fn start(
         handle,
         sampler_task,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_keys_split_on_the_last_slash() {
-        assert_eq!(stream_key("live/cam"), Some("live/cam".into()));
-        assert_eq!(stream_key("a/b/cam"), Some("a/b/cam".into()));
-        assert_eq!(stream_key("cam"), None);
-        assert_eq!(stream_key("live/"), None);
-    }
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-    }
 }

@@ -122,6 +122,7 @@ pub fn stream(stats: &ServerStats, sampler: &Sampler, key: &str, s: &StreamStats
         })
         .unwrap_or_default();
     json!({
+        "id": s.id,
         "key": key,
         "app": s.app,
         "name": s.name,
@@ -156,22 +157,30 @@ pub fn stream(stats: &ServerStats, sampler: &Sampler, key: &str, s: &StreamStats
     })
 }
 
-/// `GET /api/v1/streams`.
-pub fn streams(stats: &ServerStats, sampler: &Sampler) -> Value {
+/// `GET /api/v1/streams`: the streams `keep` accepts.
+pub fn streams(
+    stats: &ServerStats,
+    sampler: &Sampler,
+    keep: impl Fn(&StreamStats) -> bool,
+) -> Value {
     let mut list: Vec<Value> = stats
         .streams
         .iter()
+        .filter(|e| keep(e.value()))
         .map(|e| stream(stats, sampler, e.key(), e.value()))
         .collect();
     list.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
     json!({ "count": list.len(), "streams": list })
 }
 
-/// `GET /api/v1/history`: the chart series of every stream.
+/// `GET /api/v1/history`: the chart series of every stream, by stream id.
 pub fn history(stats: &ServerStats, sampler: &Sampler, max_points: usize) -> Value {
     let mut out = serde_json::Map::new();
     for e in stats.streams.iter() {
-        out.insert(e.key().clone(), json!(sampler.history(e.key(), max_points)));
+        out.insert(
+            e.value().id.to_string(),
+            json!(sampler.history(e.key(), max_points)),
+        );
     }
     json!({ "streams": out })
 }

@@ -4,8 +4,9 @@
 
 const REFRESH_MS = 1000;
 let token = sessionStorage.getItem("reflector-token") || "";
-let chartStream = "";
+let chartStream = ""; // the charted stream's id
 let history = {};
+let streamKeys = new Map(); // stream id -> key, for the confirm prompt
 
 const $ = (id) => document.getElementById(id);
 
@@ -37,9 +38,17 @@ function dur(ms) {
 }
 function num(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
 
+// Actions are POST/DELETE with Content-Type: application/json: the admin port refuses any
+// other state change (a cross-origin page cannot send this type without a CORS preflight,
+// which the port never grants). Streams and connections are addressed by numeric id only.
 async function api(path, method) {
   const headers = token ? { Authorization: "Bearer " + token } : {};
-  const res = await fetch(path, { method: method || "GET", headers, cache: "no-store" });
+  const init = { method: method || "GET", headers, cache: "no-store" };
+  if (init.method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    init.body = "{}";
+  }
+  const res = await fetch(path, init);
   if (res.status === 401) {
     $("auth").classList.remove("hidden");
     throw new Error("unauthorized");
@@ -74,7 +83,7 @@ function renderStreams(list) {
     const pub = p
       ? `${esc(p.peer)}<div class="sub">${esc(p.client || "")}</div>`
       : '<span class="badge waiting">waiting</span>';
-    return `<tr data-stream="${esc(s.key)}">
+    return `<tr data-stream="${esc(s.key)}" data-stream-id="${Number(s.id)}">
       <td><b>${esc(s.key)}</b> <span class="badge ${s.live ? "live" : "waiting"}">${s.live ? "live" : "idle"}</span></td>
       <td>${pub}</td><td>${video}</td><td>${esc(s.audio.codec || "–")}</td>
       <td class="num">${v.fps ? v.fps.toFixed(1) : "–"}</td>
@@ -82,7 +91,7 @@ function renderStreams(list) {
       <td class="num subscriber-count">${s.subscriber_count}</td>
       <td class="num">${bytes(s.gop_cache.bytes)} <span class="sub">${s.gop_cache.frames} fr</span></td>
       <td class="num">${p ? dur(p.uptime_ms) : "–"}</td>
-      <td>${p ? `<button class="danger" data-stop="${esc(s.key)}">Stop</button>` : ""}</td></tr>`;
+      <td>${p ? `<button class="danger" data-stop="${Number(s.id)}">Stop</button>` : ""}</td></tr>`;
   });
   rows($("streams").tBodies[0], html, 11, "No streams. Publish to rtmp://host/app/name.");
   $("streams-note").textContent = list.length ? `${list.length} stream${list.length > 1 ? "s" : ""}` : "";
@@ -99,7 +108,7 @@ function renderStreams(list) {
         <td class="num ${lagClass}">${num(u.lag_ms)} ms</td><td class="num">${bytes(u.queued_bytes)}</td>
         <td class="num ${u.drops.total ? "warn" : ""}" title="mailbox ${u.drops.mailbox_full} · disposable ${u.drops.disposable} · video ${u.drops.video} · audio ${u.drops.audio} · awaiting keyframe ${u.drops.awaiting_keyframe}">${num(u.drops.total)}</td>
         <td><span class="mini"><span style="width:${fill}%"></span></span><span class="sub">${u.mailbox_depth}/${u.mailbox_capacity}</span></td>
-        <td><button class="danger" data-kick="${u.connection}">Kick</button></td></tr>`);
+        <td><button class="danger" data-kick="${Number(u.connection)}">Kick</button></td></tr>`);
     }
     for (const g of s.gone_subscribers) {
       gone.push(`<tr><td>${esc(s.key)}</td><td>${g.connection}</td><td>${esc(g.peer)}</td>
@@ -110,13 +119,14 @@ function renderStreams(list) {
   rows($("subscribers").tBodies[0], subs, 11, "No subscribers.");
   rows($("gone").tBodies[0], gone, 7, "None yet.");
 
+  streamKeys = new Map(list.map((s) => [String(s.id), s.key]));
   const sel = $("chart-stream");
-  const keys = list.map((s) => s.key);
-  if (!keys.includes(chartStream)) chartStream = keys[0] || "";
-  const want = keys.join("\n");
-  if (sel.dataset.keys !== want) {
-    sel.innerHTML = keys.map((k) => `<option>${esc(k)}</option>`).join("");
-    sel.dataset.keys = want;
+  const ids = list.map((s) => String(s.id));
+  if (!ids.includes(chartStream)) chartStream = ids[0] || "";
+  const want = ids.join(",");
+  if (sel.dataset.ids !== want) {
+    sel.innerHTML = list.map((s) => `<option value="${Number(s.id)}">${esc(s.key)}</option>`).join("");
+    sel.dataset.ids = want;
   }
   sel.value = chartStream;
 }
@@ -127,7 +137,7 @@ function renderConnections(list) {
     <td>${esc(c.app || "–")}</td><td class="sub">${esc(c.client || "")}</td>
     <td class="num">${bytes(c.bytes_in)}</td><td class="num">${bytes(c.bytes_out)}</td>
     <td class="num">${c.rtt_ms == null ? "–" : c.rtt_ms.toFixed(1) + " ms"}</td><td class="num">${dur(c.idle_ms)}</td>
-    <td><button class="danger" data-kick="${c.id}">Kick</button></td></tr>`);
+    <td><button class="danger" data-kick="${Number(c.id)}">Kick</button></td></tr>`);
   rows($("connections").tBodies[0], html, 10, "No connections.");
 }
 
@@ -254,8 +264,12 @@ document.addEventListener("click", async (ev) => {
   const kick = ev.target.dataset && ev.target.dataset.kick;
   const stop = ev.target.dataset && ev.target.dataset.stop;
   try {
-    if (kick && confirm(`Disconnect connection ${kick}?`)) await api("/api/v1/connections/" + kick, "DELETE");
-    if (stop && confirm(`Stop the publisher of ${stop}?`)) await api("/api/v1/streams/" + stop, "DELETE");
+    if (kick && /^\d+$/.test(kick) && confirm(`Disconnect connection ${kick}?`)) {
+      await api("/api/v1/connections/" + kick, "DELETE");
+    }
+    if (stop && /^\d+$/.test(stop) && confirm(`Stop the publisher of ${JSON.stringify(streamKeys.get(stop) ?? "?")} (stream ${stop})?`)) {
+      await api("/api/v1/streams/" + stop + "/stop", "POST");
+    }
   } catch (e) { /* shown by the next refresh */ }
   if (kick || stop) refresh();
 });
