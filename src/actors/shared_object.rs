@@ -85,8 +85,12 @@ pub enum StoreError {
     },
 }
 
-/// Magic and format version at the start of a persistent object's file.
-const FILE_MAGIC: &[u8; 4] = b"RSO\x01";
+/// Magic and format version at the start of a persistent object's file. Version 1 held the
+/// attributes in one ECMA Array, which put every value one level deeper than it came on the
+/// wire (so an acknowledged value at the depth limit could not be read back); version 2
+/// stores each value as a top-level AMF0 value, decoded exactly as the wire decoded it.
+const FILE_MAGIC: &[u8; 4] = b"RSO\x02";
+const FILE_MAGIC_V1: &[u8; 4] = b"RSO\x01";
 /// Longest encoded name used as a file name as is; longer ones are hashed.
 const MAX_PLAIN_FILE_NAME: usize = 200;
 
@@ -120,7 +124,9 @@ pub fn object_path(dir: &Path, app: &str, name: &str) -> PathBuf {
 }
 
 /// The bytes of a persistent object's file: magic, then AMF0 values: app (String), name
-/// (String), version (Number), attributes (ECMA Array, names in order).
+/// (String), version (Number), attribute count (Number), then each attribute's name (String)
+/// and value, every one a top-level value (own reference table, depth counted from 0, as in
+/// a Request Change event, §7.1.3).
 pub fn encode_file(
     app: &str,
     name: &str,
@@ -128,19 +134,24 @@ pub fn encode_file(
     attributes: &BTreeMap<String, Amf0Value>,
 ) -> Result<Vec<u8>, amf0::Amf0Error> {
     let mut out = FILE_MAGIC.to_vec();
-    let values = [
+    let header = [
         Amf0Value::String(app.to_owned()),
         Amf0Value::String(name.to_owned()),
         Amf0Value::Number(f64::from(version)),
-        Amf0Value::EcmaArray(
-            attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
+        Amf0Value::Number(attributes.len() as f64),
     ];
-    amf0::encode_all(&values, &mut out)?;
+    amf0::encode_all(&header, &mut out)?;
+    for (k, v) in attributes {
+        amf0::encode(&Amf0Value::String(k.clone()), &mut out)?;
+        amf0::encode(v, &mut out)?;
+    }
     Ok(out)
+}
+
+/// Bytes of a persistent object's file besides its attributes (magic, app, name, version,
+/// count); each attribute adds its [`attribute_size`] and one String marker.
+pub fn file_overhead(app: &str, name: &str) -> usize {
+    FILE_MAGIC.len() + (3 + app.len()) + (3 + name.len()) + 9 + 9
 }
 
 /// A persistent object as read back: its version and attributes.
@@ -150,8 +161,9 @@ pub struct StoredObject {
     pub attributes: BTreeMap<String, Amf0Value>,
 }
 
-/// Parse a file made by [`encode_file`]; `Ok(None)` if it holds another object (a hash
-/// collision of long names).
+/// Parse a file made by [`encode_file`] (or by version 1); `Ok(None)` if it holds another
+/// object (a hash collision of long names). `limits` are the wire's: every value that was
+/// accepted from a client reads back under them.
 pub fn decode_file(
     path: &Path,
     bytes: &[u8],
@@ -160,35 +172,88 @@ pub fn decode_file(
     limits: &AmfLimits,
 ) -> Result<Option<StoredObject>, StoreError> {
     let shown = || path.display().to_string();
-    let body = bytes
-        .strip_prefix(FILE_MAGIC.as_slice())
-        .ok_or_else(|| StoreError::Format {
-            path: shown(),
-            reason: "bad magic",
-        })?;
-    let values = amf0::decode_all(body, limits).map_err(|source| StoreError::Amf {
+    let format = |reason| StoreError::Format {
+        path: shown(),
+        reason,
+    };
+    let amf = |source| StoreError::Amf {
         path: shown(),
         source,
-    })?;
-    let [Amf0Value::String(file_app), Amf0Value::String(file_name), Amf0Value::Number(version), Amf0Value::EcmaArray(attributes)] =
-        values.as_slice()
-    else {
-        return Err(StoreError::Format {
-            path: shown(),
-            reason: "expected app, name, version, attributes",
+    };
+    if let Some(body) = bytes.strip_prefix(FILE_MAGIC_V1.as_slice()) {
+        return decode_file_v1(body, app, name, limits).map_err(|e| match e {
+            V1Error::Amf(source) => amf(source),
+            V1Error::Format(reason) => format(reason),
         });
+    }
+    let mut body = bytes
+        .strip_prefix(FILE_MAGIC.as_slice())
+        .ok_or_else(|| format("bad magic"))?;
+    let mut next = || amf0::decode(&mut body, limits).map_err(amf);
+    let (file_app, file_name, version, count) = (next()?, next()?, next()?, next()?);
+    let (Amf0Value::String(file_app), Amf0Value::String(file_name)) = (file_app, file_name) else {
+        return Err(format("expected app and name"));
     };
     if file_app != app || file_name != name {
         return Ok(None);
     }
-    let version = if version.is_finite() && *version >= 0.0 && *version <= f64::from(u32::MAX) {
-        *version as u32
-    } else {
-        return Err(StoreError::Format {
-            path: shown(),
-            reason: "version is not a u32",
-        });
+    let version = as_u32(&version).ok_or_else(|| format("version is not a u32"))?;
+    let count = as_u32(&count).ok_or_else(|| format("attribute count is not a u32"))?;
+    let mut attributes = BTreeMap::new();
+    for _ in 0..count {
+        let Amf0Value::String(key) = next()? else {
+            return Err(format("expected an attribute name"));
+        };
+        let value = next()?;
+        attributes.insert(key, value);
+    }
+    drop(next);
+    if !body.is_empty() {
+        return Err(format("bytes after the last attribute"));
+    }
+    Ok(Some(StoredObject {
+        version,
+        attributes,
+    }))
+}
+
+fn as_u32(value: &Amf0Value) -> Option<u32> {
+    match value {
+        Amf0Value::Number(n) if n.is_finite() && *n >= 0.0 && *n <= f64::from(u32::MAX) => {
+            Some(*n as u32)
+        }
+        _ => None,
+    }
+}
+
+enum V1Error {
+    Amf(amf0::Amf0Error),
+    Format(&'static str),
+}
+
+/// Version 1 (one ECMA Array of attributes): read with one more level than the wire allows
+/// (the array's) and a value budget as large as the file, so that whatever was acknowledged
+/// reads back; the next write stores it as version 2.
+fn decode_file_v1(
+    body: &[u8],
+    app: &str,
+    name: &str,
+    limits: &AmfLimits,
+) -> Result<Option<StoredObject>, V1Error> {
+    let limits = AmfLimits {
+        max_depth: limits.max_depth + 1,
+        max_values: limits.max_values.max(body.len()),
     };
+    let values = amf0::decode_all(body, &limits).map_err(V1Error::Amf)?;
+    let [Amf0Value::String(file_app), Amf0Value::String(file_name), version, Amf0Value::EcmaArray(attributes)] =
+        values.as_slice()
+    else {
+        return Err(V1Error::Format("expected app, name, version, attributes"));
+    };
+    if file_app != app || file_name != name {
+        return Ok(None);
+    }
+    let version = as_u32(version).ok_or(V1Error::Format("version is not a u32"))?;
     Ok(Some(StoredObject {
         version,
         attributes: attributes.iter().cloned().collect(),
@@ -477,8 +542,9 @@ impl SharedObject {
         let path = persistent.then(|| object_path(Path::new(&so.dir), &app, &name));
         let mut state = ObjectState::default();
         if let Some(path) = &path {
-            // Room for the names, the version and the AMF framing around the attributes.
-            let max_len = (so.max_bytes + 2 * settings.rtmp.max_name_len + 1024) as u64;
+            // Room for the names, the version, the count and one marker per attribute name.
+            let max_len =
+                (so.max_bytes + so.max_attributes + 2 * settings.rtmp.max_name_len + 1024) as u64;
             match read_file(path, &app, &name, max_len, &settings.amf_limits()) {
                 Ok(Some(stored)) => {
                     state = ObjectState::new(stored.version, stored.attributes);
@@ -1317,6 +1383,74 @@ mod tests {
         // A truncated file is an error, never a panic.
         for cut in 0..bytes.len() {
             let _ = decode_file(&path, &bytes[..cut], "live", "room/1", &limits);
+        }
+    }
+
+    /// `depth` nested Objects, the innermost holding a Number.
+    fn nested(depth: usize) -> Amf0Value {
+        let mut v = Amf0Value::Number(1.0);
+        for _ in 0..depth {
+            v = Amf0Value::object([("k", v)]);
+        }
+        v
+    }
+
+    #[test]
+    fn a_value_at_the_wire_depth_limit_reads_back() {
+        let limits = AmfLimits::default();
+        let deepest = nested(limits.max_depth);
+        // What the wire accepts: exactly the limit, not one more.
+        let mut wire = Vec::new();
+        amf0::encode(&deepest, &mut wire).expect("encode");
+        assert_eq!(
+            amf0::decode(&mut &wire[..], &limits).expect("wire"),
+            deepest
+        );
+        let mut deeper = Vec::new();
+        amf0::encode(&nested(limits.max_depth + 1), &mut deeper).expect("encode");
+        assert!(amf0::decode(&mut &deeper[..], &limits).is_err());
+        let attributes = BTreeMap::from([
+            ("deep".to_owned(), deepest.clone()),
+            ("n".to_owned(), Amf0Value::Number(2.0)),
+        ]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = object_path(dir.path(), "live", "d");
+        let bytes = encode_file("live", "d", 3, &attributes).expect("encode");
+        let back = decode_file(&path, &bytes, "live", "d", &limits)
+            .expect("readable")
+            .expect("present");
+        assert_eq!(back.attributes, attributes);
+        assert_eq!(back.version, 3);
+        // The file is the attributes' wire size plus a fixed part and a marker per name.
+        let state = ObjectState::new(3, attributes.clone());
+        assert_eq!(
+            bytes.len(),
+            file_overhead("live", "d") + state.bytes() + attributes.len()
+        );
+        // A version 1 file (one ECMA Array around the attributes) still reads back.
+        let mut v1 = FILE_MAGIC_V1.to_vec();
+        let values = [
+            Amf0Value::String("live".into()),
+            Amf0Value::String("d".into()),
+            Amf0Value::Number(3.0),
+            Amf0Value::EcmaArray(
+                attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        ];
+        amf0::encode_all(&values, &mut v1).expect("encode v1");
+        let back = decode_file(&path, &v1, "live", "d", &limits)
+            .expect("v1 readable")
+            .expect("present");
+        assert_eq!(back.attributes, attributes);
+        // Trailing bytes and truncations are errors, never panics.
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(decode_file(&path, &long, "live", "d", &limits).is_err());
+        for cut in 4..bytes.len() {
+            assert!(decode_file(&path, &bytes[..cut], "live", "d", &limits).is_err());
         }
     }
 
