@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod publisher;
 pub mod registry;
 pub mod shared_object;
+pub mod shared_object_quota;
 pub mod stream;
 pub mod subscriber;
 
