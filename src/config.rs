@@ -755,5 +755,13 @@ mod tests {
         s.shared_objects.dir = " ".into();
         let err = s.validate().expect_err("invalid").to_string();
         assert!(err.contains("shared_objects.dir"), "{err}");
+        let mut s = Settings::defaults();
+        s.shared_objects.max_total_bytes = s.shared_objects.max_bytes_per_connection - 1;
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(err.contains("shared_objects.max_total_bytes"), "{err}");
+        let mut s = Settings::defaults();
+        s.shared_objects.max_apps = 0;
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(err.contains("shared_objects.max_apps"), "{err}");
     }
 }
