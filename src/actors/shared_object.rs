@@ -217,7 +217,6 @@ pub fn decode_file(
         let value = next()?;
         attributes.insert(key, value);
     }
-    drop(next);
     if !body.is_empty() {
         return Err(format("bytes after the last attribute"));
     }
