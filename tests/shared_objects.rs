@@ -1198,6 +1198,8 @@ async fn memory_caps_refuse_and_bound_the_servers_memory() {
     // The attackers are gone, their objects too: the server's memory is free again.
     let after = attack(port, 99, 3).await;
     assert_eq!(after.accepted, 3, "{after:?}");
+    // Give the canary a couple of seconds of history to judge.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let frames = canary.finish().await;
     eprintln!("canary: {frames} frames, in order, no stall");
 }
