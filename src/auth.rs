@@ -1,4 +1,4 @@
-//! Who may publish and play: per-app rules, each open, by stream key, by an HTTP callback in
+//! Who may publish, play and use shared objects: per-app rules, each open, by stream key, by an HTTP callback in
 //! the manner of nginx-rtmp's `on_publish` / `on_play` / `on_done`, or denied.
 
 use std::collections::HashMap;
@@ -22,6 +22,25 @@ pub enum AuthMode {
     Deny,
 }
 
+/// How shared objects (RTMP 1.0 §7.1.3) are authorized. A client presents its key in the
+/// connect URL's query (`rtmp://host/app?key=KEY`: the `app` or, failing that, the `tcUrl` of
+/// `connect`), since shared object messages carry no query of their own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SharedObjectMode {
+    /// `open` when the app lets anyone publish and play, `key` otherwise: an app protected
+    /// for media is protected for shared objects too.
+    #[default]
+    Auto,
+    Open,
+    /// With a key from `shared_object_keys`, `publish_keys` or `play_keys`.
+    Key,
+    /// Ask `on_shared_object` (`call=shared_object`, `name` = the object); a 3xx is refused
+    /// (an object cannot be renamed).
+    Callback,
+    Deny,
+}
+
 /// The rules of one app (or the defaults for apps without their own).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +57,39 @@ pub struct AuthRules {
     pub on_play: String,
     #[serde(default)]
     pub on_done: String,
+    #[serde(default)]
+    pub shared_objects: SharedObjectMode,
+    #[serde(default)]
+    pub shared_object_keys: Vec<String>,
+    #[serde(default)]
+    pub on_shared_object: String,
+}
+
+impl AuthRules {
+    /// The shared object mode with `auto` resolved.
+    pub fn shared_object_mode(&self) -> AuthMode {
+        match self.shared_objects {
+            SharedObjectMode::Auto
+                if self.publish == AuthMode::Open && self.play == AuthMode::Open =>
+            {
+                AuthMode::Open
+            }
+            SharedObjectMode::Auto | SharedObjectMode::Key => AuthMode::Key,
+            SharedObjectMode::Open => AuthMode::Open,
+            SharedObjectMode::Callback => AuthMode::Callback,
+            SharedObjectMode::Deny => AuthMode::Deny,
+        }
+    }
+
+    /// Whether `key` opens this app's shared objects: its own keys, and whoever may publish
+    /// or play here with a key.
+    fn shared_object_key(&self, key: &str) -> bool {
+        self.shared_object_keys
+            .iter()
+            .chain(&self.publish_keys)
+            .chain(&self.play_keys)
+            .any(|k| k == key)
+    }
 }
 
 /// The `[auth]` section.
@@ -51,6 +103,9 @@ pub struct AuthSettings {
     pub on_publish: String,
     pub on_play: String,
     pub on_done: String,
+    pub shared_objects: SharedObjectMode,
+    pub shared_object_keys: Vec<String>,
+    pub on_shared_object: String,
     pub callback_timeout_ms: u64,
     /// Per-app rules, replacing the defaults above for that app.
     #[serde(default)]
@@ -68,6 +123,9 @@ impl AuthSettings {
             on_publish: self.on_publish.clone(),
             on_play: self.on_play.clone(),
             on_done: self.on_done.clone(),
+            shared_objects: self.shared_objects,
+            shared_object_keys: self.shared_object_keys.clone(),
+            on_shared_object: self.on_shared_object.clone(),
         })
     }
 
@@ -79,6 +137,11 @@ impl AuthSettings {
             for (mode, url, what) in [
                 (rules.publish, &rules.on_publish, "on_publish"),
                 (rules.play, &rules.on_play, "on_play"),
+                (
+                    rules.shared_object_mode(),
+                    &rules.on_shared_object,
+                    "on_shared_object",
+                ),
             ] {
                 if mode == AuthMode::Callback
                     && !url.starts_with("http://")
@@ -94,11 +157,13 @@ impl AuthSettings {
     }
 }
 
-/// Publish or play.
+/// Publish, play, or use a shared object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Publish,
     Play,
+    /// Use (connect to) a shared object; `name` is the object's.
+    SharedObject,
 }
 
 impl Action {
@@ -106,6 +171,7 @@ impl Action {
         match self {
             Action::Publish => "publish",
             Action::Play => "play",
+            Action::SharedObject => "shared_object",
         }
     }
 }
@@ -116,7 +182,8 @@ pub struct AuthRequest {
     pub action: Action,
     pub app: String,
     pub name: String,
-    /// The query string after `?` in the stream name, if any.
+    /// The query string after `?` in the stream name (for a shared object: in the connect
+    /// URL), if any.
     pub args: Option<String>,
     pub stream_key: Option<String>,
     pub peer: SocketAddr,
@@ -160,6 +227,11 @@ pub async fn authorize(
     let (mode, keys, url) = match request.action {
         Action::Publish => (rules.publish, &rules.publish_keys, &rules.on_publish),
         Action::Play => (rules.play, &rules.play_keys, &rules.on_play),
+        Action::SharedObject => (
+            rules.shared_object_mode(),
+            &rules.shared_object_keys,
+            &rules.on_shared_object,
+        ),
     };
     let allow = || AuthDecision::Allow {
         name: request.name.clone(),
@@ -171,6 +243,9 @@ pub async fn authorize(
         },
         AuthMode::Key => match &request.stream_key {
             Some(key) if keys.iter().any(|k| k == key) => allow(),
+            Some(key) if request.action == Action::SharedObject && rules.shared_object_key(key) => {
+                allow()
+            }
             Some(_) => AuthDecision::Deny {
                 reason: "wrong stream key".into(),
             },
@@ -200,6 +275,14 @@ async fn callback(url: &str, request: &AuthRequest, timeout: Duration) -> AuthDe
         Ok(r) if r.status().is_success() => AuthDecision::Allow {
             name: request.name.clone(),
         },
+        Ok(r) if r.status().is_redirection() && request.action == Action::SharedObject => {
+            AuthDecision::Deny {
+                reason: format!(
+                    "callback answered {}: a shared object cannot be renamed",
+                    r.status()
+                ),
+            }
+        }
         Ok(r) if r.status().is_redirection() => {
             let location = r
                 .headers()
@@ -234,9 +317,68 @@ pub async fn notify_done(url: String, request: AuthRequest, timeout: Duration) {
     let call = match request.action {
         Action::Publish => "publish_done",
         Action::Play => "play_done",
+        // A shared object has no end to report.
+        Action::SharedObject => return,
     };
     let Ok(client) = client(timeout) else { return };
     if let Err(e) = client.post(&url).form(&form(&request, call)).send().await {
         tracing::warn!(connection = request.connection, error = %e, "on_done callback failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(toml: &str) -> AuthSettings {
+        let defaults = "publish = \"open\"\nplay = \"open\"\npublish_keys = []\nplay_keys = []\n\
+            on_publish = \"\"\non_play = \"\"\non_done = \"\"\nshared_objects = \"auto\"\n\
+            shared_object_keys = []\non_shared_object = \"\"\ncallback_timeout_ms = 1000\n";
+        toml::from_str(&format!("{defaults}{toml}")).expect("auth settings")
+    }
+
+    async fn so(rules: &AuthRules, key: Option<&str>) -> bool {
+        let request = AuthRequest {
+            action: Action::SharedObject,
+            app: "a".into(),
+            name: "room".into(),
+            args: None,
+            stream_key: key.map(str::to_owned),
+            peer: "127.0.0.1:1".parse().expect("addr"),
+            connection: 1,
+            tc_url: None,
+        };
+        matches!(
+            authorize(rules, &request, Duration::from_secs(1)).await,
+            AuthDecision::Allow { .. }
+        )
+    }
+
+    #[actix_rt::test]
+    async fn shared_objects_follow_the_app_unless_told() {
+        let s = settings(
+            "[apps.live]\npublish = \"key\"\nplay = \"open\"\npublish_keys = [\"p\"]\n\
+             [apps.chat]\npublish = \"key\"\nplay = \"key\"\nshared_objects = \"open\"\n\
+             [apps.so]\npublish = \"open\"\nplay = \"open\"\nshared_objects = \"key\"\n\
+             shared_object_keys = [\"s\"]\nplay_keys = [\"v\"]\n\
+             [apps.none]\npublish = \"open\"\nplay = \"open\"\nshared_objects = \"deny\"\n",
+        );
+        // Open app: open. Key-protected app: a key, the publish key opens it.
+        assert!(so(&s.rules("other"), None).await);
+        let live = s.rules("live");
+        assert_eq!(live.shared_object_mode(), AuthMode::Key);
+        assert!(!so(&live, None).await);
+        assert!(!so(&live, Some("x")).await);
+        assert!(so(&live, Some("p")).await);
+        assert!(so(&s.rules("chat"), None).await);
+        let keyed = s.rules("so");
+        assert!(so(&keyed, Some("s")).await && so(&keyed, Some("v")).await);
+        assert!(!so(&keyed, None).await);
+        assert!(!so(&s.rules("none"), Some("s")).await);
+        // A callback mode needs its URL.
+        let bad = settings(
+            "[apps.cb]\npublish = \"open\"\nplay = \"open\"\nshared_objects = \"callback\"\n",
+        );
+        assert!(bad.validate().unwrap_err().contains("on_shared_object"));
     }
 }

@@ -220,6 +220,18 @@ pub struct SharedObjectSettings {
     pub max_attributes: usize,
     pub max_bytes: usize,
     pub max_updates_per_second: u32,
+    /// Live objects on the whole server, and apps with live objects.
+    pub max_objects: usize,
+    pub max_apps: usize,
+    /// Objects one connection may use at once.
+    pub max_objects_per_connection: usize,
+    /// Memory (estimated, of names and values) held by the attributes one connection wrote,
+    /// and by every live object's attributes.
+    pub max_bytes_per_connection: usize,
+    pub max_total_bytes: usize,
+    /// One persistent object's file, and all of them (in 4 KiB blocks) on disk.
+    pub max_file_bytes: u64,
+    pub max_disk_bytes: u64,
 }
 
 /// Discovery of streams across instances through Redis (`[cluster]`).
@@ -699,6 +711,44 @@ impl Settings {
             1_000_000,
             "1..=1000000",
         )?;
+        for (key, value) in [
+            ("shared_objects.max_objects", so.max_objects),
+            ("shared_objects.max_apps", so.max_apps),
+            (
+                "shared_objects.max_objects_per_connection",
+                so.max_objects_per_connection,
+            ),
+        ] {
+            range(key, value, 1, 10_000_000, "1..=10000000")?;
+        }
+        range(
+            "shared_objects.max_bytes_per_connection",
+            so.max_bytes_per_connection,
+            1024,
+            1 << 40,
+            "1024..=1099511627776",
+        )?;
+        range(
+            "shared_objects.max_total_bytes",
+            so.max_total_bytes,
+            so.max_bytes_per_connection,
+            1 << 40,
+            "shared_objects.max_bytes_per_connection..=1099511627776",
+        )?;
+        range(
+            "shared_objects.max_file_bytes",
+            so.max_file_bytes,
+            1024,
+            1 << 30,
+            "1024..=1073741824",
+        )?;
+        range(
+            "shared_objects.max_disk_bytes",
+            so.max_disk_bytes,
+            4096,
+            1 << 50,
+            "4096..=1125899906842624",
+        )?;
         self.validate_cluster()?;
         self.auth
             .validate()
@@ -941,5 +991,13 @@ mod tests {
         s.shared_objects.dir = " ".into();
         let err = s.validate().expect_err("invalid").to_string();
         assert!(err.contains("shared_objects.dir"), "{err}");
+        let mut s = Settings::defaults();
+        s.shared_objects.max_total_bytes = s.shared_objects.max_bytes_per_connection - 1;
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(err.contains("shared_objects.max_total_bytes"), "{err}");
+        let mut s = Settings::defaults();
+        s.shared_objects.max_apps = 0;
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(err.contains("shared_objects.max_apps"), "{err}");
     }
 }

@@ -68,8 +68,12 @@ fn file_then_environment_then_flags() {
     let env = [
         ("REFLECTOR_SERVER__LISTEN", "127.0.0.1:2000"),
         ("REFLECTOR_LIVE__MAX_LAG_MS", "5000"),
+        ("REFLECTOR_SHARED_OBJECTS__MAX_APPS", "7"),
+        ("REFLECTOR_AUTH__SHARED_OBJECTS", "deny"),
     ];
     let text = printed(&reflector(&["--config", &path, "--print-config"], &env));
+    assert!(text.contains("max_apps = 7"), "{text}");
+    assert!(text.contains("shared_objects = \"deny\""), "{text}");
     assert!(text.contains("listen = \"127.0.0.1:2000\""), "{text}");
     assert!(text.contains("max_lag_ms = 5000"), "{text}");
     assert!(text.contains("workers = 3"), "file value kept: {text}");
@@ -117,6 +121,11 @@ fn each_validation_error_names_its_key() {
         ),
         ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
         ("[auth]\npublish = \"callback\"\n", "auth"),
+        ("[auth]\nshared_objects = \"callback\"\n", "auth"),
+        (
+            "[shared_objects]\nmax_disk_bytes = 1\n",
+            "shared_objects.max_disk_bytes",
+        ),
         (
             "[auth]\ncallback_timeout_ms = 0\n",
             "auth.callback_timeout_ms",

@@ -1,14 +1,20 @@
 //! Remote shared objects (RTMP 1.0 §7.1.3) with the project's client against a reflector
 //! running two workers, so that clients sit on different arbiters: use and initial state,
 //! changes, send message, delete and clear, leaving, persistence across a restart, AMF0 and
-//! AMF3, limits. And the byte-level vectors of tests/vectors/shared_object/, round-tripped.
+//! AMF3, limits; authorization per app, the memory, object, app and disk caps (with the
+//! server's RSS watched and a canary stream alongside), a value at the AMF depth limit through
+//! a persistent object's release and reuse. And the byte-level vectors of
+//! tests/vectors/shared_object/, round-tripped.
 
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::Server;
+use reflector::client::synth::{self, Synth, SynthConfig};
 use reflector::client::{ClientConfig, ClientEvent, RtmpClient, RtmpUrl};
 use reflector::protocol::amf0::{Amf0Value, AmfLimits};
 use reflector::protocol::amf3::Amf3Value;
@@ -23,10 +29,15 @@ fn server() -> Server {
 }
 
 async fn client(server: &Server, amf3: bool) -> RtmpClient {
+    client_at(server, "live", amf3).await
+}
+
+/// A client connected to `app` (which may carry a query: `app?key=...`).
+async fn client_at(server: &Server, app: &str, amf3: bool) -> RtmpClient {
     let url = RtmpUrl {
         host: "127.0.0.1".into(),
         port: server.port(),
-        app: "live".into(),
+        app: app.into(),
         stream: "so".into(),
     };
     let config = ClientConfig {
@@ -703,4 +714,571 @@ fn vectors_round_trip() {
         11,
         "a vector for each of the 11 event types"
     );
+}
+
+fn status(code: &str) -> Vec<Ev> {
+    vec![Ev::Status {
+        code: code.into(),
+        level: "error".into(),
+    }]
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shared_objects_follow_the_apps_rules() {
+    let (server, _config) = common::reflector_with_config(
+        "[auth.apps.priv]\npublish = \"key\"\nplay = \"open\"\npublish_keys = [\"pk\"]\n\
+         [auth.apps.sokey]\npublish = \"open\"\nplay = \"open\"\nshared_objects = \"key\"\n\
+         shared_object_keys = [\"sk\"]\n\
+         [auth.apps.closed]\npublish = \"open\"\nplay = \"open\"\nshared_objects = \"deny\"\n",
+    );
+    // An open app stays open.
+    let mut open = client_at(&server, "live", false).await;
+    let m = use_object(&mut open, false, "room", false).await;
+    assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData]);
+    // The key-protected app: the publish key opens its shared objects.
+    let mut owner = client_at(&server, "priv?key=pk", false).await;
+    let m = use_object(&mut owner, false, "room", false).await;
+    assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData]);
+    owner
+        .send_shared_object(false, &msg("room", false, vec![set("secret", num(7.0))]))
+        .await
+        .expect("set");
+    let (_, ack) = next_so(&mut owner).await;
+    assert_eq!(
+        ack.events,
+        vec![Ev::UpdateAttribute {
+            name: "secret".into()
+        }]
+    );
+    for (app, persistent) in [
+        ("priv", false),
+        ("priv?key=wrong", false),
+        ("priv", true),
+        ("sokey", false),
+        ("closed?key=sk", false),
+    ] {
+        let mut c = client_at(&server, app, false).await;
+        let m = use_object(&mut c, false, "room", persistent).await;
+        assert_eq!(m.events, status("SharedObject.NoReadAccess"), "{app}");
+        // Not joined: it can neither write nor hear the owner's changes.
+        c.send_shared_object(false, &msg("room", false, vec![set("secret", num(0.0))]))
+            .await
+            .expect("set");
+        let (_, m) = next_so(&mut c).await;
+        assert_eq!(m.events, status("SharedObject.NoWriteAccess"), "{app}");
+    }
+    let mut keyed = client_at(&server, "sokey?key=sk", true).await;
+    let m = use_object(&mut keyed, true, "room", false).await;
+    assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData]);
+    // The owner's object was never touched by the refused clients.
+    let mut late = client_at(&server, "priv?key=pk", false).await;
+    let m = use_object(&mut late, false, "room", false).await;
+    assert_eq!(m.version, 1);
+    let log = server.log();
+    assert_eq!(
+        log.matches("shared object use not authorized").count(),
+        5,
+        "each refusal logged"
+    );
+    assert!(log.contains("connection="), "with the connection id");
+}
+
+/// `depth` nested Objects around a Number.
+fn nested(depth: usize) -> Amf0Value {
+    let mut v = num(1.0);
+    for _ in 0..depth {
+        v = Amf0Value::object([("k", v)]);
+    }
+    v
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_value_at_the_depth_limit_survives_release_and_reuse() {
+    let store = tempfile::tempdir().expect("store dir");
+    let (server, _config) = common::reflector_with_config(&format!(
+        "[shared_objects]\ndir = {:?}\n",
+        store.path().display().to_string()
+    ));
+    let limit = AmfLimits::default().max_depth;
+    let deepest = nested(limit);
+    let array = (0..limit).fold(num(2.0), |v, _| Amf0Value::StrictArray(vec![v]));
+    let mut a = client(&server, false).await;
+    use_object(&mut a, false, "deep", true).await;
+    a.send_shared_object(
+        false,
+        &msg(
+            "deep",
+            true,
+            vec![set("o", deepest.clone()), set("s", array.clone())],
+        ),
+    )
+    .await
+    .expect("set");
+    let (_, ack) = next_so(&mut a).await;
+    assert_eq!(
+        ack.events,
+        vec![
+            Ev::UpdateAttribute { name: "o".into() },
+            Ev::UpdateAttribute { name: "s".into() }
+        ],
+        "acknowledged at depth {limit}"
+    );
+    // Released: the object goes; its file is all that is left.
+    a.send_shared_object(false, &msg("deep", true, vec![Ev::Disconnect]))
+        .await
+        .expect("release");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for amf3 in [false, true] {
+        // Reused by the same client and by a late joiner in the other encoding.
+        let mut c = if amf3 {
+            client(&server, true).await
+        } else {
+            client(&server, false).await
+        };
+        let m = use_object(&mut c, amf3, "deep", true).await;
+        assert_eq!(m.version, 1);
+        assert_eq!(
+            m.events,
+            vec![
+                Ev::InitialData,
+                Ev::UpdateData {
+                    properties: vec![("o".into(), deepest.clone()), ("s".into(), array.clone())]
+                }
+            ]
+        );
+    }
+    assert!(
+        !server.log().contains("unreadable"),
+        "{}",
+        server.log_tail(20)
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn apps_objects_and_connections_are_capped() {
+    let (server, _config) = common::reflector_with_config(
+        "[shared_objects]\nmax_apps = 2\nmax_objects_per_connection = 3\nmax_objects = 5\n",
+    );
+    let mut a1 = client_at(&server, "a1", false).await;
+    let mut a2 = client_at(&server, "a2", false).await;
+    let mut a3 = client_at(&server, "a3", false).await;
+    use_object(&mut a1, false, "x", false).await;
+    use_object(&mut a2, false, "x", false).await;
+    let m = use_object(&mut a3, false, "x", false).await;
+    assert_eq!(
+        m.events,
+        status("SharedObject.ObjectCreationFailed"),
+        "a third app"
+    );
+    // Objects per connection: the fourth is refused.
+    for name in ["y", "z"] {
+        let m = use_object(&mut a1, false, name, false).await;
+        assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData]);
+    }
+    let m = use_object(&mut a1, false, "w", false).await;
+    assert_eq!(
+        m.events,
+        status("SharedObject.ObjectCreationFailed"),
+        "per connection"
+    );
+    // Objects on the server: a1 has 3, a2 1; a2's second is the fifth, its third refused.
+    use_object(&mut a2, false, "y", false).await;
+    let m = use_object(&mut a2, false, "z", false).await;
+    assert_eq!(
+        m.events,
+        status("SharedObject.ObjectCreationFailed"),
+        "per server"
+    );
+    // a1 leaves: its app is free again, and so are its objects.
+    a1.shutdown().await.expect("shutdown");
+    drop(a1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = use_object(&mut a3, false, "x", false).await;
+    assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData]);
+    let m = use_object(&mut a2, false, "z", false).await;
+    assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData]);
+}
+
+/// Total bytes of the files under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    walk(dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn persistent_files_are_capped_per_object_and_on_disk() {
+    let store = tempfile::tempdir().expect("store dir");
+    let toml = format!(
+        "[shared_objects]\ndir = {:?}\nmax_file_bytes = 4096\nmax_disk_bytes = 16384\n",
+        store.path().display().to_string()
+    );
+    let text = |n: usize| Amf0Value::LongString("x".repeat(n));
+    {
+        let (server, _config) = common::reflector_with_config(&toml);
+        let mut a = client(&server, false).await;
+        // Four files of one 4 KiB block each fill the disk cap; a fifth is refused.
+        for i in 0..5 {
+            let name = format!("p{i}");
+            use_object(&mut a, false, &name, true).await;
+            a.send_shared_object(false, &msg(&name, true, vec![set("v", text(1000))]))
+                .await
+                .expect("set");
+            let (_, m) = next_so(&mut a).await;
+            if i < 4 {
+                assert_eq!(m.events, vec![Ev::UpdateAttribute { name: "v".into() }]);
+            } else {
+                assert_eq!(
+                    m.events,
+                    [
+                        status("SharedObject.ServerQuotaExceeded"),
+                        vec![Ev::DeleteData { name: "v".into() }]
+                    ]
+                    .concat()
+                );
+            }
+        }
+        // One file past 4096 bytes: refused, the writer's copy put back.
+        a.send_shared_object(false, &msg("p0", true, vec![set("v", text(5000))]))
+            .await
+            .expect("set");
+        let (_, m) = next_so(&mut a).await;
+        assert_eq!(m.events[0], status("SharedObject.ObjectTooLarge")[0]);
+        assert_eq!(
+            m.events[1],
+            Ev::UpdateData {
+                properties: vec![("v".into(), text(1000))]
+            }
+        );
+        assert!(server.log().contains("refused by a cap"));
+    }
+    let files = files_under(store.path());
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert!(bytes_under(store.path()) <= 16384);
+    // After a restart the files already there count: a new one is refused, an existing one
+    // may still change within its block.
+    let (server, _config) = common::reflector_with_config(&toml);
+    let mut b = client(&server, true).await;
+    use_object(&mut b, true, "p9", true).await;
+    b.send_shared_object(true, &msg("p9", true, vec![set("v", num(1.0))]))
+        .await
+        .expect("set");
+    let (_, m) = next_so(&mut b).await;
+    assert_eq!(m.events[0], status("SharedObject.ServerQuotaExceeded")[0]);
+    let m = use_object(&mut b, true, "p1", true).await;
+    assert_eq!(m.version, 1);
+    b.send_shared_object(true, &msg("p1", true, vec![set("v", text(10))]))
+        .await
+        .expect("set");
+    let (_, m) = next_so(&mut b).await;
+    assert_eq!(m.events, vec![Ev::UpdateAttribute { name: "v".into() }]);
+    assert_eq!(files_under(store.path()).len(), 4);
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory caps under attack, with a canary stream and a bystander on the same server.
+
+/// A paced publisher and a player of `live/<name>`; the player records video sequence
+/// numbers.
+struct Canary {
+    stop: Arc<AtomicBool>,
+    publisher: tokio::task::JoinHandle<u64>,
+    player: tokio::task::JoinHandle<Vec<(Instant, u64)>>,
+}
+
+impl Canary {
+    async fn start(server: &Server, name: &str) -> Canary {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut client = client(server, false).await;
+        let stream_id = client.create_stream().await.expect("createStream");
+        client.publish(stream_id, name).await.expect("publish");
+        let mut synth = Synth::new(SynthConfig {
+            stream_id,
+            ..SynthConfig::default()
+        });
+        for m in synth.headers() {
+            client.feed(&m);
+        }
+        client.flush().await.expect("headers");
+        let s = stop.clone();
+        let publisher = tokio::spawn(async move {
+            let mut scratch = Vec::new();
+            let start = Instant::now();
+            while !s.load(Relaxed) {
+                scratch.clear();
+                synth.next_tick(&mut scratch);
+                for m in &scratch {
+                    client.feed(m);
+                }
+                client.flush().await.expect("canary publisher send");
+                let due = start + Duration::from_millis(40 * synth.video_frames());
+                tokio::time::sleep_until(due.into()).await;
+            }
+            synth.video_frames()
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut player = client_at(server, "live", false).await;
+        let pid = player.create_stream().await.expect("createStream");
+        player.play(pid, name).await.expect("play");
+        let s = stop.clone();
+        let player = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !s.load(Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), player.next_event()).await {
+                    Ok(Ok(ClientEvent::Media(m))) if m.type_id == type_id::VIDEO => {
+                        if let Some(seq) = synth::video_seq(&m.payload) {
+                            seen.push((Instant::now(), seq));
+                        }
+                    }
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(e)) => panic!("canary player lost its connection: {e}"),
+                }
+            }
+            seen
+        });
+        Canary {
+            stop,
+            publisher,
+            player,
+        }
+    }
+
+    /// Every frame, in order, never more than 1 s apart; the number seen.
+    async fn finish(self) -> usize {
+        self.stop.store(true, Relaxed);
+        let sent = self.publisher.await.expect("publisher task");
+        let seen = self.player.await.expect("player task");
+        assert!(seen.len() > 20, "canary saw only {} frames", seen.len());
+        for w in seen.windows(2) {
+            assert_eq!(w[1].1, w[0].1 + 1, "canary lost frames");
+            assert!(w[1].0 - w[0].0 <= Duration::from_secs(1), "canary stalled");
+        }
+        assert!(seen[seen.len() - 1].1 + 30 >= sent, "canary fell behind");
+        seen.len()
+    }
+}
+
+/// What one attacker saw: writes acknowledged, refusals by code, whether the server closed
+/// it.
+#[derive(Debug, Default)]
+struct Attack {
+    accepted: usize,
+    quota: usize,
+    server_quota: usize,
+    closed: bool,
+}
+
+/// Use `objects` objects and write a ~900 KB value into each.
+async fn attack(port: u16, who: usize, objects: usize) -> Attack {
+    let url = RtmpUrl {
+        host: "127.0.0.1".into(),
+        port,
+        app: "live".into(),
+        stream: "so".into(),
+    };
+    let config = ClientConfig {
+        timeout: WAIT,
+        ..ClientConfig::default()
+    };
+    let mut c = RtmpClient::connect(&url, &config).await.expect("connect");
+    let value = Amf0Value::LongString("x".repeat(900_000));
+    let mut out = Attack::default();
+    for j in 0..objects {
+        let name = format!("a{who}-{j}");
+        let answer = async {
+            c.send_shared_object(false, &msg(&name, false, vec![Ev::Connect]))
+                .await?;
+            // Use Success, then the answer to the write.
+            for _ in 0..2 {
+                loop {
+                    if let ClientEvent::SharedObject { message, .. } = c.next_event().await? {
+                        if message.events.first() == Some(&Ev::InitialData) {
+                            c.send_shared_object(
+                                false,
+                                &msg(&name, false, vec![set("v", value.clone())]),
+                            )
+                            .await?;
+                            break;
+                        }
+                        return Ok::<_, reflector::client::ClientError>(Some(message));
+                    }
+                }
+            }
+            Ok(None)
+        };
+        match tokio::time::timeout(WAIT, answer).await {
+            Ok(Ok(Some(m))) => match &m.events[..] {
+                [Ev::UpdateAttribute { .. }] => out.accepted += 1,
+                [Ev::Status { code, .. }, ..] if code == "SharedObject.QuotaExceeded" => {
+                    out.quota += 1
+                }
+                [Ev::Status { code, .. }, ..] if code == "SharedObject.ServerQuotaExceeded" => {
+                    out.server_quota += 1
+                }
+                other => panic!("attacker {who}: unexpected {other:?}"),
+            },
+            Ok(Ok(None)) => panic!("attacker {who}: no answer"),
+            Ok(Err(_)) => {
+                out.closed = true;
+                break;
+            }
+            Err(_) => panic!("attacker {who}: no answer in time (object {j})"),
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn memory_caps_refuse_and_bound_the_servers_memory() {
+    let (server, _config) = common::reflector_with_config(
+        "[shared_objects]\nmax_bytes_per_connection = 3145728\nmax_total_bytes = 8388608\n\
+         max_updates_per_second = 1000\n",
+    );
+    let canary = Canary::start(&server, "canary").await;
+    let mut bystander = client(&server, false).await;
+    use_object(&mut bystander, false, "room", false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = server.pid();
+    let before = common::rss_kib(pid);
+    // RSS sampled while six connections try to store 6 x 40 x 900 KB = 216 MB.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !stop.load(Relaxed) {
+                peak = peak.max(common::rss_kib(pid));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        })
+    };
+    let started = Instant::now();
+    let port = server.port();
+    let attacks = futures_util::future::join_all((0..6).map(|who| attack(port, who, 40))).await;
+    let took = started.elapsed();
+    stop.store(true, Relaxed);
+    let peak = watch.await.expect("watch");
+    eprintln!(
+        "attacks in {took:?}: {attacks:?}; RSS {before} KiB before, peak {peak} KiB (+{} KiB)",
+        peak.saturating_sub(before)
+    );
+    for a in &attacks {
+        assert!(a.accepted <= 3, "a connection's share is 3 MiB: {a:?}");
+        assert!(a.closed, "refused 32 times: closed: {a:?}");
+        assert!(
+            a.quota + a.server_quota >= 32 && a.quota + a.server_quota <= 33,
+            "{a:?}"
+        );
+    }
+    let accepted: usize = attacks.iter().map(|a| a.accepted).sum();
+    assert!(
+        accepted >= 9,
+        "at least the server's 8 MiB were used: {accepted}"
+    );
+    assert!(attacks.iter().any(|a| a.quota > 0));
+    assert!(attacks.iter().any(|a| a.server_quota > 0));
+    // The caps hold 8 MiB of values; 64 MiB allows for decode buffers and the allocator.
+    assert!(
+        peak.saturating_sub(before) < 64 * 1024,
+        "RSS grew by {} KiB",
+        peak.saturating_sub(before)
+    );
+    let log = server.log();
+    assert!(log.contains("shared object change refused by a cap"));
+    assert!(log.contains("keep passing the caps: closing"));
+    // The bystander was never refused, and its object still works.
+    bystander
+        .send_shared_object(false, &msg("room", false, vec![set("n", num(1.0))]))
+        .await
+        .expect("set");
+    let (_, m) = next_so(&mut bystander).await;
+    assert_eq!(m.events, vec![Ev::UpdateAttribute { name: "n".into() }]);
+    // The attackers are gone, their objects too: the server's memory is free again.
+    let after = attack(port, 99, 3).await;
+    assert_eq!(after.accepted, 3, "{after:?}");
+    // Give the canary a couple of seconds of history to judge.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let frames = canary.finish().await;
+    eprintln!("canary: {frames} frames, in order, no stall");
+}
+
+/// A one-purpose HTTP callback: answers 200 when the form's `name` is `ok`, 302 for `moved`,
+/// 403 otherwise; records every body.
+async fn callback_server() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Head and body: reqwest sends a Content-Length; read until it is all here.
+            let body = loop {
+                let Ok(n) = s.read(&mut chunk).await else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0usize);
+                    if body.len() >= len {
+                        break Some(body.to_owned());
+                    }
+                }
+            };
+            let Some(body) = body else { continue };
+            let name = body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("name="))
+                .unwrap_or("")
+                .to_owned();
+            seen.lock().expect("lock").push(body);
+            let reply = match name.as_str() {
+                "ok" => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                "moved" => "HTTP/1.1 302 Found\r\nLocation: ok\r\nContent-Length: 0\r\n\r\n",
+                _ => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+            };
+            let _ = s.write_all(reply.as_bytes()).await;
+        }
+    });
+    (port, bodies)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shared_object_callback_decides_each_use() {
+    let (port, bodies) = callback_server().await;
+    let (server, _config) = common::reflector_with_config(&format!(
+        "[auth.apps.cb]\npublish = \"open\"\nplay = \"open\"\nshared_objects = \"callback\"\n\
+         on_shared_object = \"http://127.0.0.1:{port}/so\"\n"
+    ));
+    let mut c = client_at(&server, "cb?token=t1", false).await;
+    let m = use_object(&mut c, false, "ok", false).await;
+    assert_eq!(m.events, vec![Ev::InitialData, Ev::ClearData]);
+    for name in ["moved", "other"] {
+        let m = use_object(&mut c, false, name, false).await;
+        assert_eq!(m.events, status("SharedObject.NoReadAccess"), "{name}");
+    }
+    let bodies = bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    for b in &bodies {
+        assert!(b.contains("call=shared_object"), "{b}");
+        assert!(b.contains("app=cb"), "{b}");
+        assert!(b.contains("args=token%3Dt1"), "{b}");
+    }
 }

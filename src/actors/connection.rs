@@ -17,7 +17,7 @@ use tokio_util::codec::{Decoder, FramedRead};
 
 use super::outbox::Outbox;
 use super::registry::{self, PublishGrant, Refusal};
-use super::shared_object::ClientHandle as SharedObjects;
+use super::shared_object::{ClientHandle as SharedObjects, SharedObjectClient};
 use super::stream::{Media, PublishingStream, StopStream};
 use super::subscriber::{PlayControl, PlayerCaps, Subscriber};
 use super::{csid, ConnectionId, ServerContext};
@@ -113,6 +113,8 @@ struct Session {
     /// Enhanced RTMP v2 `capsEx` bits.
     caps_ex: u32,
     tc_url: Option<String>,
+    /// The query of the connect URL (`app?...`, else `tcUrl`'s): shared object credentials.
+    args: Option<String>,
 }
 
 /// The Enhanced RTMP capabilities the server answers with (E-RTMP v2, "Enhancing
@@ -307,11 +309,22 @@ fn split_name(raw: &str) -> (String, Option<String>, Option<String>) {
         Some((n, q)) => (n, Some(q.to_owned())),
         None => (raw, None),
     };
-    let key = query.as_deref().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("key=").map(str::to_owned))
-    });
+    let key = query.as_deref().and_then(query_key);
     (name.to_owned(), query, key)
+}
+
+/// The `key=` parameter of a query string.
+fn query_key(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("key=").map(str::to_owned))
+}
+
+/// The query of the connect URL: after `?` in `app`, else in `tcUrl`.
+fn connect_args(app: &str, tc_url: Option<&str>) -> Option<String> {
+    app.split_once('?')
+        .or_else(|| tc_url.and_then(|u| u.split_once('?')))
+        .map(|(_, q)| q.to_owned())
 }
 
 /// App and stream names: bounded, printable, no path tricks.
@@ -516,18 +529,29 @@ impl Connection {
                 }
             },
             Message::SharedObject { amf3, message } => {
-                let Some(app) = self.session.as_ref().map(|s| s.app.clone()) else {
+                let Some(session) = self.session.as_ref() else {
                     return self.protocol_error(ctx, "shared object message before connect");
                 };
-                let so = self.shared_objects.get_or_insert_with(|| {
-                    SharedObjects::start(
-                        self.id,
-                        app,
+                if self.shared_objects.is_none() {
+                    let client = SharedObjectClient {
+                        id: self.id,
+                        app: session.app.clone(),
+                        peer: self.peer,
+                        stream_key: session.args.as_deref().and_then(query_key),
+                        args: session.args.clone(),
+                        tc_url: session.tc_url.clone(),
+                        close: ctx.address().recipient(),
+                    };
+                    self.shared_objects = Some(SharedObjects::start(
+                        client,
                         self.outbox.clone(),
                         self.settings.clone(),
                         self.server.stats.clone(),
-                    )
-                });
+                    ));
+                }
+                let Some(so) = &self.shared_objects else {
+                    return;
+                };
                 if let Some(wait) = so.offer(amf3, message) {
                     // Its session is behind: stop reading until it has room.
                     ctx.wait(wait.into_actor(self).map(|_, _, _| ()));
@@ -774,6 +798,7 @@ impl Connection {
             }),
             caps_ex: c.caps_ex(),
             tc_url: c.tc_url.clone(),
+            args: connect_args(&c.app, c.tc_url.as_deref()),
         });
         // Echo capabilities only to clients that asked, so legacy replies stay byte-identical.
         let properties = if enhanced {
@@ -851,7 +876,8 @@ impl Connection {
         };
         let failure = match action {
             Action::Publish => status::PUBLISH_BAD_NAME,
-            Action::Play => status::PLAY_FAILED,
+            // Shared objects are authorized by their session, never here.
+            Action::Play | Action::SharedObject => status::PLAY_FAILED,
         };
         let fut = async move {
             let decision = auth::authorize(&rules, &request, timeout).await;
@@ -1387,5 +1413,17 @@ mod tests {
             ("cam".into(), Some("key=abc&x=1".into()), Some("abc".into()))
         );
         assert_eq!(split_name("cam"), ("cam".into(), None, None));
+        // Shared object credentials: the connect app's query, else tcUrl's.
+        assert_eq!(
+            connect_args("live?key=k", Some("rtmp://h/live")),
+            Some("key=k".into())
+        );
+        assert_eq!(
+            connect_args("live", Some("rtmp://h/live?a=1&key=t"))
+                .as_deref()
+                .and_then(query_key),
+            Some("t".into())
+        );
+        assert_eq!(connect_args("live", Some("rtmp://h/live")), None);
     }
 }

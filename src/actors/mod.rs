@@ -11,7 +11,8 @@
 //!   the GOP, and fans frames out.
 //! - [`registry`]: maps resources to publisher actors and decides publish conflicts.
 //! - [`shared_object`]: remote shared objects (§7.1.3): one actor per object, their registry,
-//!   and a per-connection session.
+//!   and a per-connection session; [`shared_object_quota`] counts what they hold in memory
+//!   and on disk.
 
 pub mod connection;
 pub mod listener;
@@ -19,6 +20,7 @@ pub mod outbox;
 pub mod publisher;
 pub mod registry;
 pub mod shared_object;
+pub mod shared_object_quota;
 pub mod stream;
 pub mod subscriber;
 

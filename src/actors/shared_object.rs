@@ -28,18 +28,22 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use sha2::{Digest, Sha256};
 
+use super::connection::CloseConnection;
 use super::outbox::Outbox;
 use super::registry::resource_key;
+use super::shared_object_quota::{disk_blocks, value_memory, Quota, Totals};
 use super::{csid, ConnectionId};
+use crate::auth::{self, Action, AuthDecision, AuthRequest};
 use crate::config::Settings;
 use crate::protocol::amf0::{self, Amf0Value, AmfLimits};
 use crate::protocol::message::{Message, RawMessage, SharedObjectEvent, SharedObjectMessage};
@@ -62,6 +66,12 @@ pub mod code {
     pub const UPDATE_RATE_EXCEEDED: &str = "SharedObject.UpdateRateExceeded";
     /// A persistent object's change was applied but could not be written to disk.
     pub const PERSISTENCE_FAILED: &str = "SharedObject.PersistenceFailed";
+    /// The app's rules refuse this client the object (Red5's code for a refused connect).
+    pub const NO_READ_ACCESS: &str = "SharedObject.NoReadAccess";
+    /// A change would pass the memory this connection's writes may hold.
+    pub const QUOTA_EXCEEDED: &str = "SharedObject.QuotaExceeded";
+    /// A change would pass what all shared objects may hold, in memory or on disk.
+    pub const SERVER_QUOTA_EXCEEDED: &str = "SharedObject.ServerQuotaExceeded";
 }
 
 /// Why a persistent object's file could not be read or written.
@@ -85,8 +95,12 @@ pub enum StoreError {
     },
 }
 
-/// Magic and format version at the start of a persistent object's file.
-const FILE_MAGIC: &[u8; 4] = b"RSO\x01";
+/// Magic and format version at the start of a persistent object's file. Version 1 held the
+/// attributes in one ECMA Array, which put every value one level deeper than it came on the
+/// wire (so an acknowledged value at the depth limit could not be read back); version 2
+/// stores each value as a top-level AMF0 value, decoded exactly as the wire decoded it.
+const FILE_MAGIC: &[u8; 4] = b"RSO\x02";
+const FILE_MAGIC_V1: &[u8; 4] = b"RSO\x01";
 /// Longest encoded name used as a file name as is; longer ones are hashed.
 const MAX_PLAIN_FILE_NAME: usize = 200;
 
@@ -120,7 +134,9 @@ pub fn object_path(dir: &Path, app: &str, name: &str) -> PathBuf {
 }
 
 /// The bytes of a persistent object's file: magic, then AMF0 values: app (String), name
-/// (String), version (Number), attributes (ECMA Array, names in order).
+/// (String), version (Number), attribute count (Number), then each attribute's name (String)
+/// and value, every one a top-level value (own reference table, depth counted from 0, as in
+/// a Request Change event, §7.1.3).
 pub fn encode_file(
     app: &str,
     name: &str,
@@ -128,19 +144,24 @@ pub fn encode_file(
     attributes: &BTreeMap<String, Amf0Value>,
 ) -> Result<Vec<u8>, amf0::Amf0Error> {
     let mut out = FILE_MAGIC.to_vec();
-    let values = [
+    let header = [
         Amf0Value::String(app.to_owned()),
         Amf0Value::String(name.to_owned()),
         Amf0Value::Number(f64::from(version)),
-        Amf0Value::EcmaArray(
-            attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
+        Amf0Value::Number(attributes.len() as f64),
     ];
-    amf0::encode_all(&values, &mut out)?;
+    amf0::encode_all(&header, &mut out)?;
+    for (k, v) in attributes {
+        amf0::encode(&Amf0Value::String(k.clone()), &mut out)?;
+        amf0::encode(v, &mut out)?;
+    }
     Ok(out)
+}
+
+/// Bytes of a persistent object's file besides its attributes (magic, app, name, version,
+/// count); each attribute adds its [`attribute_size`] and one String marker.
+pub fn file_overhead(app: &str, name: &str) -> usize {
+    FILE_MAGIC.len() + (3 + app.len()) + (3 + name.len()) + 9 + 9
 }
 
 /// A persistent object as read back: its version and attributes.
@@ -150,8 +171,9 @@ pub struct StoredObject {
     pub attributes: BTreeMap<String, Amf0Value>,
 }
 
-/// Parse a file made by [`encode_file`]; `Ok(None)` if it holds another object (a hash
-/// collision of long names).
+/// Parse a file made by [`encode_file`] (or by version 1); `Ok(None)` if it holds another
+/// object (a hash collision of long names). `limits` are the wire's: every value that was
+/// accepted from a client reads back under them.
 pub fn decode_file(
     path: &Path,
     bytes: &[u8],
@@ -160,35 +182,87 @@ pub fn decode_file(
     limits: &AmfLimits,
 ) -> Result<Option<StoredObject>, StoreError> {
     let shown = || path.display().to_string();
-    let body = bytes
-        .strip_prefix(FILE_MAGIC.as_slice())
-        .ok_or_else(|| StoreError::Format {
-            path: shown(),
-            reason: "bad magic",
-        })?;
-    let values = amf0::decode_all(body, limits).map_err(|source| StoreError::Amf {
+    let format = |reason| StoreError::Format {
+        path: shown(),
+        reason,
+    };
+    let amf = |source| StoreError::Amf {
         path: shown(),
         source,
-    })?;
-    let [Amf0Value::String(file_app), Amf0Value::String(file_name), Amf0Value::Number(version), Amf0Value::EcmaArray(attributes)] =
-        values.as_slice()
-    else {
-        return Err(StoreError::Format {
-            path: shown(),
-            reason: "expected app, name, version, attributes",
+    };
+    if let Some(body) = bytes.strip_prefix(FILE_MAGIC_V1.as_slice()) {
+        return decode_file_v1(body, app, name, limits).map_err(|e| match e {
+            V1Error::Amf(source) => amf(source),
+            V1Error::Format(reason) => format(reason),
         });
+    }
+    let mut body = bytes
+        .strip_prefix(FILE_MAGIC.as_slice())
+        .ok_or_else(|| format("bad magic"))?;
+    let mut next = || amf0::decode(&mut body, limits).map_err(amf);
+    let (file_app, file_name, version, count) = (next()?, next()?, next()?, next()?);
+    let (Amf0Value::String(file_app), Amf0Value::String(file_name)) = (file_app, file_name) else {
+        return Err(format("expected app and name"));
     };
     if file_app != app || file_name != name {
         return Ok(None);
     }
-    let version = if version.is_finite() && *version >= 0.0 && *version <= f64::from(u32::MAX) {
-        *version as u32
-    } else {
-        return Err(StoreError::Format {
-            path: shown(),
-            reason: "version is not a u32",
-        });
+    let version = as_u32(&version).ok_or_else(|| format("version is not a u32"))?;
+    let count = as_u32(&count).ok_or_else(|| format("attribute count is not a u32"))?;
+    let mut attributes = BTreeMap::new();
+    for _ in 0..count {
+        let Amf0Value::String(key) = next()? else {
+            return Err(format("expected an attribute name"));
+        };
+        let value = next()?;
+        attributes.insert(key, value);
+    }
+    if !body.is_empty() {
+        return Err(format("bytes after the last attribute"));
+    }
+    Ok(Some(StoredObject {
+        version,
+        attributes,
+    }))
+}
+
+fn as_u32(value: &Amf0Value) -> Option<u32> {
+    match value {
+        Amf0Value::Number(n) if n.is_finite() && *n >= 0.0 && *n <= f64::from(u32::MAX) => {
+            Some(*n as u32)
+        }
+        _ => None,
+    }
+}
+
+enum V1Error {
+    Amf(amf0::Amf0Error),
+    Format(&'static str),
+}
+
+/// Version 1 (one ECMA Array of attributes): read with one more level than the wire allows
+/// (the array's) and a value budget as large as the file, so that whatever was acknowledged
+/// reads back; the next write stores it as version 2.
+fn decode_file_v1(
+    body: &[u8],
+    app: &str,
+    name: &str,
+    limits: &AmfLimits,
+) -> Result<Option<StoredObject>, V1Error> {
+    let limits = AmfLimits {
+        max_depth: limits.max_depth + 1,
+        max_values: limits.max_values.max(body.len()),
     };
+    let values = amf0::decode_all(body, &limits).map_err(V1Error::Amf)?;
+    let [Amf0Value::String(file_app), Amf0Value::String(file_name), version, Amf0Value::EcmaArray(attributes)] =
+        values.as_slice()
+    else {
+        return Err(V1Error::Format("expected app, name, version, attributes"));
+    };
+    if file_app != app || file_name != name {
+        return Ok(None);
+    }
+    let version = as_u32(version).ok_or(V1Error::Format("version is not a u32"))?;
     Ok(Some(StoredObject {
         version,
         attributes: attributes.iter().cloned().collect(),
@@ -270,6 +344,52 @@ pub fn attribute_size(name: &str, value: &Amf0Value) -> usize {
 pub struct ObjectLimits {
     pub max_attributes: usize,
     pub max_bytes: usize,
+    /// A persistent object's file size.
+    pub max_file_bytes: u64,
+}
+
+/// Who pays for a change: the writer's quota, the server's totals, and for a persistent
+/// object its file (fixed part, and the disk it takes now).
+pub struct Ledger<'a> {
+    pub writer: &'a Arc<Quota>,
+    pub totals: &'a Totals,
+    pub file: Option<FileRoom>,
+}
+
+/// A persistent object's file as the disk cap sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileRoom {
+    /// [`file_overhead`] of the object.
+    pub overhead: usize,
+    /// [`disk_blocks`] of the file as it is now (0 when there is none).
+    pub on_disk: u64,
+}
+
+/// Estimated memory of one attribute: its name twice (the attribute map and the sizes), the
+/// map entries, and the value.
+pub fn attribute_memory(name: &str, value: &Amf0Value) -> usize {
+    2 * (name.len() + std::mem::size_of::<String>())
+        + std::mem::size_of::<Meta>()
+        + 64
+        + value_memory(value)
+}
+
+/// What one attribute counts for, and who wrote it last (None: read from disk).
+#[derive(Debug, Clone)]
+struct Meta {
+    encoded: usize,
+    memory: usize,
+    owner: Option<Arc<Quota>>,
+}
+
+impl Meta {
+    /// Give the attribute's memory back to its writer and the server.
+    fn release(self, totals: &Totals) {
+        if let Some(owner) = self.owner {
+            owner.credit(self.memory);
+        }
+        totals.credit_memory(self.memory);
+    }
 }
 
 /// What applying one client message did: the events for the writer and for every other
@@ -283,15 +403,20 @@ pub struct Outcome {
     pub updates: u64,
     pub messages: u64,
     pub refused: u64,
+    /// The first code a memory or disk cap refused with, if any (the writer is told; these
+    /// are logged and count towards closing the connection).
+    pub capped: Option<&'static str>,
 }
 
 /// The data of one shared object: attributes and version, with the size the limits count.
 /// Plain state, no I/O, so the semantics are unit-tested without actors.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Default)]
 pub struct ObjectState {
     pub version: u32,
     pub attributes: BTreeMap<String, Amf0Value>,
     bytes: usize,
+    meta: HashMap<String, Meta>,
+    memory: usize,
 }
 
 fn status(code: &str) -> SharedObjectEvent {
@@ -302,18 +427,91 @@ fn status(code: &str) -> SharedObjectEvent {
 }
 
 impl ObjectState {
+    /// State read from disk: its memory is the server's (the caller charges [`Self::memory`]),
+    /// no connection's.
     pub fn new(version: u32, attributes: BTreeMap<String, Amf0Value>) -> Self {
-        let bytes = attributes.iter().map(|(k, v)| attribute_size(k, v)).sum();
+        let meta: HashMap<String, Meta> = attributes
+            .iter()
+            .map(|(k, v)| {
+                let m = Meta {
+                    encoded: attribute_size(k, v),
+                    memory: attribute_memory(k, v),
+                    owner: None,
+                };
+                (k.clone(), m)
+            })
+            .collect();
         ObjectState {
             version,
+            bytes: meta.values().map(|m| m.encoded).sum(),
+            memory: meta.values().map(|m| m.memory).sum(),
             attributes,
-            bytes,
+            meta,
         }
     }
 
     /// AMF0-encoded bytes of all attributes.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Estimated memory of all attributes.
+    pub fn memory(&self) -> usize {
+        self.memory
+    }
+
+    /// Drop every attribute, giving its memory back.
+    fn clear(&mut self, totals: &Totals) {
+        self.attributes.clear();
+        for (_, m) in self.meta.drain() {
+            m.release(totals);
+        }
+        self.bytes = 0;
+        self.memory = 0;
+    }
+
+    /// The object goes away: give all its memory back.
+    pub fn release_all(&mut self, totals: &Totals) {
+        self.clear(totals);
+    }
+
+    /// Which cap, if any, refuses setting `name` to a value of `size` wire bytes and
+    /// `memory` bytes of memory.
+    fn refusal(
+        &self,
+        name: &str,
+        size: usize,
+        memory: usize,
+        limits: ObjectLimits,
+        ledger: &Ledger<'_>,
+    ) -> Option<&'static str> {
+        let old = self.meta.get(name);
+        let is_new = old.is_none();
+        let (old_size, old_memory) = old.map_or((0, 0), |m| (m.encoded, m.memory));
+        let own = old
+            .and_then(|m| m.owner.as_ref())
+            .filter(|o| Arc::ptr_eq(o, ledger.writer))
+            .map_or(0, |_| old_memory);
+        let bytes = self.bytes - old_size + size;
+        let count = self.attributes.len() + usize::from(is_new);
+        let file = ledger
+            .file
+            .map(|f| (f, (f.overhead + bytes + count) as u64));
+        if is_new && self.attributes.len() >= limits.max_attributes {
+            Some(code::TOO_MANY_ATTRIBUTES)
+        } else if bytes > limits.max_bytes
+            || file.is_some_and(|(_, len)| len > limits.max_file_bytes)
+        {
+            Some(code::OBJECT_TOO_LARGE)
+        } else if !ledger.writer.fits(memory, own) {
+            Some(code::QUOTA_EXCEEDED)
+        } else if !ledger.totals.memory_fits(memory, old_memory)
+            || file.is_some_and(|(f, len)| !ledger.totals.disk_fits(f.on_disk, disk_blocks(len)))
+        {
+            Some(code::SERVER_QUOTA_EXCEEDED)
+        } else {
+            None
+        }
     }
 
     /// What a client gets when it uses the object (Red5 `register`): Use Success, Clear for a
@@ -350,7 +548,12 @@ impl ObjectState {
 
     /// Apply the client requests of one message (Request Change, Request Remove, Clear, Send
     /// Message; anything else is ignored). Bumps the version once if the data changed.
-    pub fn apply(&mut self, events: Vec<SharedObjectEvent>, limits: ObjectLimits) -> Outcome {
+    pub fn apply(
+        &mut self,
+        events: Vec<SharedObjectEvent>,
+        limits: ObjectLimits,
+        ledger: &Ledger<'_>,
+    ) -> Outcome {
         let mut out = Outcome::default();
         for event in events {
             match event {
@@ -362,25 +565,31 @@ impl ObjectState {
                             continue;
                         }
                         let size = attribute_size(&name, &value);
-                        let old = self
-                            .attributes
-                            .get(&name)
-                            .map_or(0, |v| attribute_size(&name, v));
-                        let is_new = old == 0 && !self.attributes.contains_key(&name);
-                        let refusal = if is_new && self.attributes.len() >= limits.max_attributes {
-                            Some(code::TOO_MANY_ATTRIBUTES)
-                        } else if self.bytes - old + size > limits.max_bytes {
-                            Some(code::OBJECT_TOO_LARGE)
-                        } else {
-                            None
-                        };
-                        if let Some(c) = refusal {
+                        let memory = attribute_memory(&name, &value);
+                        if let Some(c) = self.refusal(&name, size, memory, limits, ledger) {
+                            if c == code::QUOTA_EXCEEDED || c == code::SERVER_QUOTA_EXCEEDED {
+                                out.capped.get_or_insert(c);
+                                ledger.writer.refused();
+                            }
                             out.owner.push(status(c));
                             out.owner.push(self.revert(&name));
                             out.refused += 1;
                             continue;
                         }
-                        self.bytes = self.bytes - old + size;
+                        ledger.writer.charge(memory);
+                        ledger.totals.charge_memory(memory);
+                        let meta = Meta {
+                            encoded: size,
+                            memory,
+                            owner: Some(ledger.writer.clone()),
+                        };
+                        if let Some(old) = self.meta.insert(name.clone(), meta) {
+                            self.bytes -= old.encoded;
+                            self.memory -= old.memory;
+                            old.release(ledger.totals);
+                        }
+                        self.bytes += size;
+                        self.memory += memory;
                         self.attributes.insert(name.clone(), value.clone());
                         out.owner
                             .push(SharedObjectEvent::UpdateAttribute { name: name.clone() });
@@ -393,8 +602,12 @@ impl ObjectState {
                 }
                 SharedObjectEvent::DeleteAttribute { name } => {
                     // Red5 confirms a removal to the writer with Remove, changed or not.
-                    if let Some(v) = self.attributes.remove(&name) {
-                        self.bytes -= attribute_size(&name, &v);
+                    if self.attributes.remove(&name).is_some() {
+                        if let Some(m) = self.meta.remove(&name) {
+                            self.bytes -= m.encoded;
+                            self.memory -= m.memory;
+                            m.release(ledger.totals);
+                        }
                         out.others
                             .push(SharedObjectEvent::DeleteData { name: name.clone() });
                         out.changed = true;
@@ -403,8 +616,7 @@ impl ObjectState {
                     out.owner.push(SharedObjectEvent::DeleteData { name });
                 }
                 SharedObjectEvent::ClearData => {
-                    self.attributes.clear();
-                    self.bytes = 0;
+                    self.clear(ledger.totals);
                     out.owner.push(SharedObjectEvent::ClearData);
                     out.others.push(SharedObjectEvent::ClearData);
                     out.changed = true;
@@ -459,6 +671,9 @@ pub struct SharedObject {
     limits: ObjectLimits,
     /// Where it is stored, for a persistent object.
     path: Option<PathBuf>,
+    /// Disk its file takes now ([`disk_blocks`]; 0 when there is none).
+    on_disk: u64,
+    totals: Arc<Totals>,
     stats: Arc<SharedObjectStats>,
     server_stats: Arc<ServerStats>,
 }
@@ -470,26 +685,34 @@ impl SharedObject {
         name: String,
         persistent: bool,
         settings: &Settings,
+        totals: Arc<Totals>,
         stats: Arc<SharedObjectStats>,
         server_stats: Arc<ServerStats>,
     ) -> Self {
         let so = &settings.shared_objects;
         let path = persistent.then(|| object_path(Path::new(&so.dir), &app, &name));
         let mut state = ObjectState::default();
+        let mut on_disk = 0;
         if let Some(path) = &path {
-            // Room for the names, the version and the AMF framing around the attributes.
-            let max_len = (so.max_bytes + 2 * settings.rtmp.max_name_len + 1024) as u64;
+            // Room for the names, the version, the count and one marker per attribute name
+            // (and whatever the file cap allowed, if larger).
+            let max_len =
+                ((so.max_bytes + so.max_attributes + 2 * settings.rtmp.max_name_len + 1024) as u64)
+                    .max(so.max_file_bytes);
             match read_file(path, &app, &name, max_len, &settings.amf_limits()) {
                 Ok(Some(stored)) => {
                     state = ObjectState::new(stored.version, stored.attributes);
-                    tracing::info!(app = %app, object = %name, version = state.version, attributes = state.attributes.len(), "persistent shared object loaded");
+                    tracing::info!(app = ?app, object = ?name, version = state.version, attributes = state.attributes.len(), "persistent shared object loaded");
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(app = %app, object = %name, error = %e, "persistent shared object unreadable: starting empty");
+                    tracing::warn!(app = ?app, object = ?name, error = %e, "persistent shared object unreadable: starting empty");
                 }
             }
+            on_disk = std::fs::metadata(path).map_or(0, |m| disk_blocks(m.len()));
         }
+        // Read from disk: the server's memory, nobody's quota.
+        totals.charge_memory(state.memory());
         SharedObject {
             app,
             name,
@@ -499,8 +722,11 @@ impl SharedObject {
             limits: ObjectLimits {
                 max_attributes: so.max_attributes,
                 max_bytes: so.max_bytes,
+                max_file_bytes: so.max_file_bytes,
             },
             path,
+            on_disk,
+            totals,
             stats,
             server_stats,
         }
@@ -523,7 +749,7 @@ impl SharedObject {
         s.bytes.store(self.state.bytes(), Relaxed);
     }
 
-    fn save(&self) -> Result<(), StoreError> {
+    fn save(&mut self) -> Result<(), StoreError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -537,7 +763,11 @@ impl SharedObject {
             path: path.display().to_string(),
             source,
         })?;
-        write_atomically(path, &bytes)
+        write_atomically(path, &bytes)?;
+        let after = disk_blocks(bytes.len() as u64);
+        self.totals.file_changed(self.on_disk, after);
+        self.on_disk = after;
+        Ok(())
     }
 }
 
@@ -557,7 +787,8 @@ impl Actor for SharedObject {
             .actors
             .shared_objects
             .fetch_sub(1, Relaxed);
-        tracing::debug!(app = %self.app, object = %self.name, "shared object closed");
+        self.state.release_all(&self.totals);
+        tracing::debug!(app = ?self.app, object = ?self.name, "shared object closed");
     }
 }
 
@@ -612,17 +843,30 @@ pub struct Update {
     pub client: ConnectionId,
     pub amf3: bool,
     pub events: Vec<SharedObjectEvent>,
+    /// The writer's share of memory.
+    pub quota: Arc<Quota>,
 }
 
 impl Handler<Update> for SharedObject {
     type Result = ();
 
     fn handle(&mut self, msg: Update, _: &mut Context<Self>) {
-        let mut outcome = self.state.apply(msg.events, self.limits);
+        let ledger = Ledger {
+            writer: &msg.quota,
+            totals: &self.totals,
+            file: self.path.as_ref().map(|_| FileRoom {
+                overhead: file_overhead(&self.app, &self.name),
+                on_disk: self.on_disk,
+            }),
+        };
+        let mut outcome = self.state.apply(msg.events, self.limits, &ledger);
+        if let Some(c) = outcome.capped {
+            tracing::info!(connection = msg.client, app = ?self.app, object = ?self.name, code = c, connection_bytes = msg.quota.bytes(), server_bytes = self.totals.memory(), server_disk = self.totals.disk(), refusals = msg.quota.refusals(), "shared object change refused by a cap");
+        }
         if outcome.changed && self.persistent {
             // Written before anyone is told, so an acknowledged change is on disk.
             if let Err(e) = self.save() {
-                tracing::warn!(app = %self.app, object = %self.name, error = %e, "persistent shared object not saved");
+                tracing::warn!(app = ?self.app, object = ?self.name, error = %e, "persistent shared object not saved");
                 outcome.owner.push(status(code::PERSISTENCE_FAILED));
             }
         }
@@ -688,6 +932,10 @@ pub struct SharedObjectRegistry {
     per_app: HashMap<String, usize>,
     /// The arbiter every shared object actor runs on (made on first use).
     arbiter: Option<Arbiter>,
+    /// Memory and disk held by every object.
+    totals: Arc<Totals>,
+    /// Whether the files already on disk have been counted (on the first Use).
+    scanned: bool,
 }
 
 impl Actor for SharedObjectRegistry {
@@ -711,6 +959,14 @@ pub enum UseRefusal {
     Disabled,
     #[error("app has reached its limit of {limit} shared objects")]
     TooManyObjects { limit: usize },
+    #[error("the server has reached its limit of {limit} shared objects")]
+    ServerFull { limit: usize },
+    #[error("the server has reached its limit of {limit} apps with shared objects")]
+    TooManyApps { limit: usize },
+    #[error("the connection uses its limit of {limit} shared objects")]
+    ConnectionFull { limit: usize },
+    #[error("not authorized ({reason})")]
+    NotAuthorized { reason: String },
     #[error("the object is live with the other persistence flag")]
     BadPersistence,
     #[error("shared object name {reason}")]
@@ -722,6 +978,7 @@ impl UseRefusal {
     pub fn code(&self) -> &'static str {
         match self {
             UseRefusal::BadPersistence => code::BAD_PERSISTENCE,
+            UseRefusal::NotAuthorized { .. } => code::NO_READ_ACCESS,
             _ => code::OBJECT_CREATION_FAILED,
         }
     }
@@ -770,16 +1027,41 @@ impl Handler<Use> for SharedObjectRegistry {
                 limit: so.max_objects_per_app,
             });
         }
+        if self.entries.len() >= so.max_objects {
+            return Err(UseRefusal::ServerFull {
+                limit: so.max_objects,
+            });
+        }
+        if count == 0 && self.per_app.len() >= so.max_apps {
+            return Err(UseRefusal::TooManyApps { limit: so.max_apps });
+        }
         let arbiter = self.arbiter.get_or_insert_with(Arbiter::new).handle();
+        self.totals.set_limits(so);
+        if !self.scanned {
+            // Files left by earlier runs count towards the disk cap; counted on the objects'
+            // arbiter, ahead of any object's first write.
+            self.scanned = true;
+            let (totals, dir) = (self.totals.clone(), PathBuf::from(&so.dir));
+            arbiter.spawn_fn(move || totals.scan(&dir));
+        }
         let stats = Arc::new(SharedObjectStats::new(&msg.app, &msg.name, msg.persistent));
         msg.stats.shared_objects.insert(key.clone(), stats.clone());
         let (app, name, persistent) = (msg.app.clone(), msg.name.clone(), msg.persistent);
         let (settings, server_stats) = (msg.settings.clone(), msg.stats.clone());
+        let totals = self.totals.clone();
         let addr = SharedObject::start_in_arbiter(&arbiter, move |_| {
-            SharedObject::new(app, name, persistent, &settings, stats, server_stats)
+            SharedObject::new(
+                app,
+                name,
+                persistent,
+                &settings,
+                totals,
+                stats,
+                server_stats,
+            )
         });
         addr.do_send(join);
-        tracing::debug!(object = %key, persistent = msg.persistent, "shared object created");
+        tracing::debug!(object = ?key, persistent = msg.persistent, "shared object created");
         *self.per_app.entry(msg.app.clone()).or_default() += 1;
         self.entries.insert(
             key,
@@ -877,10 +1159,30 @@ struct Joined {
     persistent: bool,
 }
 
+/// Requests a connection may have refused by the memory and disk caps (and by its app's
+/// rules) before it is closed: a client that keeps writing past them is not a client.
+pub const MAX_CAP_REFUSALS: u32 = 32;
+
+/// The connection a session speaks for: who it is and the credentials it connected with.
+pub struct SharedObjectClient {
+    pub id: ConnectionId,
+    pub app: String,
+    pub peer: SocketAddr,
+    /// The connect URL's query and its `key=`.
+    pub args: Option<String>,
+    pub stream_key: Option<String>,
+    pub tc_url: Option<String>,
+    /// Closes the connection (a client that keeps going past the caps).
+    pub close: Recipient<CloseConnection>,
+}
+
 /// One connection's shared object client side: what it joined, its update rate, its outbox.
 pub struct ClientSession {
     id: ConnectionId,
     app: String,
+    client: SharedObjectClient,
+    quota: Arc<Quota>,
+    closing: bool,
     outbox: Rc<Outbox>,
     settings: Arc<Settings>,
     stats: Arc<ServerStats>,
@@ -935,17 +1237,18 @@ impl ClientSession {
             return;
         }
         let Some(joined) = self.joined.get(name) else {
-            tracing::debug!(connection = self.id, object = %name, "shared object request without use");
+            tracing::debug!(connection = self.id, object = ?name, "shared object request without use");
             return self.status(amf3, name, persistent, code::NO_WRITE_ACCESS);
         };
         if !self.rate.take(writes.len(), Instant::now()) {
-            tracing::debug!(connection = self.id, object = %name, "shared object update rate exceeded");
+            tracing::debug!(connection = self.id, object = ?name, "shared object update rate exceeded");
             return self.status(amf3, name, joined.persistent, code::UPDATE_RATE_EXCEEDED);
         }
         joined.addr.do_send(Update {
             client: self.id,
             amf3,
             events: writes,
+            quota: self.quota.clone(),
         });
     }
 
@@ -974,6 +1277,19 @@ impl Handler<Incoming> for ClientSession {
     type Result = ();
 
     fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        if self.quota.refusals() >= MAX_CAP_REFUSALS {
+            self.closing = true;
+            tracing::warn!(connection = self.id, peer = %self.client.peer, refusals = self.quota.refusals(), "shared object requests keep passing the caps: closing");
+            self.client.close.do_send(CloseConnection {
+                reason: format!(
+                    "{MAX_CAP_REFUSALS} shared object requests refused by the caps or the app's rules"
+                ),
+            });
+            return;
+        }
         let amf3 = msg.amf3;
         let SharedObjectMessage {
             name,
@@ -992,7 +1308,7 @@ impl Handler<Incoming> for ClientSession {
                 | SharedObjectEvent::ClearData
                 | SharedObjectEvent::SendMessage { .. }) => writes.push(e),
                 other => {
-                    tracing::debug!(connection = self.id, object = %name, event = ?other, "server-side shared object event from a client ignored");
+                    tracing::debug!(connection = self.id, object = ?name, event = ?other, "server-side shared object event from a client ignored");
                 }
             }
         }
@@ -1004,7 +1320,13 @@ impl Handler<Incoming> for ClientSession {
             return;
         }
         if let Err(refusal) = self.check_name(&name) {
-            tracing::info!(connection = self.id, object = %name, reason = %refusal, "shared object use refused");
+            tracing::info!(connection = self.id, object = ?name, reason = %refusal, "shared object use refused");
+            return self.status(amf3, &name, persistent, refusal.code());
+        }
+        let limit = self.settings.shared_objects.max_objects_per_connection;
+        if self.joined.len() >= limit {
+            let refusal = UseRefusal::ConnectionFull { limit };
+            tracing::info!(connection = self.id, app = ?self.app, object = ?name, reason = %refusal, "shared object use refused");
             return self.status(amf3, &name, persistent, refusal.code());
         }
         let request = Use {
@@ -1017,21 +1339,51 @@ impl Handler<Incoming> for ClientSession {
             settings: self.settings.clone(),
             stats: self.stats.clone(),
         };
+        // The app's rules first (`[auth]` shared_objects), then the registry.
+        let rules = self.settings.auth.rules(&self.app);
+        let timeout = Duration::from_millis(self.settings.auth.callback_timeout_ms);
+        let asked = AuthRequest {
+            action: Action::SharedObject,
+            app: self.app.clone(),
+            name: name.clone(),
+            args: self.client.args.clone(),
+            stream_key: self.client.stream_key.clone(),
+            peer: self.client.peer,
+            connection: self.id,
+            tc_url: self.client.tc_url.clone(),
+        };
+        let registry = self.registry.clone();
+        let decided = async move {
+            let reason = match auth::authorize(&rules, &asked, timeout).await {
+                AuthDecision::Allow { name } if name == asked.name => {
+                    return registry.send(request).await;
+                }
+                AuthDecision::Allow { .. } => "the callback renamed the object".to_owned(),
+                AuthDecision::Deny { reason } => reason,
+            };
+            Ok(Err(UseRefusal::NotAuthorized { reason }))
+        };
         // Later messages wait until the object answers, so requests follow the Use.
-        ctx.wait(self.registry.send(request).into_actor(self).map(
+        ctx.wait(decided.into_actor(self).map(
             move |result, act, _| {
                 match result {
                     Ok(Ok(addr)) => {
-                        tracing::debug!(connection = act.id, app = %act.app, object = %name, persistent, "shared object use");
+                        tracing::debug!(connection = act.id, app = ?act.app, object = ?name, persistent, "shared object use");
                         act.joined.insert(name.clone(), Joined { addr, persistent });
                         act.in_use.set(act.joined.len());
                     }
+                    Ok(Err(refusal @ UseRefusal::NotAuthorized { .. })) => {
+                        act.stats.auth_denied.fetch_add(1, Relaxed);
+                        act.quota.refused();
+                        tracing::warn!(connection = act.id, peer = %act.client.peer, app = ?act.app, object = ?name, reason = %refusal, "shared object use not authorized");
+                        return act.status(amf3, &name, persistent, refusal.code());
+                    }
                     Ok(Err(refusal)) => {
-                        tracing::info!(connection = act.id, app = %act.app, object = %name, reason = %refusal, "shared object use refused");
+                        tracing::info!(connection = act.id, app = ?act.app, object = ?name, reason = %refusal, "shared object use refused");
                         return act.status(amf3, &name, persistent, refusal.code());
                     }
                     Err(e) => {
-                        tracing::warn!(connection = act.id, object = %name, error = %e, "shared object registry unavailable");
+                        tracing::warn!(connection = act.id, object = ?name, error = %e, "shared object registry unavailable");
                         return act.status(amf3, &name, persistent, code::OBJECT_CREATION_FAILED);
                     }
                 }
@@ -1083,17 +1435,23 @@ pub struct ClientHandle {
 impl ClientHandle {
     /// Start a connection's session on the current (the connection's) arbiter.
     pub fn start(
-        id: ConnectionId,
-        app: String,
+        client: SharedObjectClient,
         outbox: Rc<Outbox>,
         settings: Arc<Settings>,
         stats: Arc<ServerStats>,
     ) -> ClientHandle {
         let in_use = Rc::new(Cell::new(0));
         let rate = RateLimit::new(settings.shared_objects.max_updates_per_second);
+        let quota = Arc::new(Quota::new(
+            client.id,
+            settings.shared_objects.max_bytes_per_connection,
+        ));
         let addr = ClientSession {
-            id,
-            app,
+            id: client.id,
+            app: client.app.clone(),
+            client,
+            quota,
+            closing: false,
             outbox,
             settings,
             stats,
@@ -1138,7 +1496,118 @@ mod tests {
     const LIMITS: ObjectLimits = ObjectLimits {
         max_attributes: 3,
         max_bytes: 100,
+        max_file_bytes: 1 << 20,
     };
+
+    fn totals(memory: usize, disk: u64) -> Totals {
+        let mut so = Settings::defaults().shared_objects;
+        so.max_total_bytes = memory;
+        so.max_disk_bytes = disk;
+        let t = Totals::default();
+        t.set_limits(&so);
+        t
+    }
+
+    /// Apply with no caps in the way.
+    fn apply(s: &mut ObjectState, events: Vec<SharedObjectEvent>) -> Outcome {
+        let quota = Arc::new(Quota::new(1, usize::MAX / 4));
+        let totals = totals(usize::MAX / 4, u64::MAX / 4);
+        let ledger = Ledger {
+            writer: &quota,
+            totals: &totals,
+            file: None,
+        };
+        s.apply(events, LIMITS, &ledger)
+    }
+
+    #[test]
+    fn memory_is_charged_to_the_last_writer_and_given_back() {
+        let limits = ObjectLimits {
+            max_attributes: 100,
+            max_bytes: 1 << 20,
+            max_file_bytes: 1 << 20,
+        };
+        let one = attribute_memory("a", &Amf0Value::String("x".repeat(1000)));
+        let totals = totals(3 * one, u64::MAX / 4);
+        let a = Arc::new(Quota::new(1, 2 * one));
+        let b = Arc::new(Quota::new(2, 2 * one));
+        let by = |q| Ledger {
+            writer: q,
+            totals: &totals,
+            file: None,
+        };
+        let big = |name: &str, c: char| SharedObjectEvent::SetAttribute {
+            properties: vec![(name.into(), Amf0Value::String(c.to_string().repeat(1000)))],
+        };
+        let mut s = ObjectState::default();
+        let out = s.apply(vec![big("a", 'x'), big("b", 'x')], limits, &by(&a));
+        assert_eq!(out.refused, 0);
+        assert_eq!((a.bytes(), totals.memory()), (2 * one, 2 * one));
+        // a's share is full: a third attribute is refused, a replacement of its own is not.
+        let out = s.apply(vec![big("c", 'x')], limits, &by(&a));
+        assert_eq!(out.owner[0], status(code::QUOTA_EXCEEDED));
+        assert_eq!(out.capped, Some(code::QUOTA_EXCEEDED));
+        assert_eq!(a.refusals(), 1);
+        let out = s.apply(vec![big("a", 'y')], limits, &by(&a));
+        assert!(out.changed && out.refused == 0);
+        // b overwrites one of a's: a gets it back, b pays.
+        s.apply(vec![big("b", 'z')], limits, &by(&b));
+        assert_eq!((a.bytes(), b.bytes(), totals.memory()), (one, one, 2 * one));
+        // The server's cap: room for one more, then refused for everyone.
+        s.apply(vec![big("c", 'z')], limits, &by(&b));
+        let out = s.apply(vec![big("d", 'x')], limits, &by(&a));
+        assert_eq!(out.owner[0], status(code::SERVER_QUOTA_EXCEEDED));
+        assert_eq!(totals.memory(), 3 * one);
+        // Remove and clear give it back; so does the object going away.
+        s.apply(
+            vec![SharedObjectEvent::DeleteAttribute { name: "c".into() }],
+            limits,
+            &by(&a),
+        );
+        assert_eq!((b.bytes(), totals.memory()), (one, 2 * one));
+        s.apply(vec![SharedObjectEvent::ClearData], limits, &by(&a));
+        assert_eq!((a.bytes(), b.bytes(), totals.memory()), (0, 0, 0));
+        s.apply(vec![big("a", 'x')], limits, &by(&b));
+        assert_eq!(totals.memory(), one);
+        s.release_all(&totals);
+        assert_eq!((b.bytes(), totals.memory(), s.memory()), (0, 0, 0));
+    }
+
+    #[test]
+    fn persistent_objects_keep_to_the_file_and_disk_caps() {
+        let limits = ObjectLimits {
+            max_attributes: 100,
+            max_bytes: 1 << 20,
+            max_file_bytes: 3000,
+        };
+        let totals = totals(usize::MAX / 4, 8192);
+        let q = Arc::new(Quota::new(1, usize::MAX / 4));
+        let overhead = file_overhead("live", "p");
+        let ledger = |on_disk| Ledger {
+            writer: &q,
+            totals: &totals,
+            file: Some(FileRoom { overhead, on_disk }),
+        };
+        let text = |name: &str, n: usize| SharedObjectEvent::SetAttribute {
+            properties: vec![(name.into(), Amf0Value::String("x".repeat(n)))],
+        };
+        let mut s = ObjectState::default();
+        // The file would be overhead + (2 + 1 + 3 + 2000) + 1: fits; one more such: refused.
+        let out = s.apply(vec![text("a", 2000)], limits, &ledger(0));
+        assert!(out.changed);
+        let out = s.apply(vec![text("b", 2000)], limits, &ledger(4096));
+        assert_eq!(out.owner[0], status(code::OBJECT_TOO_LARGE));
+        assert_eq!(out.capped, None, "a per-object limit, not a cap");
+        // The disk cap: 8192 bytes, 4096 taken by another file, 4096 by this one.
+        totals.file_changed(0, 8192);
+        let out = s.apply(vec![text("a", 100)], limits, &ledger(4096));
+        assert!(out.changed, "shrinking is always allowed");
+        let other = ObjectState::default();
+        let mut other = other;
+        let out = other.apply(vec![text("z", 10)], limits, &ledger(0));
+        assert_eq!(out.owner[0], status(code::SERVER_QUOTA_EXCEEDED));
+        assert_eq!(out.capped, Some(code::SERVER_QUOTA_EXCEEDED));
+    }
 
     fn set(name: &str, v: f64) -> SharedObjectEvent {
         SharedObjectEvent::SetAttribute {
@@ -1149,7 +1618,7 @@ mod tests {
     #[test]
     fn set_acks_the_writer_and_changes_the_others() {
         let mut s = ObjectState::default();
-        let out = s.apply(vec![set("x", 1.0)], LIMITS);
+        let out = apply(&mut s, vec![set("x", 1.0)]);
         assert_eq!(
             out.owner,
             vec![SharedObjectEvent::UpdateAttribute { name: "x".into() }]
@@ -1163,7 +1632,7 @@ mod tests {
         assert!(out.changed);
         assert_eq!(s.version, 1);
         // The same value again: acknowledged, not broadcast, version kept.
-        let out = s.apply(vec![set("x", 1.0)], LIMITS);
+        let out = apply(&mut s, vec![set("x", 1.0)]);
         assert!(out.others.is_empty() && !out.changed);
         assert_eq!(s.version, 1);
     }
@@ -1171,7 +1640,7 @@ mod tests {
     #[test]
     fn one_version_per_message() {
         let mut s = ObjectState::default();
-        s.apply(vec![set("a", 1.0), set("b", 2.0), set("c", 3.0)], LIMITS);
+        apply(&mut s, vec![set("a", 1.0), set("b", 2.0), set("c", 3.0)]);
         assert_eq!(s.version, 1);
         assert_eq!(s.attributes.len(), 3);
     }
@@ -1179,10 +1648,10 @@ mod tests {
     #[test]
     fn delete_clear_and_send() {
         let mut s = ObjectState::default();
-        s.apply(vec![set("a", 1.0), set("b", 2.0)], LIMITS);
-        let out = s.apply(
+        apply(&mut s, vec![set("a", 1.0), set("b", 2.0)]);
+        let out = apply(
+            &mut s,
             vec![SharedObjectEvent::DeleteAttribute { name: "a".into() }],
-            LIMITS,
         );
         assert_eq!(
             out.owner,
@@ -1191,19 +1660,19 @@ mod tests {
         assert_eq!(out.others, out.owner);
         assert_eq!(s.version, 2);
         // Deleting what is not there confirms to the writer only.
-        let out = s.apply(
+        let out = apply(
+            &mut s,
             vec![SharedObjectEvent::DeleteAttribute { name: "a".into() }],
-            LIMITS,
         );
         assert!(out.others.is_empty() && !out.changed);
         let send = SharedObjectEvent::SendMessage {
             values: vec![Amf0Value::String("hello".into())],
         };
-        let out = s.apply(vec![send.clone()], LIMITS);
+        let out = apply(&mut s, vec![send.clone()]);
         assert_eq!(out.owner, vec![send.clone()]);
         assert_eq!(out.others, vec![send]);
         assert_eq!(s.version, 2, "send is not a change");
-        let out = s.apply(vec![SharedObjectEvent::ClearData], LIMITS);
+        let out = apply(&mut s, vec![SharedObjectEvent::ClearData]);
         assert_eq!(out.others, vec![SharedObjectEvent::ClearData]);
         assert!(s.attributes.is_empty());
         assert_eq!(s.bytes(), 0);
@@ -1213,8 +1682,8 @@ mod tests {
     #[test]
     fn limits_refuse_and_put_the_writer_back() {
         let mut s = ObjectState::default();
-        s.apply(vec![set("a", 1.0), set("b", 2.0), set("c", 3.0)], LIMITS);
-        let out = s.apply(vec![set("d", 4.0)], LIMITS);
+        apply(&mut s, vec![set("a", 1.0), set("b", 2.0), set("c", 3.0)]);
+        let out = apply(&mut s, vec![set("d", 4.0)]);
         assert_eq!(
             out.owner,
             vec![
@@ -1227,7 +1696,7 @@ mod tests {
         let big = SharedObjectEvent::SetAttribute {
             properties: vec![("a".into(), Amf0Value::String("x".repeat(200)))],
         };
-        let out = s.apply(vec![big], LIMITS);
+        let out = apply(&mut s, vec![big]);
         assert_eq!(
             out.owner,
             vec![
@@ -1239,7 +1708,7 @@ mod tests {
         );
         assert_eq!(s.version, 1);
         // Replacing a value within the budget is fine.
-        let out = s.apply(vec![set("a", 9.0)], LIMITS);
+        let out = apply(&mut s, vec![set("a", 9.0)]);
         assert!(out.changed);
         assert_eq!(s.bytes(), 3 * (2 + 1 + 9));
     }
@@ -1251,7 +1720,7 @@ mod tests {
             s.initial_events(false),
             vec![SharedObjectEvent::InitialData, SharedObjectEvent::ClearData]
         );
-        s.apply(vec![set("a", 1.0)], LIMITS);
+        apply(&mut s, vec![set("a", 1.0)]);
         assert_eq!(
             s.initial_events(true),
             vec![
@@ -1317,6 +1786,74 @@ mod tests {
         // A truncated file is an error, never a panic.
         for cut in 0..bytes.len() {
             let _ = decode_file(&path, &bytes[..cut], "live", "room/1", &limits);
+        }
+    }
+
+    /// `depth` nested Objects, the innermost holding a Number.
+    fn nested(depth: usize) -> Amf0Value {
+        let mut v = Amf0Value::Number(1.0);
+        for _ in 0..depth {
+            v = Amf0Value::object([("k", v)]);
+        }
+        v
+    }
+
+    #[test]
+    fn a_value_at_the_wire_depth_limit_reads_back() {
+        let limits = AmfLimits::default();
+        let deepest = nested(limits.max_depth);
+        // What the wire accepts: exactly the limit, not one more.
+        let mut wire = Vec::new();
+        amf0::encode(&deepest, &mut wire).expect("encode");
+        assert_eq!(
+            amf0::decode(&mut &wire[..], &limits).expect("wire"),
+            deepest
+        );
+        let mut deeper = Vec::new();
+        amf0::encode(&nested(limits.max_depth + 1), &mut deeper).expect("encode");
+        assert!(amf0::decode(&mut &deeper[..], &limits).is_err());
+        let attributes = BTreeMap::from([
+            ("deep".to_owned(), deepest.clone()),
+            ("n".to_owned(), Amf0Value::Number(2.0)),
+        ]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = object_path(dir.path(), "live", "d");
+        let bytes = encode_file("live", "d", 3, &attributes).expect("encode");
+        let back = decode_file(&path, &bytes, "live", "d", &limits)
+            .expect("readable")
+            .expect("present");
+        assert_eq!(back.attributes, attributes);
+        assert_eq!(back.version, 3);
+        // The file is the attributes' wire size plus a fixed part and a marker per name.
+        let state = ObjectState::new(3, attributes.clone());
+        assert_eq!(
+            bytes.len(),
+            file_overhead("live", "d") + state.bytes() + attributes.len()
+        );
+        // A version 1 file (one ECMA Array around the attributes) still reads back.
+        let mut v1 = FILE_MAGIC_V1.to_vec();
+        let values = [
+            Amf0Value::String("live".into()),
+            Amf0Value::String("d".into()),
+            Amf0Value::Number(3.0),
+            Amf0Value::EcmaArray(
+                attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+        ];
+        amf0::encode_all(&values, &mut v1).expect("encode v1");
+        let back = decode_file(&path, &v1, "live", "d", &limits)
+            .expect("v1 readable")
+            .expect("present");
+        assert_eq!(back.attributes, attributes);
+        // Trailing bytes and truncations are errors, never panics.
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(decode_file(&path, &long, "live", "d", &limits).is_err());
+        for cut in 4..bytes.len() {
+            assert!(decode_file(&path, &bytes[..cut], "live", "d", &limits).is_err());
         }
     }
 
