@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde::de::{self, Deserialize, Visitor};
 
-use super::{ConfigError, LegacyPlayers, PublishConflict};
-use crate::auth::AuthMode;
+use super::{ConfigError, LegacyPlayers, PublishConflict, PullMode};
+use crate::auth::{AuthMode, SharedObjectMode};
 
 /// Where a key's value came from, most specific first: a flag (named by the caller), the
 /// environment variable, the file, or the embedded defaults.
@@ -197,6 +197,8 @@ fn enum_variants(name: &str) -> Option<&'static [&'static str]> {
         variants_of::<PublishConflict>(),
         variants_of::<LegacyPlayers>(),
         variants_of::<AuthMode>(),
+        variants_of::<SharedObjectMode>(),
+        variants_of::<PullMode>(),
     ]
     .into_iter()
     .flatten()
