@@ -9,11 +9,13 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::tracks::{contiguous_run, first_packet_is_key, frame_md5s, packets, stream_count};
 use common::{Proc, Server};
 use reflector::client::{ClientConfig, ClientEvent, RtmpClient, RtmpUrl};
 use reflector::protocol::amf0::Amf0Value;
 use reflector::protocol::media::{inspect_audio, inspect_video, PacketKind};
+use reflector::protocol::message::RawMessage;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -746,4 +748,131 @@ fn raw_join(url: &str, sent: &Path, window: Duration) -> Result<String, String> 
         want.len(),
         started.len()
     ))
+}
+
+/// A synthetic two-track H.264 frame: track 0 as a legacy tag, track 1 as an E-RTMP OneTrack
+/// multitrack tag (ffmpeg 9's layout), numbered by `seq` and padded to `size`.
+fn two_track_frame(track: u8, seq: u32, key: bool, size: usize) -> Bytes {
+    let mut p = Vec::with_capacity(size);
+    match track {
+        0 => p.extend_from_slice(&[if key { 0x17 } else { 0x27 }, 1, 0, 0, 0]),
+        _ => {
+            p.extend_from_slice(&[if key { 0x96 } else { 0xa6 }, 0x01]);
+            p.extend_from_slice(b"avc1");
+            p.extend_from_slice(&[track, 0, 0, 0]);
+        }
+    }
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.resize(size.max(p.len()), 0);
+    Bytes::from(p)
+}
+
+/// The sequence start of a track of [`two_track_frame`].
+fn two_track_header(track: u8) -> Bytes {
+    let record = [1, 0x64, 0, 0x1f, 0xff, 0xe0, 0];
+    let mut p = match track {
+        0 => vec![0x17, 0, 0, 0, 0],
+        _ => [&[0x96, 0x00][..], b"avc1", &[track]].concat(),
+    };
+    p.extend_from_slice(&record);
+    Bytes::from(p)
+}
+
+/// A player that reads in bursts behind a fast two-track publisher: the server drops video for
+/// it, and each track must resume at its own keyframe, its sequence start resent first, while
+/// the other track carries on. (Keyframes: track 0 every 25 frames, track 1 offset by 10.)
+#[tokio::test]
+async fn slow_player_resyncs_each_video_track_on_its_own() {
+    let (server, _config) = common::reflector_with_config(
+        "[live]\ndrop_disposable_bytes = 65536\ndrop_video_bytes = 131072\n\
+         drop_audio_bytes = 8388608\nmax_lag_ms = 30000\n",
+    );
+    let url = RtmpUrl::parse(&server.rtmp_url("live", "mt")).expect("url");
+    let config = ClientConfig {
+        extra_connect_properties: vec![(
+            "fourCcList".into(),
+            Amf0Value::StrictArray(vec![Amf0Value::String("*".into())]),
+        )],
+        ..ClientConfig::default()
+    };
+    let mut publisher = RtmpClient::connect(&url, &config).await.expect("publisher");
+    let stream = publisher.create_stream().await.expect("createStream");
+    publisher.publish(stream, "mt").await.expect("publish");
+    let media = move |timestamp: u32, payload: Bytes| RawMessage {
+        type_id: 9,
+        stream_id: stream,
+        timestamp,
+        payload,
+    };
+    for track in [0, 1] {
+        publisher.feed(&media(0, two_track_header(track)));
+    }
+    publisher.flush().await.expect("headers");
+    let mut player = RtmpClient::connect(&url, &config).await.expect("player");
+    let id = player.create_stream().await.expect("createStream");
+    player.play(id, "mt").await.expect("play");
+
+    // 50 fps of two 40 kB frames (4 MB/s) for 7 s.
+    let feed = tokio::spawn(async move {
+        for seq in 0..350u32 {
+            let ts = seq * 20;
+            publisher.feed(&media(ts, two_track_frame(0, seq, seq % 25 == 0, 40_000)));
+            publisher.feed(&media(ts, two_track_frame(1, seq, seq % 25 == 10, 40_000)));
+            publisher.flush().await.expect("publisher keeps up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        publisher
+    });
+    // Read 1 s, stall 2 s, twice; then read to the end.
+    let mut seen = Vec::new();
+    let start = tokio::time::Instant::now();
+    for (read_until, stall_until) in [(1000, 3000), (4000, 6000), (9000, 9000)] {
+        let end = start + Duration::from_millis(read_until);
+        while let Ok(event) = tokio::time::timeout_at(end, player.next_event()).await {
+            if let ClientEvent::Media(m) = event.expect("player reads") {
+                seen.push(m.payload);
+            }
+        }
+        tokio::time::sleep_until(start + Duration::from_millis(stall_until)).await;
+    }
+    let _publisher = feed.await.expect("publisher task");
+
+    // Per track: after a gap (or at the start), a sequence start, then a keyframe.
+    let mut last: [Option<u32>; 2] = [None, None];
+    let mut header_since: [bool; 2] = [false, false];
+    let mut resyncs = [0; 2];
+    let mut frames = [0; 2];
+    for payload in &seen {
+        let tag = inspect_video(payload).expect("video tag");
+        let track = usize::from(tag.tracks[0].track_id);
+        if tag.is_sequence_header() {
+            header_since[track] = true;
+            continue;
+        }
+        let at = if track == 0 { 5 } else { 10 };
+        let seq = u32::from_be_bytes(payload[at..at + 4].try_into().expect("seq"));
+        frames[track] += 1;
+        if last[track].is_none_or(|l| seq != l + 1) {
+            assert!(
+                tag.is_keyframe(),
+                "track {track} resumes at inter frame {seq} (after {:?})",
+                last[track]
+            );
+            assert!(
+                header_since[track],
+                "track {track} resumes at {seq} without its sequence start"
+            );
+            if last[track].is_some() {
+                resyncs[track] += 1;
+            }
+        }
+        header_since[track] = false;
+        last[track] = Some(seq);
+    }
+    eprintln!("frames per track {frames:?}, resyncs {resyncs:?}");
+    assert!(
+        resyncs[0] >= 1 && resyncs[1] >= 1,
+        "no drops happened: frames {frames:?}, resyncs {resyncs:?}"
+    );
+    assert!(last[0] >= Some(340) && last[1] >= Some(340), "{last:?}");
 }
