@@ -260,10 +260,11 @@ impl VideoGate {
         tracks.is_subset(self.synced)
     }
 
-    /// `tracks` lost a frame: they wait for their next keyframe, with headers resent.
+    /// `tracks` lost a frame: they wait for their next keyframe, those that were playing with
+    /// their headers resent (a track that has not started yet still has them from the join).
     pub fn desync(&mut self, tracks: TrackSet) {
+        self.stale = self.stale.union(self.synced.intersection(tracks));
         self.synced = self.synced.difference(tracks);
-        self.stale = self.stale.union(tracks);
     }
 
     /// Every track waits for its next keyframe (after a gap of unknown frames, a pause, a

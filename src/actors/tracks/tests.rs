@@ -270,8 +270,10 @@ fn gate_resyncs_each_track_on_its_own() {
     let mut gate = VideoGate::default();
     let t0 = tracks(&[0]);
     let t1 = tracks(&[1]);
-    // A joiner: nothing synced, nothing stale (the burst carried the headers).
+    // A joiner: nothing synced, nothing stale (the burst carried the headers), even when
+    // inter frames come before the first keyframe.
     assert!(!gate.admits(t0));
+    gate.desync(t0);
     assert!(gate.resync(t0).is_empty());
     assert!(gate.admits(t0) && !gate.admits(t1));
     assert!(gate.resync(t1).is_empty());
