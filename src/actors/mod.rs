@@ -9,6 +9,7 @@
 //!   bounded mailbox and applies the per-player drop policy.
 //! - [`publisher`]: one per resource (app + stream name): caches metadata, sequence headers and
 //!   the GOP, and fans frames out.
+//! - [`tracks`]: per-track header cache, GOP cache and resync gate (E-RTMP multitrack).
 //! - [`registry`]: maps resources to publisher actors and decides publish conflicts.
 //! - [`shared_object`]: remote shared objects (§7.1.3): one actor per object, their registry,
 //!   and a per-connection session; [`shared_object_quota`] counts what they hold in memory
@@ -23,6 +24,9 @@ pub mod shared_object;
 pub mod shared_object_quota;
 pub mod stream;
 pub mod subscriber;
+pub mod tracks;
+
+pub use tracks::{HeaderCache, HeaderRole, TrackSet};
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
@@ -91,8 +95,10 @@ pub struct Frame {
     pub payload: Bytes,
     /// The message chunked for [`SHARED_STREAM_ID`] at the server's outgoing chunk size.
     pub chunked: Bytes,
-    /// For sequence headers: which track (Enhanced RTMP multitrack), 0 otherwise.
-    pub track: u8,
+    /// The Enhanced RTMP track ids the message carries ({0} unless multitrack; {0} for data).
+    pub tracks: TrackSet,
+    /// For [`DropClass::Header`] frames: which decoder state it sets (its cache slot).
+    pub role: Option<HeaderRole>,
     /// Carried in an Enhanced RTMP extended header (FourCC, multitrack): only players that
     /// announced Enhanced RTMP can parse it.
     pub enhanced: bool,
@@ -103,38 +109,6 @@ pub struct Frame {
 impl Frame {
     pub fn is_keyframe(&self) -> bool {
         self.class == DropClass::Key
-    }
-}
-
-/// The latest metadata and sequence headers of a stream (one per kind and track slot): what
-/// a player needs before media, kept by the publisher for joiners and by each subscriber for
-/// resyncs.
-#[derive(Debug, Default)]
-pub struct HeaderCache {
-    pub metadata: Option<Arc<Frame>>,
-    pub headers: Vec<Arc<Frame>>,
-}
-
-impl HeaderCache {
-    /// Keep `frame` (a [`DropClass::Header`] frame), replacing the one in its slot.
-    pub fn remember(&mut self, frame: &Arc<Frame>) {
-        if frame.kind == FrameKind::Data {
-            self.metadata = Some(frame.clone());
-        } else {
-            self.headers
-                .retain(|h| !(h.kind == frame.kind && h.track == frame.track));
-            self.headers.push(frame.clone());
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.metadata = None;
-        self.headers.clear();
-    }
-
-    /// The sequence headers of one kind.
-    pub fn of(&self, kind: FrameKind) -> impl Iterator<Item = &Arc<Frame>> {
-        self.headers.iter().filter(move |h| h.kind == kind)
     }
 }
 

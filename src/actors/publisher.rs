@@ -4,13 +4,13 @@
 //! or a player on the resource, so players that wait for a publisher, or outlive one, stay
 //! attached.
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use actix::dev::SendError;
 use actix::prelude::*;
 
+use super::tracks::GopCache;
 use super::{ConnectionId, DropClass, Frame, FrameKind, HeaderCache};
 use crate::config::Settings;
 use crate::stats::{ServerStats, StreamStats, SubscriberStats};
@@ -65,8 +65,7 @@ pub struct Publisher {
     /// joiners (each already served its GOP burst) queues behind them rather than ahead.
     subscribers: Vec<Edge>,
     headers: HeaderCache,
-    gop: VecDeque<Arc<Frame>>,
-    gop_bytes: usize,
+    gop: GopCache,
     /// Last timestamp fanned out, so that a new publisher continues from it.
     last_timestamp: Option<u32>,
 }
@@ -91,8 +90,7 @@ impl Publisher {
             source: None,
             subscribers: Vec::new(),
             headers: HeaderCache::default(),
-            gop: VecDeque::new(),
-            gop_bytes: 0,
+            gop: GopCache::default(),
             last_timestamp: None,
         }
     }
@@ -104,37 +102,27 @@ impl Publisher {
 
     fn clear_gop(&mut self) {
         self.gop.clear();
-        self.gop_bytes = 0;
         self.stats.gop_cache_bytes.store(0, Relaxed);
         self.stats.gop_cache_frames.store(0, Relaxed);
     }
 
-    /// Keep what a late joiner needs: metadata, sequence headers, and the frames since the
-    /// last keyframe (bounded in bytes and duration; past a bound the GOP is dropped whole,
-    /// since a GOP without its start is not decodable).
+    /// Keep what a late joiner needs: metadata, headers (per kind, role and track), and the
+    /// frames since every video track's keyframe (see [`GopCache`]).
     fn cache(&mut self, frame: &Arc<Frame>) {
-        match frame.class {
-            DropClass::Header => {
-                self.headers.remember(frame);
-                return;
-            }
-            _ if !self.settings.live.gop_cache => return,
-            DropClass::Key => self.clear_gop(),
-            _ if self.gop.is_empty() => return,
-            _ => {}
-        }
-        let live = &self.settings.live;
-        let first_ts = self.gop.front().map_or(frame.timestamp, |f| f.timestamp);
-        let span = frame.timestamp.wrapping_sub(first_ts);
-        if self.gop_bytes + frame.chunked.len() > live.gop_cache_max_bytes
-            || span > live.gop_cache_max_duration_ms
-        {
-            self.clear_gop();
+        if frame.class == DropClass::Header {
+            self.headers.remember(frame);
             return;
         }
-        self.gop_bytes += frame.chunked.len();
-        self.gop.push_back(frame.clone());
-        self.stats.gop_cache_bytes.store(self.gop_bytes, Relaxed);
+        let live = &self.settings.live;
+        if !live.gop_cache {
+            return;
+        }
+        self.gop.push(
+            frame,
+            live.gop_cache_max_bytes,
+            live.gop_cache_max_duration_ms,
+        );
+        self.stats.gop_cache_bytes.store(self.gop.bytes(), Relaxed);
         self.stats.gop_cache_frames.store(self.gop.len(), Relaxed);
     }
 
@@ -396,7 +384,8 @@ pub struct Subscribe {
 pub struct JoinInfo {
     /// A publisher is live.
     pub live: bool,
-    /// Metadata, sequence headers, then the GOP cache (starting at a keyframe), in order.
+    /// Metadata, headers, then the GOP cache (each video track from its own keyframe), in
+    /// order.
     pub burst: Vec<Arc<Frame>>,
 }
 
@@ -407,7 +396,7 @@ impl Handler<Subscribe> for Publisher {
         let mut burst = Vec::with_capacity(2 + self.headers.headers.len() + self.gop.len());
         burst.extend(self.headers.metadata.iter().cloned());
         burst.extend(self.headers.headers.iter().cloned());
-        burst.extend(self.gop.iter().cloned());
+        burst.extend(self.gop.burst().cloned());
         self.stats.subscribers.insert(msg.key, msg.stats.clone());
         self.remove_subscriber(&msg.key);
         self.subscribers.push(Edge {
@@ -462,6 +451,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::actors::TrackSet;
     use crate::stats::ConnectionStats;
 
     /// Records, in one shared log, which subscriber handled each frame.
@@ -492,7 +482,8 @@ mod tests {
             timestamp,
             payload: Bytes::from_static(&[0xaf, 0x01]),
             chunked: Bytes::from_static(&[0xaf, 0x01]),
-            track: 0,
+            tracks: TrackSet::single(0),
+            role: None,
             enhanced: false,
             fourcc: None,
         })

@@ -15,7 +15,9 @@ use bytes::{Bytes, BytesMut};
 use super::connection::{CloseConnection, Connection};
 use super::publisher::{Attach, Detach, Ingest, Publisher, SourceEvent};
 use super::registry::{now_ms, Registry, Unpublish};
-use super::{csid, ConnectionId, DropClass, Frame, FrameKind, SHARED_STREAM_ID};
+use super::{
+    csid, ConnectionId, DropClass, Frame, FrameKind, HeaderRole, TrackSet, SHARED_STREAM_ID,
+};
 use crate::config::Settings;
 use crate::protocol::amf0::{self, Amf0Value};
 use crate::protocol::chunk::chunk_message;
@@ -327,59 +329,47 @@ impl FrameBuilder {
     pub fn make_frame(&mut self, raw: &RawMessage) -> Option<Frame> {
         let mut enhanced = false;
         let mut fourcc = None;
-        let (kind, class, track, payload, chunk_stream) = match raw.type_id {
+        // Unparsable media is forwarded as track 0's.
+        let mut tracks = TrackSet::single(0);
+        let mut role = None;
+        let (kind, class, payload, chunk_stream) = match raw.type_id {
             type_id::VIDEO => {
-                let tag = media::inspect_video(&raw.payload);
-                if let Ok(tag) = &tag {
-                    enhanced = tag.enhanced;
-                    fourcc = tag.codec().fourcc();
-                }
-                let (class, track) = match tag {
-                    Ok(tag) if tag.is_sequence_header() => {
-                        self.note_video_header(&tag, &raw.payload);
-                        (
-                            DropClass::Header,
-                            tag.tracks.first().map_or(0, |t| t.track_id),
-                        )
+                let class = match media::inspect_video(&raw.payload) {
+                    Ok(tag) => {
+                        enhanced = tag.enhanced;
+                        fourcc = tag.codec().fourcc();
+                        tracks = tag.tracks.iter().map(|t| t.track_id).collect();
+                        if tag.is_sequence_header() {
+                            self.note_video_header(&tag, &raw.payload);
+                        }
+                        role = video_header_role(&tag);
+                        match role {
+                            Some(_) => DropClass::Header,
+                            None if tag.is_keyframe() => DropClass::Key,
+                            None if tag.is_disposable() => DropClass::Disposable,
+                            None => DropClass::Inter,
+                        }
                     }
-                    Ok(tag) if tag.tracks.iter().any(|t| t.kind == PacketKind::Metadata) => (
-                        DropClass::Header,
-                        0x80 | tag.tracks.first().map_or(0, |t| t.track_id),
-                    ),
-                    Ok(tag) if tag.is_keyframe() => (DropClass::Key, 0),
-                    Ok(tag) if tag.is_disposable() => (DropClass::Disposable, 0),
-                    _ => (DropClass::Inter, 0),
+                    Err(_) => DropClass::Inter,
                 };
-                (
-                    FrameKind::Video,
-                    class,
-                    track,
-                    raw.payload.clone(),
-                    csid::VIDEO,
-                )
+                (FrameKind::Video, class, raw.payload.clone(), csid::VIDEO)
             }
             type_id::AUDIO => {
-                let tag = media::inspect_audio(&raw.payload);
-                if let Ok(tag) = &tag {
-                    enhanced = tag.enhanced;
-                }
-                let (class, track) = match tag {
-                    Ok(tag) if tag.is_sequence_header() || tag.is_multichannel_config() => {
-                        self.note_audio_header(&tag, &raw.payload);
-                        (
-                            DropClass::Header,
-                            tag.tracks.first().map_or(0, |t| t.track_id),
-                        )
+                let class = match media::inspect_audio(&raw.payload) {
+                    Ok(tag) => {
+                        enhanced = tag.enhanced;
+                        tracks = tag.tracks.iter().map(|t| t.track_id).collect();
+                        role = audio_header_role(&tag);
+                        if role.is_some() {
+                            self.note_audio_header(&tag, &raw.payload);
+                            DropClass::Header
+                        } else {
+                            DropClass::Audio
+                        }
                     }
-                    _ => (DropClass::Audio, 0),
+                    Err(_) => DropClass::Audio,
                 };
-                (
-                    FrameKind::Audio,
-                    class,
-                    track,
-                    raw.payload.clone(),
-                    csid::AUDIO,
-                )
+                (FrameKind::Audio, class, raw.payload.clone(), csid::AUDIO)
             }
             type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
                 match Message::decode(raw, &self.settings.amf_limits()) {
@@ -401,21 +391,19 @@ impl FrameBuilder {
                                 payload.push(0);
                             }
                             payload.extend_from_slice(&out);
-                            (FrameKind::Data, class, 0, Bytes::from(payload), csid::DATA)
+                            (FrameKind::Data, class, Bytes::from(payload), csid::DATA)
                         }
                         // A plain `onMetaData` (nginx-rtmp's push, some encoders) is the
                         // stream's metadata all the same: cached for late joiners.
                         None if is_metadata(&values) => (
                             FrameKind::Data,
                             DropClass::Header,
-                            0,
                             raw.payload.clone(),
                             csid::DATA,
                         ),
                         None => (
                             FrameKind::Data,
                             DropClass::Data,
-                            0,
                             raw.payload.clone(),
                             csid::DATA,
                         ),
@@ -427,7 +415,6 @@ impl FrameBuilder {
                         (
                             FrameKind::Data,
                             DropClass::Data,
-                            0,
                             raw.payload.clone(),
                             csid::DATA,
                         )
@@ -436,6 +423,9 @@ impl FrameBuilder {
             }
             _ => return None,
         };
+        if kind == FrameKind::Data && class == DropClass::Header {
+            role = Some(HeaderRole::StreamMetadata);
+        }
         let timestamp = match (kind, class) {
             // Metadata is sent to late joiners first: timestamp 0 as nginx-rtmp does.
             (FrameKind::Data, DropClass::Header) => 0,
@@ -464,7 +454,8 @@ impl FrameBuilder {
             timestamp,
             payload: message.payload,
             chunked: chunked.freeze(),
-            track,
+            tracks,
+            role,
             enhanced,
             fourcc,
         })
@@ -490,6 +481,29 @@ impl FrameBuilder {
 /// Whether a data message is `onMetaData` (with `@setDataFrame` already stripped).
 fn is_metadata(values: &[Amf0Value]) -> bool {
     matches!(values.first(), Some(Amf0Value::String(s)) if s == "onMetaData")
+}
+
+/// Which header a video message is, if any (E-RTMP: one packet type for all its tracks).
+fn video_header_role(tag: &media::VideoTag) -> Option<HeaderRole> {
+    if tag.is_sequence_header() {
+        Some(HeaderRole::SequenceStart)
+    } else if tag.tracks.iter().any(|t| t.kind == PacketKind::Metadata) {
+        Some(HeaderRole::VideoMetadata)
+    } else {
+        None
+    }
+}
+
+/// Which header an audio message is, if any: a late joiner needs both the SequenceStart and
+/// the MultichannelConfig that ffmpeg sends after it (E-RTMP v2 ExAudioTagHeader).
+fn audio_header_role(tag: &media::AudioTag) -> Option<HeaderRole> {
+    if tag.is_sequence_header() {
+        Some(HeaderRole::SequenceStart)
+    } else if tag.is_multichannel_config() {
+        Some(HeaderRole::MultichannelConfig)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::publisher::{
     JoinInfo, Publisher, Subscribe, SubscriberEvent, SubscriberKey, Unsubscribe,
 };
 use super::registry::{Leave, Registry};
+use super::tracks::VideoGate;
 use super::{csid, ConnectionId, DropClass, Frame, FrameKind, HeaderCache, SHARED_STREAM_ID};
 use crate::config::{LegacyPlayers, Settings};
 use crate::protocol::amf0::Amf0Value;
@@ -73,9 +74,10 @@ pub struct Subscriber {
     receive_audio: bool,
     receive_video: bool,
     paused: bool,
-    /// Video is skipped until a keyframe (after a drop, a pause or a new publisher).
-    awaiting_keyframe: bool,
-    /// The metadata and sequence headers seen, resent before the keyframe that ends a resync.
+    /// Per video track: skipped until its keyframe (on joining, after a drop, a pause or a
+    /// new publisher).
+    gate: VideoGate,
+    /// The metadata and headers seen, resent before the keyframe that ends a resync.
     headers: HeaderCache,
     joined: bool,
 }
@@ -115,7 +117,7 @@ impl Subscriber {
             receive_audio: true,
             receive_video: true,
             paused: false,
-            awaiting_keyframe: true,
+            gate: VideoGate::default(),
             headers: HeaderCache::default(),
             joined: false,
         }
@@ -261,13 +263,21 @@ impl Subscriber {
         }
         if frame.class == DropClass::Header {
             self.headers.remember(&frame);
-            if self.wanted(frame.kind) {
+            let wanted = self.wanted(frame.kind);
+            if wanted {
                 self.write(&frame);
+            }
+            if frame.kind == FrameKind::Video {
+                if wanted {
+                    self.gate.headers_sent(frame.tracks);
+                } else {
+                    self.gate.headers_skipped(frame.tracks);
+                }
             }
             return;
         }
         if after_gap && frame.kind == FrameKind::Video {
-            self.awaiting_keyframe = true;
+            self.gate.desync_all();
         }
         if !self.wanted(frame.kind) {
             return;
@@ -277,15 +287,18 @@ impl Subscriber {
         let drops = &self.stats.drops;
         match frame.kind {
             FrameKind::Video => {
-                if self.awaiting_keyframe {
+                if !self.gate.admits(frame.tracks) {
                     if frame.is_keyframe() && queued < live.drop_video_bytes {
-                        // Resume cleanly: current sequence headers, then the keyframe.
-                        for header in self.headers.of(FrameKind::Video) {
+                        // Resume these tracks cleanly: their headers if the player may lack
+                        // them, then the keyframe. Other tracks keep their own state.
+                        let stale = self.gate.resync(frame.tracks);
+                        for header in self.headers.of_tracks(FrameKind::Video, stale) {
                             self.write(header);
                         }
-                        self.awaiting_keyframe = false;
                         self.write(&frame);
                     } else {
+                        // A multitrack message partly synced loses the synced tracks a frame.
+                        self.gate.desync(frame.tracks);
                         drops.awaiting_keyframe.fetch_add(1, Relaxed);
                     }
                 } else if frame.class == DropClass::Disposable
@@ -294,7 +307,7 @@ impl Subscriber {
                     drops.disposable.fetch_add(1, Relaxed);
                 } else if queued >= live.drop_video_bytes {
                     drops.video.fetch_add(1, Relaxed);
-                    self.awaiting_keyframe = true;
+                    self.gate.desync(frame.tracks);
                 } else {
                     self.write(&frame);
                 }
@@ -411,7 +424,7 @@ impl Subscriber {
                 self.deliver(frame, after_gap)
             }
             SubscriberEvent::Published => {
-                self.awaiting_keyframe = true;
+                self.gate.desync_all();
                 self.refused = false;
                 if !self.settings.live.unpublish_notify {
                     return;
@@ -427,7 +440,7 @@ impl Subscriber {
             }
             SubscriberEvent::Unpublished => {
                 self.headers.clear();
-                self.awaiting_keyframe = true;
+                self.gate.desync_all();
                 if !self.settings.live.unpublish_notify {
                     return;
                 }
@@ -462,7 +475,7 @@ impl Handler<PlayControl> for Subscriber {
             PlayControl::ReceiveAudio(flag) => self.receive_audio = flag,
             PlayControl::ReceiveVideo(flag) => {
                 if flag && !self.receive_video {
-                    self.awaiting_keyframe = true;
+                    self.gate.desync_all();
                 }
                 self.receive_video = flag;
             }
@@ -480,7 +493,7 @@ impl Handler<PlayControl> for Subscriber {
                 } else {
                     self.paused = false;
                     // Live resumes at the next keyframe, with the current headers first.
-                    self.awaiting_keyframe = true;
+                    self.gate.desync_all();
                     if let Some(meta) = self.headers.metadata.clone() {
                         self.write(&meta);
                     }

@@ -251,7 +251,8 @@ impl PushTask {
                 if frame.class == DropClass::Header {
                     self.headers.retain(|h| {
                         !(h.kind == frame.kind
-                            && h.track == frame.track
+                            && h.role == frame.role
+                            && h.tracks == frame.tracks
                             && h.type_id == frame.type_id)
                     });
                     self.headers.push(frame.clone());

@@ -4,7 +4,8 @@
 //! known-good reference), publishes a generated clip into it with real clients
 //! (ffmpeg, GStreamer `rtmp2sink`, librtmp via GStreamer `rtmpsink`), records what
 //! real players (ffmpeg, GStreamer `rtmp2src`, rtmpdump) receive, and checks that the
-//! decoded video frames are an exact contiguous run of the source clip's frames.
+//! decoded video frames are an exact contiguous run of the source clip's frames
+//! ([`tracks`]: the same, per track, for any codec and track layout).
 //!
 //! Nothing here depends on the reflector library: only the server process changes
 //! between the nginx validation tests and the reflector tests.
@@ -16,6 +17,7 @@ pub mod clients;
 pub mod clip;
 pub mod process;
 pub mod server;
+pub mod tracks;
 pub mod verify;
 
 pub use clients::{play, publish, Player, Publisher, Recording};
