@@ -25,6 +25,7 @@
 //! every client, the sender included; the version is bumped once per message that changed the
 //! data and every message carries the current version.
 
+use crate::names::Esc;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -435,7 +436,7 @@ fn encode(amf3: bool, message: SharedObjectMessage) -> Option<RawMessage> {
     match (Message::SharedObject { amf3, message }).to_raw(0, 0) {
         Ok(raw) => Some(raw),
         Err(e) => {
-            tracing::error!(error = %e, "could not encode a shared object message");
+            tracing::error!(error = %Esc(&e.to_string()), "could not encode a shared object message");
             None
         }
     }
@@ -482,11 +483,11 @@ impl SharedObject {
             match read_file(path, &app, &name, max_len, &settings.amf_limits()) {
                 Ok(Some(stored)) => {
                     state = ObjectState::new(stored.version, stored.attributes);
-                    tracing::info!(app = %app, object = %name, version = state.version, attributes = state.attributes.len(), "persistent shared object loaded");
+                    tracing::info!(app = %Esc(&app), object = %Esc(&name), version = state.version, attributes = state.attributes.len(), "persistent shared object loaded");
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(app = %app, object = %name, error = %e, "persistent shared object unreadable: starting empty");
+                    tracing::warn!(app = %Esc(&app), object = %Esc(&name), error = %Esc(&e.to_string()), "persistent shared object unreadable: starting empty");
                 }
             }
         }
@@ -557,7 +558,7 @@ impl Actor for SharedObject {
             .actors
             .shared_objects
             .fetch_sub(1, Relaxed);
-        tracing::debug!(app = %self.app, object = %self.name, "shared object closed");
+        tracing::debug!(app = %Esc(&self.app), object = %Esc(&self.name), "shared object closed");
     }
 }
 
@@ -622,7 +623,7 @@ impl Handler<Update> for SharedObject {
         if outcome.changed && self.persistent {
             // Written before anyone is told, so an acknowledged change is on disk.
             if let Err(e) = self.save() {
-                tracing::warn!(app = %self.app, object = %self.name, error = %e, "persistent shared object not saved");
+                tracing::warn!(app = %Esc(&self.app), object = %Esc(&self.name), error = %Esc(&e.to_string()), "persistent shared object not saved");
                 outcome.owner.push(status(code::PERSISTENCE_FAILED));
             }
         }
@@ -779,7 +780,7 @@ impl Handler<Use> for SharedObjectRegistry {
             SharedObject::new(app, name, persistent, &settings, stats, server_stats)
         });
         addr.do_send(join);
-        tracing::debug!(object = %key, persistent = msg.persistent, "shared object created");
+        tracing::debug!(object = %Esc(&key), persistent = msg.persistent, "shared object created");
         *self.per_app.entry(msg.app.clone()).or_default() += 1;
         self.entries.insert(
             key,
@@ -935,11 +936,11 @@ impl ClientSession {
             return;
         }
         let Some(joined) = self.joined.get(name) else {
-            tracing::debug!(connection = self.id, object = %name, "shared object request without use");
+            tracing::debug!(connection = self.id, object = %Esc(&name), "shared object request without use");
             return self.status(amf3, name, persistent, code::NO_WRITE_ACCESS);
         };
         if !self.rate.take(writes.len(), Instant::now()) {
-            tracing::debug!(connection = self.id, object = %name, "shared object update rate exceeded");
+            tracing::debug!(connection = self.id, object = %Esc(&name), "shared object update rate exceeded");
             return self.status(amf3, name, joined.persistent, code::UPDATE_RATE_EXCEEDED);
         }
         joined.addr.do_send(Update {
@@ -992,7 +993,7 @@ impl Handler<Incoming> for ClientSession {
                 | SharedObjectEvent::ClearData
                 | SharedObjectEvent::SendMessage { .. }) => writes.push(e),
                 other => {
-                    tracing::debug!(connection = self.id, object = %name, event = ?other, "server-side shared object event from a client ignored");
+                    tracing::debug!(connection = self.id, object = %Esc(&name), event = ?other, "server-side shared object event from a client ignored");
                 }
             }
         }
@@ -1004,7 +1005,7 @@ impl Handler<Incoming> for ClientSession {
             return;
         }
         if let Err(refusal) = self.check_name(&name) {
-            tracing::info!(connection = self.id, object = %name, reason = %refusal, "shared object use refused");
+            tracing::info!(connection = self.id, object = %Esc(&name), reason = %Esc(&refusal.to_string()), "shared object use refused");
             return self.status(amf3, &name, persistent, refusal.code());
         }
         let request = Use {
@@ -1022,16 +1023,16 @@ impl Handler<Incoming> for ClientSession {
             move |result, act, _| {
                 match result {
                     Ok(Ok(addr)) => {
-                        tracing::debug!(connection = act.id, app = %act.app, object = %name, persistent, "shared object use");
+                        tracing::debug!(connection = act.id, app = %Esc(&act.app), object = %Esc(&name), persistent, "shared object use");
                         act.joined.insert(name.clone(), Joined { addr, persistent });
                         act.in_use.set(act.joined.len());
                     }
                     Ok(Err(refusal)) => {
-                        tracing::info!(connection = act.id, app = %act.app, object = %name, reason = %refusal, "shared object use refused");
+                        tracing::info!(connection = act.id, app = %Esc(&act.app), object = %Esc(&name), reason = %Esc(&refusal.to_string()), "shared object use refused");
                         return act.status(amf3, &name, persistent, refusal.code());
                     }
                     Err(e) => {
-                        tracing::warn!(connection = act.id, object = %name, error = %e, "shared object registry unavailable");
+                        tracing::warn!(connection = act.id, object = %Esc(&name), error = %Esc(&e.to_string()), "shared object registry unavailable");
                         return act.status(amf3, &name, persistent, code::OBJECT_CREATION_FAILED);
                     }
                 }
