@@ -58,7 +58,8 @@ pub struct AuthSettings {
 }
 
 impl AuthSettings {
-    /// The rules that apply to `app`.
+    /// The rules that apply to `app`: a canonical app, one path segment
+    /// ([`crate::names::Resource`]), never the raw `connect` app.
     pub fn rules(&self, app: &str) -> AuthRules {
         self.apps.get(app).cloned().unwrap_or_else(|| AuthRules {
             publish: self.publish,
@@ -73,6 +74,17 @@ impl AuthSettings {
 
     /// Every callback mode has its URL (checked at start-up and on reload).
     pub fn validate(&self) -> Result<(), String> {
+        // Rules apply to an app, the first segment of a stream's path: a key with '/' (or
+        // anything else no app can be) would never match and leave its streams unprotected.
+        for app in self.apps.keys() {
+            if app.contains('/') {
+                return Err(format!(
+                    "[auth.apps.\"{app}\"]: an app is one path segment; rules cover every stream under it"
+                ));
+            }
+            crate::names::check("app", app, usize::MAX)
+                .map_err(|e| format!("[auth.apps.\"{app}\"]: {e}"))?;
+        }
         let mut all: Vec<(&str, AuthRules)> = vec![("[auth]", self.rules("\u{0}"))];
         all.extend(self.apps.iter().map(|(k, v)| (k.as_str(), v.clone())));
         for (app, rules) in all {
@@ -238,5 +250,45 @@ pub async fn notify_done(url: String, request: AuthRequest, timeout: Duration) {
     let Ok(client) = client(timeout) else { return };
     if let Err(e) = client.post(&url).form(&form(&request, call)).send().await {
         tracing::warn!(connection = request.connection, error = %e, "on_done callback failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(apps: &[&str]) -> AuthSettings {
+        let rules = AuthRules {
+            publish: AuthMode::Key,
+            play: AuthMode::Open,
+            publish_keys: vec!["k".into()],
+            play_keys: Vec::new(),
+            on_publish: String::new(),
+            on_play: String::new(),
+            on_done: String::new(),
+        };
+        AuthSettings {
+            publish: AuthMode::Open,
+            play: AuthMode::Open,
+            publish_keys: Vec::new(),
+            play_keys: Vec::new(),
+            on_publish: String::new(),
+            on_play: String::new(),
+            on_done: String::new(),
+            callback_timeout_ms: 1000,
+            apps: apps.iter().map(|a| ((*a).to_owned(), rules.clone())).collect(),
+        }
+    }
+
+    #[test]
+    fn app_rules_are_keyed_by_one_path_segment() {
+        assert!(settings(&["live", "priv"]).validate().is_ok());
+        for bad in ["live/x", "..", "a%2Fb", "a b", ""] {
+            let err = settings(&[bad]).validate().expect_err(bad);
+            assert!(err.contains("auth.apps"), "{err}");
+        }
+        let s = settings(&["live"]);
+        assert_eq!(s.rules("live").publish, AuthMode::Key);
+        assert_eq!(s.rules("live2").publish, AuthMode::Open);
     }
 }
