@@ -276,7 +276,10 @@ mod tests {
             on_play: String::new(),
             on_done: String::new(),
             callback_timeout_ms: 1000,
-            apps: apps.iter().map(|a| ((*a).to_owned(), rules.clone())).collect(),
+            apps: apps
+                .iter()
+                .map(|a| ((*a).to_owned(), rules.clone()))
+                .collect(),
         }
     }
 
