@@ -109,7 +109,7 @@ fn forbidden(c: char) -> Option<&'static str> {
         '#' => Some(" (a URL fragment)"),
         '?' => Some(" (only as the query separator)"),
         '\\' => Some(""),
-        c if c.is_control() || c.is_whitespace() => Some(""),
+        c if c.is_control() || c.is_whitespace() => Some(" (no control or white-space characters)"),
         _ => None,
     }
 }
