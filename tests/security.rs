@@ -59,7 +59,7 @@ enum Action {
 
 /// What the server did with one attempt.
 enum Outcome {
-    Started(RtmpClient, u32),
+    Started(Box<RtmpClient>, u32),
     /// Refused with this code; for publish and play the connection was seen closed after.
     Refused(String),
 }
@@ -86,7 +86,7 @@ async fn attempt(port: u16, action: Action, app: &str, name: &str, cfg: &ClientC
         Action::Play => c.play(sid, name).await,
     };
     match result {
-        Ok(()) => Outcome::Started(c, sid),
+        Ok(()) => Outcome::Started(Box::new(c), sid),
         Err(e) => {
             let code = code(e, &what);
             expect_closed(&mut c, &what).await;
@@ -113,7 +113,7 @@ struct Feed {
     task: tokio::task::JoinHandle<u64>,
 }
 
-fn feed(mut c: RtmpClient, stream_id: u32, seq_base: u64) -> Feed {
+fn feed(mut c: Box<RtmpClient>, stream_id: u32, seq_base: u64) -> Feed {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let task = tokio::spawn(async move {
@@ -157,7 +157,7 @@ struct Watch {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn watch(mut c: RtmpClient) -> Watch {
+fn watch(mut c: Box<RtmpClient>) -> Watch {
     let stop = Arc::new(AtomicBool::new(false));
     let seqs = Arc::new(Mutex::new(Vec::new()));
     let (s, q) = (stop.clone(), seqs.clone());

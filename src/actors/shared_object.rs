@@ -936,11 +936,11 @@ impl ClientSession {
             return;
         }
         let Some(joined) = self.joined.get(name) else {
-            tracing::debug!(connection = self.id, object = %Esc(&name), "shared object request without use");
+            tracing::debug!(connection = self.id, object = %Esc(name), "shared object request without use");
             return self.status(amf3, name, persistent, code::NO_WRITE_ACCESS);
         };
         if !self.rate.take(writes.len(), Instant::now()) {
-            tracing::debug!(connection = self.id, object = %Esc(&name), "shared object update rate exceeded");
+            tracing::debug!(connection = self.id, object = %Esc(name), "shared object update rate exceeded");
             return self.status(amf3, name, joined.persistent, code::UPDATE_RATE_EXCEEDED);
         }
         joined.addr.do_send(Update {
