@@ -113,7 +113,8 @@ pub struct AuthSettings {
 }
 
 impl AuthSettings {
-    /// The rules that apply to `app`.
+    /// The rules that apply to `app`: a canonical app, one path segment
+    /// ([`crate::names::Resource`]), never the raw `connect` app.
     pub fn rules(&self, app: &str) -> AuthRules {
         self.apps.get(app).cloned().unwrap_or_else(|| AuthRules {
             publish: self.publish,
@@ -131,6 +132,17 @@ impl AuthSettings {
 
     /// Every callback mode has its URL (checked at start-up and on reload).
     pub fn validate(&self) -> Result<(), String> {
+        // Rules apply to an app, the first segment of a stream's path: a key with '/' (or
+        // anything else no app can be) would never match and leave its streams unprotected.
+        for app in self.apps.keys() {
+            if app.contains('/') {
+                return Err(format!(
+                    "[auth.apps.\"{app}\"]: an app is one path segment; rules cover every stream under it"
+                ));
+            }
+            crate::names::check("app", app, usize::MAX)
+                .map_err(|e| format!("[auth.apps.\"{app}\"]: {e}"))?;
+        }
         let mut all: Vec<(&str, AuthRules)> = vec![("[auth]", self.rules("\u{0}"))];
         all.extend(self.apps.iter().map(|(k, v)| (k.as_str(), v.clone())));
         for (app, rules) in all {
@@ -380,5 +392,27 @@ mod tests {
             "[apps.cb]\npublish = \"open\"\nplay = \"open\"\nshared_objects = \"callback\"\n",
         );
         assert!(bad.validate().unwrap_err().contains("on_shared_object"));
+    }
+
+    fn settings_for_apps(apps: &[&str]) -> AuthSettings {
+        let mut toml = String::new();
+        for app in apps {
+            toml.push_str(&format!(
+                "[apps.{app:?}]\npublish = \"key\"\nplay = \"open\"\npublish_keys = [\"k\"]\n"
+            ));
+        }
+        settings(&toml)
+    }
+
+    #[test]
+    fn app_rules_are_keyed_by_one_path_segment() {
+        assert!(settings_for_apps(&["live", "priv"]).validate().is_ok());
+        for bad in ["live/x", "..", "a%2Fb", "a b", ""] {
+            let err = settings_for_apps(&[bad]).validate().expect_err(bad);
+            assert!(err.contains("auth.apps"), "{err}");
+        }
+        let s = settings_for_apps(&["live"]);
+        assert_eq!(s.rules("live").publish, AuthMode::Key);
+        assert_eq!(s.rules("live2").publish, AuthMode::Open);
     }
 }

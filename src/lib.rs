@@ -6,6 +6,7 @@
 //! - [`actors`]: the actors that wire the core to the network: listener, connection,
 //!   publishing stream, subscriber, publisher, registry.
 //! - [`auth`]: who may publish and play (open, stream key, HTTP callback).
+//! - [`names`]: app and stream names, the canonical resource (`app/name`), log escaping.
 //! - [`config`]: settings and their validation; every limit lives there.
 //! - [`stats`]: the figures actors publish for the admin side.
 //! - [`admin`]: the admin HTTP port: stats API, metrics, health, dashboard.
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod load;
+pub mod names;
 pub mod protocol;
 pub mod relay;
 pub mod server;

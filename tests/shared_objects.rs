@@ -756,6 +756,9 @@ async fn shared_objects_follow_the_apps_rules() {
         ("priv", true),
         ("sokey", false),
         ("closed?key=sk", false),
+        // A deeper connect app is still the first segment's: no escape from its rules.
+        ("priv/x", false),
+        ("sokey/sub?key=wrong", false),
     ] {
         let mut c = client_at(&server, app, false).await;
         let m = use_object(&mut c, false, "room", persistent).await;
@@ -777,7 +780,7 @@ async fn shared_objects_follow_the_apps_rules() {
     let log = server.log();
     assert_eq!(
         log.matches("shared object use not authorized").count(),
-        5,
+        7,
         "each refusal logged"
     );
     assert!(log.contains("connection="), "with the connection id");

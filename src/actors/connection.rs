@@ -23,6 +23,7 @@ use super::subscriber::{PlayControl, PlayerCaps, Subscriber};
 use super::{csid, ConnectionId, ServerContext};
 use crate::auth::{self, Action, AuthDecision, AuthRequest};
 use crate::config::Settings;
+use crate::names::{self, Esc, Resource};
 use crate::protocol::amf0::Amf0Value;
 use crate::protocol::chunk::{ChunkDecoder, ChunkError, ReceiveWindow};
 use crate::protocol::command::{self, caps_ex, fourcc_info, status, Command, ConnectCommand};
@@ -327,7 +328,6 @@ fn connect_args(app: &str, tc_url: Option<&str>) -> Option<String> {
         .map(|(_, q)| q.to_owned())
 }
 
-/// App and stream names: bounded, printable, no path tricks.
 /// The close reason of a peer that ended the connection in the ordinary way.
 const PEER_CLOSED: &str = "peer closed";
 
@@ -342,25 +342,6 @@ fn disconnect_reason(op: &str, e: &std::io::Error) -> String {
         }
         _ => format!("{op} failed: {e}"),
     }
-}
-
-fn validate_name(what: &str, name: &str, max_len: usize) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("{what} is empty"));
-    }
-    if name.len() > max_len {
-        return Err(format!("{what} is longer than {max_len} bytes"));
-    }
-    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!("{what} has control or white-space characters"));
-    }
-    if name
-        .split('/')
-        .any(|part| part.is_empty() || part == ".." || part == ".")
-    {
-        return Err(format!("{what} has an empty, \".\" or \"..\" path segment"));
-    }
-    Ok(())
 }
 
 impl Connection {
@@ -410,7 +391,7 @@ impl Connection {
 
     /// Bad input: log it with the connection id, count it, close.
     fn protocol_error(&mut self, ctx: &mut Context<Self>, error: impl std::fmt::Display) {
-        tracing::warn!(connection = self.id, peer = %self.peer, error = %error, "protocol error: closing");
+        tracing::warn!(connection = self.id, peer = %self.peer, error = %Esc(&error.to_string()), "protocol error: closing");
         self.server.stats.protocol_errors.fetch_add(1, Relaxed);
         self.close(ctx, format!("protocol error: {error}"));
     }
@@ -631,12 +612,17 @@ impl Connection {
                 name,
             } => {
                 let (name, _, _) = split_name(&name);
+                // Slots hold canonical names: a name that is not one matches none.
+                let canonical =
+                    Resource::canonical(&self.app(), &name, self.settings.rtmp.max_name_len)
+                        .map(|r| r.name)
+                        .ok();
                 let ids: Vec<u32> = self
                     .streams
                     .iter()
-                    .filter(
-                        |(_, s)| matches!(s, StreamSlot::Publishing { name: n, .. } if *n == name),
-                    )
+                    .filter(|(_, s)| {
+                        matches!(s, StreamSlot::Publishing { name: n, .. } if Some(n) == canonical.as_ref())
+                    })
                     .map(|(id, _)| *id)
                     .collect();
                 for id in ids {
@@ -730,7 +716,7 @@ impl Connection {
                 transaction_id,
                 ..
             } => {
-                tracing::debug!(connection = self.id, command = %name, "unknown command");
+                tracing::debug!(connection = self.id, command = %Esc(&name), "unknown command");
                 self.send_command(
                     csid::COMMAND,
                     stream_id,
@@ -755,11 +741,15 @@ impl Connection {
             .unwrap_or_default()
             .trim_end_matches('/')
             .to_owned();
-        if let Err(reason) = validate_name("app", &app, self.settings.rtmp.max_name_len) {
+        if let Err(reason) = names::check("app", &app, self.settings.rtmp.max_name_len) {
             self.send_command(
                 csid::COMMAND,
                 0,
-                command::error(c.transaction_id, status::CONNECT_REJECTED, &reason),
+                command::error(
+                    c.transaction_id,
+                    status::CONNECT_REJECTED,
+                    &reason.to_string(),
+                ),
             );
             return self.protocol_error(ctx, reason);
         }
@@ -781,7 +771,7 @@ impl Connection {
         );
         self.outbox.set_chunk_size(rtmp.out_chunk_size);
         let object_encoding = if c.object_encoding == 3.0 { 3.0 } else { 0.0 };
-        tracing::info!(connection = self.id, peer = %self.peer, app = %app, flash_ver = c.flash_ver.as_deref().unwrap_or(""), "connect");
+        tracing::info!(connection = self.id, peer = %self.peer, app = %Esc(&app), flash_ver = %Esc(c.flash_ver.as_deref().unwrap_or("")), "connect");
         tracing::debug!(connection = self.id, command_object = ?c.command_object, "connect command object");
         if let Ok(mut info) = self.stats.app.lock() {
             *info = Some((app.clone(), c.flash_ver.clone().unwrap_or_default()));
@@ -814,13 +804,16 @@ impl Connection {
         self.send_command(csid::COMMAND, 0, command::on_bw_done());
     }
 
+    /// The resource a `publish`/`play` names: the `connect` app and the stream name joined
+    /// and split again after the app's first segment ([`Resource::canonical`]), with the
+    /// query string and its `key=`. A refused name answers `failure` and closes.
     fn stream_name(
         &mut self,
         stream_id: u32,
         raw: &str,
         ctx: &mut Context<Self>,
         failure: &str,
-    ) -> Option<(String, Option<String>, Option<String>)> {
+    ) -> Option<(Resource, Option<String>, Option<String>)> {
         if !matches!(self.streams.get(&stream_id), Some(StreamSlot::Idle)) {
             self.stream_status(
                 stream_id,
@@ -835,39 +828,38 @@ impl Connection {
             return None;
         }
         let (name, query, key) = split_name(raw);
-        if let Err(reason) = validate_name("stream name", &name, self.settings.rtmp.max_name_len) {
-            self.stream_status(stream_id, "error", failure, reason.clone());
-            self.protocol_error(ctx, reason);
-            return None;
+        match Resource::canonical(&self.app(), &name, self.settings.rtmp.max_name_len) {
+            Ok(resource) => Some((resource, query, key)),
+            Err(reason) => {
+                self.stream_status(stream_id, "error", failure, reason.to_string());
+                self.protocol_error(ctx, reason);
+                None
+            }
         }
-        Some((name, query, key))
     }
 
-    /// Ask the app's authorization rules, then `then` with the (possibly redirected) name;
-    /// a denial answers `failure` on the stream, is logged and counted, and closes.
+    /// Ask the rules of the resource's app, then `then` with the (possibly redirected)
+    /// resource; a denial, or a callback redirect that is not a valid name of the same app,
+    /// answers `failure` on the stream, is logged and counted, and closes.
     #[allow(clippy::too_many_arguments)]
     fn authorize(
         &mut self,
         action: Action,
         stream_id: u32,
-        name: String,
+        resource: Resource,
         query: Option<String>,
         stream_key: Option<String>,
         ctx: &mut Context<Self>,
-        then: impl FnOnce(&mut Self, String, Option<DoneHook>, &mut Context<Self>) + 'static,
+        then: impl FnOnce(&mut Self, Resource, Option<DoneHook>, &mut Context<Self>) + 'static,
     ) {
-        let (app, tc_url) = self
-            .session
-            .as_ref()
-            .map(|s| (s.app.clone(), s.tc_url.clone()))
-            .unwrap_or_default();
+        let tc_url = self.session.as_ref().and_then(|s| s.tc_url.clone());
         let auth = &self.settings.auth;
-        let rules = auth.rules(&app);
+        let rules = auth.rules(&resource.app);
         let timeout = Duration::from_millis(auth.callback_timeout_ms);
         let request = AuthRequest {
             action,
-            app,
-            name,
+            app: resource.app.clone(),
+            name: resource.name.clone(),
             args: query,
             stream_key,
             peer: self.peer,
@@ -884,23 +876,30 @@ impl Connection {
             (decision, request, rules.on_done)
         };
         ctx.wait(fut.into_actor(self).map(move |(decision, mut request, on_done), act, ctx| {
-            match decision {
-                AuthDecision::Allow { name } => {
-                    if name != request.name {
-                        if let Err(reason) = validate_name("stream name", &name, act.settings.rtmp.max_name_len) {
-                            act.stream_status(stream_id, "error", failure, reason.clone());
-                            return act.protocol_error(ctx, format!("callback redirect: {reason}"));
+            let max_len = act.settings.rtmp.max_name_len;
+            let decision = match decision {
+                AuthDecision::Allow { name } if name != resource.name => {
+                    match resource.renamed(&name, max_len) {
+                        Ok(moved) => {
+                            tracing::info!(connection = act.id, from = %Esc(&resource.key()), to = %Esc(&moved.key()), "callback redirected the stream");
+                            Ok(moved)
                         }
-                        tracing::info!(connection = act.id, from = %request.name, to = %name, "callback redirected the stream");
-                        request.name = name.clone();
+                        Err(e) => Err(format!("callback redirect to \"{name}\" refused: {e}")),
                     }
-                    let done = (!on_done.is_empty()).then_some(DoneHook { url: on_done, request, timeout });
-                    then(act, name, done, ctx);
                 }
-                AuthDecision::Deny { reason } => {
+                AuthDecision::Allow { .. } => Ok(resource.clone()),
+                AuthDecision::Deny { reason } => Err(reason),
+            };
+            match decision {
+                Ok(resource) => {
+                    request.name = resource.name.clone();
+                    let done = (!on_done.is_empty()).then_some(DoneHook { url: on_done, request, timeout });
+                    then(act, resource, done, ctx);
+                }
+                Err(reason) => {
                     act.server.stats.auth_denied.fetch_add(1, Relaxed);
-                    tracing::warn!(connection = act.id, peer = %act.peer, action = action.as_str(), stream = %registry::resource_key(&request.app, &request.name), reason = %reason, "not authorized");
-                    act.stream_status(stream_id, "error", failure, format!("{}: not authorized ({reason})", request.name));
+                    tracing::warn!(connection = act.id, peer = %act.peer, action = action.as_str(), stream = %Esc(&resource.key()), reason = %Esc(&reason), "not authorized");
+                    act.stream_status(stream_id, "error", failure, format!("{}: not authorized ({reason})", resource.name));
                     act.close(ctx, format!("{} not authorized: {reason}", action.as_str()));
                 }
             }
@@ -908,7 +907,7 @@ impl Connection {
     }
 
     fn on_publish(&mut self, stream_id: u32, raw_name: String, ctx: &mut Context<Self>) {
-        let Some((name, query, stream_key)) =
+        let Some((resource, query, stream_key)) =
             self.stream_name(stream_id, &raw_name, ctx, status::PUBLISH_BAD_NAME)
         else {
             return;
@@ -917,26 +916,27 @@ impl Connection {
         self.authorize(
             Action::Publish,
             stream_id,
-            name,
+            resource,
             query,
             stream_key,
             ctx,
-            move |act, name, done, ctx| act.register_publish(stream_id, name, key, done, ctx),
+            move |act, resource, done, ctx| {
+                act.register_publish(stream_id, resource, key, done, ctx)
+            },
         );
     }
 
     fn register_publish(
         &mut self,
         stream_id: u32,
-        name: String,
+        resource: Resource,
         stream_key: Option<String>,
         done: Option<DoneHook>,
         ctx: &mut Context<Self>,
     ) {
-        let app = self.app();
         let request = registry::Publish {
-            app: app.clone(),
-            name: name.clone(),
+            app: resource.app.clone(),
+            name: resource.name.clone(),
             stream_key,
             connection: self.id,
             arbiter: Arbiter::current(),
@@ -949,10 +949,10 @@ impl Connection {
                 .map(move |res, act, ctx| {
                     let grant: Result<PublishGrant, Refusal> = res.unwrap_or(Err(Refusal::Internal));
                     match grant {
-                        Ok(grant) => act.start_publishing(stream_id, app, name, grant, done, ctx),
+                        Ok(grant) => act.start_publishing(stream_id, resource, grant, done, ctx),
                         Err(refusal) => {
-                            act.stream_status(stream_id, "error", status::PUBLISH_BAD_NAME, format!("{name}: {refusal}"));
-                            tracing::warn!(connection = act.id, peer = %act.peer, stream = %registry::resource_key(&app, &name), reason = %refusal, "publish refused");
+                            act.stream_status(stream_id, "error", status::PUBLISH_BAD_NAME, format!("{}: {refusal}", resource.name));
+                            tracing::warn!(connection = act.id, peer = %act.peer, stream = %Esc(&resource.key()), reason = %refusal, "publish refused");
                             act.close(ctx, format!("publish refused: {refusal}"));
                         }
                     }
@@ -963,16 +963,16 @@ impl Connection {
     fn start_publishing(
         &mut self,
         stream_id: u32,
-        app: String,
-        name: String,
+        resource: Resource,
         grant: PublishGrant,
         done: Option<DoneHook>,
         ctx: &mut Context<Self>,
     ) {
-        let key = registry::resource_key(&app, &name);
+        let key = resource.key();
         let Some(stats) = self.server.stats.streams.get(&key).map(|s| s.clone()) else {
             return self.close(ctx, "stream vanished");
         };
+        let Resource { app, name } = resource;
         let stream = PublishingStream::new(
             self.id,
             stream_id,
@@ -997,7 +997,7 @@ impl Connection {
             },
         );
         self.stats.set_state(ConnectionState::Publishing);
-        tracing::info!(connection = self.id, stream = %key, "publish");
+        tracing::info!(connection = self.id, stream = %Esc(&key), "publish");
         self.stream_status(
             stream_id,
             "status",
@@ -1007,7 +1007,7 @@ impl Connection {
     }
 
     fn on_play(&mut self, stream_id: u32, raw_name: String, reset: bool, ctx: &mut Context<Self>) {
-        let Some((name, query, key)) =
+        let Some((resource, query, key)) =
             self.stream_name(stream_id, &raw_name, ctx, status::PLAY_FAILED)
         else {
             return;
@@ -1015,30 +1015,31 @@ impl Connection {
         self.authorize(
             Action::Play,
             stream_id,
-            name,
+            resource,
             query,
             key,
             ctx,
-            move |act, name, done, ctx| act.register_play(stream_id, name, reset, done, ctx),
+            move |act, resource, done, ctx| {
+                act.register_play(stream_id, resource, reset, done, ctx)
+            },
         );
     }
 
     fn register_play(
         &mut self,
         stream_id: u32,
-        name: String,
+        resource: Resource,
         reset: bool,
         done: Option<DoneHook>,
         ctx: &mut Context<Self>,
     ) {
-        let app = self.app();
         let relay = self.stats.app.lock().is_ok_and(|info| {
             info.as_ref()
                 .is_some_and(|(_, flash_ver)| crate::relay::is_relay(flash_ver))
         });
         let request = registry::Play {
-            app: app.clone(),
-            name: name.clone(),
+            app: resource.app.clone(),
+            name: resource.name.clone(),
             arbiter: Arbiter::current(),
             relay,
         };
@@ -1057,8 +1058,8 @@ impl Connection {
                         let subscriber = Subscriber::new(
                             act.id,
                             stream_id,
-                            app.clone(),
-                            name.clone(),
+                            resource.app.clone(),
+                            resource.name.clone(),
                             act.outbox.clone(),
                             publisher,
                             act.server.registry.clone(),
@@ -1072,17 +1073,16 @@ impl Connection {
                         .start();
                         act.streams.insert(stream_id, StreamSlot::Playing { addr: subscriber, done });
                         act.stats.set_state(ConnectionState::Playing);
-                        tracing::info!(connection = act.id, stream = %registry::resource_key(&app, &name), "play");
+                        tracing::info!(connection = act.id, stream = %Esc(&resource.key()), "play");
                     }
                     Err(refusal) => {
-                        act.stream_status(stream_id, "error", status::PLAY_FAILED, format!("{name}: {refusal}"));
-                        tracing::warn!(connection = act.id, stream = %registry::resource_key(&app, &name), reason = %refusal, "play refused");
+                        act.stream_status(stream_id, "error", status::PLAY_FAILED, format!("{}: {refusal}", resource.name));
+                        tracing::warn!(connection = act.id, stream = %Esc(&resource.key()), reason = %refusal, "play refused");
                         act.close(ctx, format!("play refused: {refusal}"));
                     }
                 }),
         );
     }
-
     /// End what a message stream does; `keep` leaves the id usable (closeStream).
     fn stop_stream(&mut self, stream_id: u32, keep: bool) {
         let slot = if keep {
@@ -1347,7 +1347,7 @@ impl Handler<CloseConnection> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: CloseConnection, ctx: &mut Context<Self>) {
-        tracing::info!(connection = self.id, reason = %msg.reason, "closing");
+        tracing::info!(connection = self.id, reason = %Esc(&msg.reason), "closing");
         self.close(ctx, msg.reason);
     }
 }
@@ -1394,17 +1394,6 @@ impl Handler<RequestReconnect> for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_are_validated() {
-        assert!(validate_name("n", "cam1", 64).is_ok());
-        assert!(validate_name("n", "live/sub", 64).is_ok());
-        assert!(validate_name("n", "", 64).is_err());
-        assert!(validate_name("n", "../etc", 64).is_err());
-        assert!(validate_name("n", "a\u{1}b", 64).is_err());
-        assert!(validate_name("n", "a b", 64).is_err());
-        assert!(validate_name("n", &"x".repeat(65), 64).is_err());
-    }
 
     #[test]
     fn query_and_key_are_split_off() {

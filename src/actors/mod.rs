@@ -150,7 +150,7 @@ pub(crate) fn guard<R>(
             stats
                 .panics
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(connection, actor, panic = %what, "panic in actor handler: stopping it");
+            tracing::error!(connection, actor, panic = %crate::names::Esc(&what), "panic in actor handler: stopping it");
             None
         }
     }

@@ -4,6 +4,7 @@
 //! or a player on the resource, so players that wait for a publisher, or outlive one, stay
 //! attached.
 
+use crate::names::Esc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -60,6 +61,10 @@ pub struct Publisher {
     stats: Arc<StreamStats>,
     server_stats: Arc<ServerStats>,
     session: Option<u64>,
+    /// The newest session the registry granted (or a pull relay attached with): sessions
+    /// are numbered in grant order, so an older one arriving late (an `Attach` that lost
+    /// the race with a newer grant's `TakeOver` or `Attach`) is refused, never installed.
+    granted: u64,
     source: Option<Recipient<SourceEvent>>,
     /// In the order they joined: frames go to established players first, so a crowd of
     /// joiners (each already served its GOP burst) queues behind them rather than ahead.
@@ -87,6 +92,7 @@ impl Publisher {
             stats,
             server_stats,
             session: None,
+            granted: 0,
             source: None,
             subscribers: Vec::new(),
             headers: HeaderCache::default(),
@@ -179,12 +185,12 @@ impl Actor for Publisher {
 
     fn started(&mut self, _: &mut Context<Self>) {
         self.server_stats.actors.publishers.fetch_add(1, Relaxed);
-        tracing::debug!(stream = %self.key, "publisher actor started");
+        tracing::debug!(stream = %Esc(&self.key), "publisher actor started");
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.server_stats.actors.publishers.fetch_sub(1, Relaxed);
-        tracing::debug!(stream = %self.key, "publisher actor stopped");
+        tracing::debug!(stream = %Esc(&self.key), "publisher actor stopped");
     }
 }
 
@@ -208,6 +214,16 @@ impl Handler<Attach> for Publisher {
     type Result = MessageResult<Attach>;
 
     fn handle(&mut self, msg: Attach, _: &mut Context<Self>) -> Self::Result {
+        if msg.session < self.granted {
+            // The registry has granted the stream to a newer session since: this source
+            // must not become the publisher, whatever order the messages came in.
+            tracing::debug!(stream = %Esc(&self.key), connection = msg.connection, session = msg.session, granted = self.granted, "stale attach refused");
+            msg.source.do_send(SourceEvent::Replaced);
+            return MessageResult(AttachInfo {
+                continue_from: self.last_timestamp.map(|t| t.wrapping_add(1)),
+            });
+        }
+        self.granted = msg.session;
         if let Some(old) = self.source.take() {
             old.do_send(SourceEvent::Replaced);
         }
@@ -225,7 +241,7 @@ impl Handler<Attach> for Publisher {
             self.broadcast(|| SubscriberEvent::Unpublished);
         }
         self.broadcast(|| SubscriberEvent::Published);
-        tracing::info!(stream = %self.key, connection = msg.connection, subscribers = self.subscribers.len(), "publishing started");
+        tracing::info!(stream = %Esc(&self.key), connection = msg.connection, subscribers = self.subscribers.len(), "publishing started");
         // Continue a little after the last timestamp so that no two frames share one.
         MessageResult(AttachInfo {
             continue_from: self.last_timestamp.map(|t| t.wrapping_add(1)),
@@ -233,7 +249,9 @@ impl Handler<Attach> for Publisher {
     }
 }
 
-/// The registry granted the stream to another session: frames of the old one are ignored.
+/// The registry granted the stream to `session` (sent on every grant, before the grant's
+/// reply): any other source is replaced, frames of older sessions are ignored, and their
+/// late `Attach` is refused.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TakeOver {
@@ -244,6 +262,10 @@ impl Handler<TakeOver> for Publisher {
     type Result = ();
 
     fn handle(&mut self, msg: TakeOver, _: &mut Context<Self>) {
+        if msg.session < self.granted {
+            return;
+        }
+        self.granted = msg.session;
         if self.session.is_some_and(|s| s != msg.session) {
             if let Some(old) = self.source.take() {
                 old.do_send(SourceEvent::Replaced);
@@ -271,7 +293,7 @@ impl Handler<Detach> for Publisher {
             self.stats.publish_started_ms.store(0, Relaxed);
             self.clear_caches();
             self.broadcast(|| SubscriberEvent::Unpublished);
-            tracing::info!(stream = %self.key, subscribers = self.subscribers.len(), "publishing stopped");
+            tracing::info!(stream = %Esc(&self.key), subscribers = self.subscribers.len(), "publishing stopped");
         }
     }
 }
@@ -438,7 +460,7 @@ impl Handler<Shutdown> for Publisher {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        tracing::debug!(app = %self.app, name = %self.name, "publisher actor released");
+        tracing::debug!(app = %Esc(&self.app), name = %Esc(&self.name), "publisher actor released");
         ctx.stop();
     }
 }

@@ -11,6 +11,7 @@ use actix::prelude::*;
 use super::publisher::{Publisher, Shutdown, TakeOver};
 use super::ConnectionId;
 use crate::config::{PublishConflict, Settings};
+use crate::names::Esc;
 use crate::relay::{EntryRelay, Relays, Resource};
 use crate::stats::{ServerStats, StreamStats};
 
@@ -231,7 +232,7 @@ impl Handler<Publish> for Registry {
             if !allowed {
                 tracing::warn!(
                     connection = msg.connection,
-                    stream = %resource_key(&msg.app, &msg.name),
+                    stream = %Esc(&resource_key(&msg.app, &msg.name)),
                     current = current.connection,
                     idle_ms = idle,
                     "publish refused: stream in use"
@@ -240,7 +241,7 @@ impl Handler<Publish> for Registry {
             }
             tracing::info!(
                 connection = msg.connection,
-                stream = %resource_key(&msg.app, &msg.name),
+                stream = %Esc(&resource_key(&msg.app, &msg.name)),
                 previous = current.connection,
                 idle_ms = idle,
                 same_key,
@@ -257,9 +258,9 @@ impl Handler<Publish> for Registry {
             last_media_ms: last_media_ms.clone(),
         });
         let publisher = entry.addr.clone();
-        if took_over.is_some() {
-            publisher.do_send(TakeOver { session });
-        }
+        // On every grant, not only on a takeover: the publisher actor then knows the newest
+        // grant before any source's Attach can reach it, so no arrival order undoes it.
+        publisher.do_send(TakeOver { session });
         self.next_session += 1;
         if newly_published {
             let key = resource_key(&msg.app, &msg.name);

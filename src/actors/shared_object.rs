@@ -25,6 +25,7 @@
 //! every client, the sender included; the version is bumped once per message that changed the
 //! data and every message carries the current version.
 
+use crate::names::Esc;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -647,7 +648,7 @@ fn encode(amf3: bool, message: SharedObjectMessage) -> Option<RawMessage> {
     match (Message::SharedObject { amf3, message }).to_raw(0, 0) {
         Ok(raw) => Some(raw),
         Err(e) => {
-            tracing::error!(error = %e, "could not encode a shared object message");
+            tracing::error!(error = %Esc(&e.to_string()), "could not encode a shared object message");
             None
         }
     }
@@ -1340,12 +1341,23 @@ impl Handler<Incoming> for ClientSession {
             stats: self.stats.clone(),
         };
         // The app's rules first (`[auth]` shared_objects), then the registry.
-        let rules = self.settings.auth.rules(&self.app);
+        // Rules belong to the app, the first path segment of what `connect` named, as for
+        // streams (README "Authorization model"): `live/x` cannot escape `[auth.apps.live]`.
+        let rules = self
+            .settings
+            .auth
+            .rules(self.app.split('/').next().unwrap_or_default());
         let timeout = Duration::from_millis(self.settings.auth.callback_timeout_ms);
+        // The callback sees the same split: app `live`, name `x/room` for app `live/x`.
+        let (rules_app, scope) = self.app.split_once('/').unwrap_or((&self.app, ""));
         let asked = AuthRequest {
             action: Action::SharedObject,
-            app: self.app.clone(),
-            name: name.clone(),
+            app: rules_app.to_owned(),
+            name: if scope.is_empty() {
+                name.clone()
+            } else {
+                format!("{scope}/{name}")
+            },
             args: self.client.args.clone(),
             stream_key: self.client.stream_key.clone(),
             peer: self.client.peer,
@@ -1355,7 +1367,7 @@ impl Handler<Incoming> for ClientSession {
         let registry = self.registry.clone();
         let decided = async move {
             let reason = match auth::authorize(&rules, &asked, timeout).await {
-                AuthDecision::Allow { name } if name == asked.name => {
+                AuthDecision::Allow { name: allowed } if allowed == asked.name => {
                     return registry.send(request).await;
                 }
                 AuthDecision::Allow { .. } => "the callback renamed the object".to_owned(),

@@ -4,6 +4,7 @@
 //! actor waits, its own mailbox fills, and the connection stops reading the socket, so an
 //! encoder that outruns the server is slowed by TCP.
 
+use crate::names::Esc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,6 @@ pub struct PublishingStream {
     pub server_stats: Arc<ServerStats>,
     pub last_media_ms: Arc<AtomicU64>,
     frames: FrameBuilder,
-    attached: bool,
     /// Its connection's figures, for the admin's mailbox depth (set in `started`).
     connection_stats: Option<Arc<ConnectionStats>>,
 }
@@ -93,7 +93,6 @@ impl PublishingStream {
             server_stats,
             last_media_ms,
             frames: FrameBuilder::new(connection_id, settings_for_frames, stats_for_frames),
-            attached: false,
             connection_stats: None,
         }
     }
@@ -159,10 +158,7 @@ impl Actor for PublishingStream {
                 .send(attach)
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
-                    Ok(info) => {
-                        act.frames.continue_from(info.continue_from);
-                        act.attached = true;
-                    }
+                    Ok(info) => act.frames.continue_from(info.continue_from),
                     Err(_) => ctx.stop(),
                 }),
         );
@@ -171,7 +167,7 @@ impl Actor for PublishingStream {
             ctx.run_interval(Duration::from_secs(1), move |act, ctx| {
                 let idle = now_ms().saturating_sub(act.last_media_ms.load(Relaxed));
                 if idle > idle_ms {
-                    tracing::warn!(connection = act.connection_id, stream = %format!("{}/{}", act.app, act.name), idle_ms = idle, "publisher sent no media: closing");
+                    tracing::warn!(connection = act.connection_id, stream = %Esc(&format!("{}/{}", act.app, act.name)), idle_ms = idle, "publisher sent no media: closing");
                     act.connection.do_send(CloseConnection {
                         reason: "publisher idle timeout".into(),
                     });
@@ -186,11 +182,11 @@ impl Actor for PublishingStream {
             .actors
             .publishing_streams
             .fetch_sub(1, Relaxed);
-        if self.attached {
-            self.publisher.do_send(Detach {
-                session: self.session,
-            });
-        }
+        // Always, attached or not: the Attach this actor sent (it is queued before this
+        // Detach) may still install it after it stopped; Detach only ends its own session.
+        self.publisher.do_send(Detach {
+            session: self.session,
+        });
         self.registry.do_send(Unpublish {
             app: self.app.clone(),
             name: self.name.clone(),
@@ -233,8 +229,7 @@ impl Handler<SourceEvent> for PublishingStream {
             SourceEvent::Replaced => "another publisher took the stream over",
             SourceEvent::Stop => "stopped by an operator",
         };
-        tracing::info!(connection = self.connection_id, stream = %format!("{}/{}", self.app, self.name), reason, "publishing ended");
-        self.attached = false;
+        tracing::info!(connection = self.connection_id, stream = %Esc(&format!("{}/{}", self.app, self.name)), reason, "publishing ended");
         self.connection.do_send(CloseConnection {
             reason: reason.into(),
         });

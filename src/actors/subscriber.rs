@@ -3,6 +3,7 @@
 //! per-player drop policy: over byte budgets it loses disposable frames, then all video until
 //! the next keyframe, then audio; a player that stays behind past the lag limit is closed.
 
+use crate::names::Esc;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -241,7 +242,7 @@ impl Subscriber {
         );
         tracing::info!(
             connection = self.connection_id,
-            stream = %format!("{}/{}", self.app, self.name),
+            stream = %Esc(&format!("{}/{}", self.app, self.name)),
             codec = %codec,
             "player did not announce Enhanced RTMP support for this stream: refused"
         );
@@ -335,7 +336,7 @@ impl Subscriber {
         if lag > Duration::from_millis(self.settings.live.max_lag_ms) {
             tracing::warn!(
                 connection = self.connection_id,
-                stream = %format!("{}/{}", self.app, self.name),
+                stream = %Esc(&format!("{}/{}", self.app, self.name)),
                 lag_ms = lag.as_millis() as u64,
                 queued = self.outbox.queued_bytes(),
                 "player too far behind: disconnecting"
