@@ -38,6 +38,20 @@ pub struct AmfLimits {
     pub max_values: usize,
 }
 
+/// The deepest nesting accepted whatever [`AmfLimits::max_depth`] says. Every function that
+/// walks a value recurses once or a few times per level (decoders, encoders, `Debug`,
+/// `Clone`, `PartialEq`, `Drop`), and actix arbiter threads have 2 MiB stacks: at 1024
+/// levels an AMF3 decode needed more than 1 MiB in a release build; at this depth every one
+/// of them fits in a quarter of that stack (tests/deep_nesting.rs checks it).
+pub const MAX_AMF_DEPTH: usize = 128;
+
+impl AmfLimits {
+    /// The depth limit in force: `max_depth`, capped at [`MAX_AMF_DEPTH`].
+    pub fn depth(&self) -> usize {
+        self.max_depth.min(MAX_AMF_DEPTH)
+    }
+}
+
 impl Default for AmfLimits {
     fn default() -> Self {
         AmfLimits {
@@ -383,9 +397,9 @@ impl Amf0Decoder {
     /// matching the order in which the encoder numbers complex values.
     fn enter(&mut self, depth: usize, offset: usize) -> Result<usize, Amf0Error> {
         let inner = depth + 1;
-        if inner > self.limits.max_depth {
+        if inner > self.limits.depth() {
             return Err(Amf0Error::DepthExceeded {
-                max_depth: self.limits.max_depth,
+                max_depth: self.limits.depth(),
                 offset,
             });
         }
@@ -544,7 +558,7 @@ fn visit_references(values: &[Amf0Value], mut f: impl FnMut(u16) -> bool) {
 /// object change relayed). The table is built as the decoder builds it: objects, typed
 /// objects, ECMA and strict arrays, in order. Refused, with the decoder's own errors:
 /// - a reference to a value still open (a loop: an object whose member refers to itself);
-/// - a copy that would nest deeper than `limits.max_depth` where it lands (checked before
+/// - a copy that would nest deeper than [`AmfLimits::depth`] where it lands (checked before
 ///   the copy is made; the walk itself checks the depth before it descends), so no resolved
 ///   value is ever deeper than a decoded one could be;
 /// - copies weighing more than `limits.max_values` in all, a value counting one and string
@@ -574,7 +588,7 @@ pub fn resolve_references(
     impl Resolver<'_> {
         fn deeper(&self) -> Amf0Error {
             Amf0Error::DepthExceeded {
-                max_depth: self.limits.max_depth,
+                max_depth: self.limits.depth(),
                 offset: 0,
             }
         }
@@ -625,7 +639,7 @@ pub fn resolve_references(
             let slot = self.table.len();
             if complex {
                 // Checked before descending: the walk never goes deeper than the limit.
-                if depth + 1 > self.limits.max_depth {
+                if depth + 1 > self.limits.depth() {
                     return Err(self.deeper());
                 }
                 self.table.push(None);
@@ -644,7 +658,7 @@ pub fn resolve_references(
                         Some(None) => return Err(bad(usize::from(index))),
                         None => return Err(bad(self.table.len())),
                     };
-                    if depth + entry.height > self.limits.max_depth {
+                    if depth + entry.height > self.limits.depth() {
                         return Err(self.deeper());
                     }
                     let (weight, height) = (entry.weight, entry.height);
@@ -700,7 +714,7 @@ pub fn resolve_references(
                 }
                 Amf0Value::AvmPlus(v) => {
                     let (w, h) = v.weight_and_height();
-                    if depth + h > self.limits.max_depth {
+                    if depth + h > self.limits.depth() {
                         return Err(self.deeper());
                     }
                     (Amf0Value::AvmPlus(v), w, h)

@@ -583,9 +583,9 @@ impl Amf3Decoder {
     /// The depth of the children of a container opened at `depth`.
     fn enter(&self, depth: usize, offset: usize) -> Result<usize, Amf3Error> {
         let inner = depth + 1;
-        if inner > self.limits.max_depth {
+        if inner > self.limits.depth() {
             return Err(Amf3Error::DepthExceeded {
-                max_depth: self.limits.max_depth,
+                max_depth: self.limits.depth(),
                 offset,
             });
         }
