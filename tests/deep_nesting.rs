@@ -820,6 +820,8 @@ async fn deep_nesting_in_every_message_kind() {
     );
     let mut closed: Vec<Closed> = closed.into_iter().flatten().collect();
     closed.extend(references);
+    // The canary goes on a while after the last offender.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (frames, max_gap) = canary.finish().await;
     assert!(server.is_running(), "the server died");
 
@@ -866,5 +868,111 @@ async fn deep_nesting_in_every_message_kind() {
         closed.len(),
         data.len(),
         started.elapsed()
+    );
+}
+
+/// Issue 21 item 3a: a 100 000-deep `onTextData` (700 KB) killed rtmpdump and GStreamer
+/// `rtmpsrc` (both librtmp) with SIGSEGV when it was relayed raw. It is dropped now: both stay
+/// alive and keep receiving video, and the log says why.
+#[tokio::test]
+async fn librtmp_players_survive_a_deep_on_text_data() {
+    if common::should_skip(
+        "librtmp_players_survive_a_deep_on_text_data",
+        &["rtmpdump", "gst-launch-1.0"],
+    ) {
+        return;
+    }
+    let (mut server, _config) = common::reflector_with_config(CONFIG);
+    let port = server.port();
+    let (mut c, id, mut synth) = publisher(port, "text", 0).await;
+    let stream_url = server.rtmp_url("live", "text");
+    let dump_out = server.dir().join("rtmpdump.flv");
+    let gst_out = server.dir().join("rtmpsrc.flv");
+    let mut players = [
+        common::Proc::spawn(
+            "rtmpdump",
+            "rtmpdump",
+            &[
+                "-r".into(),
+                stream_url.clone(),
+                "--live".into(),
+                "-o".into(),
+                dump_out.display().to_string(),
+            ],
+            &[],
+            &server.dir().join("rtmpdump.log"),
+        ),
+        common::Proc::spawn(
+            "rtmpsrc",
+            "gst-launch-1.0",
+            &[
+                "-e".into(),
+                "rtmpsrc".into(),
+                format!("location={stream_url} live=1"),
+                "!".into(),
+                "filesink".into(),
+                // Unbuffered, so that the file shows what arrived.
+                "buffer-mode=unbuffered".into(),
+                format!("location={}", gst_out.display()),
+            ],
+            &[],
+            &server.dir().join("rtmpsrc.log"),
+        ),
+    ];
+    let outs = [dump_out, gst_out];
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    // 25 fps in real time for `secs`.
+    async fn media(c: &mut RtmpClient, synth: &mut Synth, secs: u64) {
+        for _ in 0..secs * 25 {
+            ticks(c, synth, 1).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+    media(&mut c, &mut synth, 2).await;
+    for (p, out) in players.iter_mut().zip(&outs) {
+        assert!(p.try_wait().is_none(), "{} died before the test", p.name());
+        assert!(size(out) > 0, "{} received nothing", p.name());
+    }
+    let mut body = amf0_string("onTextData");
+    body.extend(amf0_objects(100_000));
+    assert!(body.len() > 690_000);
+    c.send(&RawMessage {
+        type_id: type_id::DATA_AMF0,
+        stream_id: id,
+        timestamp: 0,
+        payload: Bytes::from(body),
+    })
+    .await
+    .expect("send deep onTextData");
+    media(&mut c, &mut synth, 1).await;
+    let before: Vec<u64> = outs.iter().map(|o| size(o)).collect();
+    media(&mut c, &mut synth, 1).await;
+    for ((p, out), before) in players.iter_mut().zip(&outs).zip(before) {
+        let status = p.try_wait();
+        assert!(
+            status.is_none(),
+            "{} died after the deep onTextData: {status:?}\n{}",
+            p.name(),
+            p.log_tail(10)
+        );
+        let after = size(out);
+        assert!(
+            after > before + 2000,
+            "{} stopped receiving: {before} then {after} bytes",
+            p.name()
+        );
+        eprintln!(
+            "{}: alive, {before} -> {after} bytes in the last second",
+            p.name()
+        );
+    }
+    assert!(server.is_running());
+    let log = plain_log(&server);
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("data message dropped") && l.contains("live/text"))
+            .count(),
+        1,
+        "one info line for the dropped data"
     );
 }
