@@ -895,6 +895,62 @@ mod tests {
     }
 
     #[test]
+    fn an_aggregate_inside_an_aggregate_is_refused() {
+        let nested = flv_tag(type_id::AGGREGATE, 0, &flv_tag(9, 0, b"v"));
+        let agg = RawMessage {
+            type_id: type_id::AGGREGATE,
+            stream_id: 1,
+            timestamp: 0,
+            payload: Bytes::from(nested),
+        };
+        assert!(matches!(
+            split_aggregate(&agg),
+            Err(MessageError::Aggregate { offset: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn shared_object_values_are_resolved_like_commands() {
+        let so = |value: &[u8]| {
+            let mut data = vec![0, 1, b'v'];
+            data.extend_from_slice(value);
+            let mut body = vec![0, 2, b's', b'o'];
+            body.extend_from_slice(&[0; 12]);
+            body.push(3);
+            body.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            body.extend_from_slice(&data);
+            RawMessage {
+                type_id: type_id::SHARED_OBJECT_AMF0,
+                stream_id: 0,
+                timestamp: 0,
+                payload: Bytes::from(body),
+            }
+        };
+        // {a: {}, b: ref 1}: b becomes a copy of a.
+        let ok = [
+            0x03, 0, 1, b'a', 0x03, 0, 0, 0x09, 0, 1, b'b', 0x07, 0, 1, 0, 0, 0x09,
+        ];
+        let Ok(Message::SharedObject { message, .. }) =
+            Message::decode(&so(&ok), &AmfLimits::default())
+        else {
+            panic!("legal reference refused");
+        };
+        let empty = Amf0Value::Object(vec![]);
+        assert_eq!(
+            message.events,
+            vec![SharedObjectEvent::SetAttribute {
+                properties: vec![(
+                    "v".into(),
+                    Amf0Value::object([("a", empty.clone()), ("b", empty)])
+                )]
+            }]
+        );
+        // {me: ref 0}: a loop, refused as on the command path.
+        let looped = [0x03, 0, 2, b'm', b'e', 0x07, 0, 0, 0, 0, 0x09];
+        assert!(Message::decode(&so(&looped), &AmfLimits::default()).is_err());
+    }
+
+    #[test]
     fn aggregate_splits_and_rebases_timestamps() {
         let mut payload = flv_tag(9, 0x0100_0000, b"video");
         payload.extend(flv_tag(8, 0x0100_0014, b"au"));
