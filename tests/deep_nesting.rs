@@ -439,9 +439,9 @@ async fn command_case(port: u16, amf3: bool, levels: usize) -> Option<Closed> {
         match tokio::time::timeout(left, c.next_event()).await {
             Ok(Ok(ClientEvent::Command {
                 name,
-                transaction_id,
+                transaction_id: 7.0,
                 ..
-            })) if transaction_id == 7.0 => {
+            })) => {
                 if levels <= 32 {
                     assert_eq!(name, "_result", "{what}: legal command refused");
                     return None;

@@ -537,11 +537,7 @@ fn visit_references(values: &[Amf0Value], mut f: impl FnMut(u16) -> bool) {
     let mut stack: Vec<&Amf0Value> = values.iter().collect();
     while let Some(value) = stack.pop() {
         match value {
-            Amf0Value::Reference(index) => {
-                if !f(*index) {
-                    return;
-                }
-            }
+            Amf0Value::Reference(index) if !f(*index) => return,
             Amf0Value::Object(p)
             | Amf0Value::EcmaArray(p)
             | Amf0Value::TypedObject { properties: p, .. } => {
@@ -569,7 +565,9 @@ pub fn resolve_references(
     values: Vec<Amf0Value>,
     limits: &AmfLimits,
 ) -> Result<Vec<Amf0Value>, Amf0Error> {
-    /// A resolved complex value, with its weight and height (complex levels it opens).
+    /// Something resolved, with its weight and height (complex levels it opens).
+    type Resolved<T> = (T, usize, usize);
+    /// A resolved complex value, with its weight and height.
     struct Entry {
         value: Option<Amf0Value>,
         weight: usize,
@@ -610,7 +608,7 @@ pub fn resolve_references(
             &mut self,
             props: Vec<(String, Amf0Value)>,
             depth: usize,
-        ) -> Result<(Vec<(String, Amf0Value)>, usize, usize), Amf0Error> {
+        ) -> Result<Resolved<Vec<(String, Amf0Value)>>, Amf0Error> {
             let (mut weight, mut height) = (0usize, 0usize);
             let mut out = Vec::with_capacity(props.len());
             for (k, v) in props {
