@@ -580,7 +580,14 @@ impl Settings {
             1 << 30,
             "rtmp.max_message_len..=1073741824",
         )?;
-        range("rtmp.max_amf_depth", r.max_amf_depth, 2, 1024, "2..=1024")?;
+        // The ceiling is what every recursive walk of a value fits in an arbiter's stack.
+        range(
+            "rtmp.max_amf_depth",
+            r.max_amf_depth,
+            2,
+            crate::protocol::amf0::MAX_AMF_DEPTH,
+            "2..=128",
+        )?;
         range(
             "rtmp.max_amf_values",
             r.max_amf_values,

@@ -347,6 +347,8 @@ pub struct StreamStats {
     pub height: AtomicU64,
     pub bytes_in: AtomicU64,
     pub messages_in: AtomicU64,
+    /// Data messages not relayed because they do not decode within the AMF limits.
+    pub data_dropped: AtomicU64,
     pub gop_cache_bytes: AtomicUsize,
     pub gop_cache_frames: AtomicUsize,
     pub subscribers: DashMap<(u64, u32), Arc<SubscriberStats>>,
@@ -384,6 +386,7 @@ impl StreamStats {
             height: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             messages_in: AtomicU64::new(0),
+            data_dropped: AtomicU64::new(0),
             gop_cache_bytes: AtomicUsize::new(0),
             gop_cache_frames: AtomicUsize::new(0),
             subscribers: DashMap::new(),

@@ -60,6 +60,8 @@ pub struct FrameBuilder {
     continue_from: Option<u32>,
     /// The time of the last audio or video frame made, which headers and data follow.
     last_media: Option<u32>,
+    /// Whether this source's first undecodable data message was logged.
+    data_drop_logged: bool,
 }
 
 impl PublishingStream {
@@ -98,20 +100,30 @@ impl PublishingStream {
     }
 
     fn ingest(&mut self, raw: RawMessage, ctx: &mut Context<Self>) {
-        if raw.type_id == type_id::AGGREGATE {
-            match split_aggregate(&raw) {
-                Ok(parts) => {
-                    for part in parts {
-                        self.ingest(part, ctx);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(connection = self.connection_id, error = %e, "aggregate message dropped")
+        if raw.type_id != type_id::AGGREGATE {
+            return self.ingest_one(&raw, ctx);
+        }
+        // One level only: `split_aggregate` refuses an aggregate inside an aggregate, so
+        // nothing here recurses on a depth the publisher picks.
+        match split_aggregate(&raw) {
+            Ok(parts) => {
+                for part in &parts {
+                    self.ingest_one(part, ctx);
                 }
             }
-            return;
+            Err(e) => {
+                tracing::warn!(connection = self.connection_id, error = %e, "bad aggregate message: closing the publisher");
+                self.server_stats.protocol_errors.fetch_add(1, Relaxed);
+                self.connection.do_send(CloseConnection {
+                    reason: format!("protocol error: {e}"),
+                });
+                ctx.stop();
+            }
         }
-        let Some(frame) = self.frames.make_frame(&raw) else {
+    }
+
+    fn ingest_one(&mut self, raw: &RawMessage, ctx: &mut Context<Self>) {
+        let Some(frame) = self.frames.make_frame(raw) else {
             return;
         };
         if frame.kind != FrameKind::Data {
@@ -265,6 +277,7 @@ impl FrameBuilder {
             offset: None,
             continue_from: None,
             last_media: None,
+            data_drop_logged: false,
         }
     }
 
@@ -276,20 +289,28 @@ impl FrameBuilder {
     /// Every frame of a message: an aggregate gives its parts, media or data one frame,
     /// anything players must not get none.
     pub fn frames(&mut self, raw: RawMessage, out: &mut Vec<Frame>) {
-        if raw.type_id == type_id::AGGREGATE {
-            match split_aggregate(&raw) {
-                Ok(parts) => {
-                    for part in parts {
-                        self.frames(part, out);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(connection = self.connection_id, error = %e, "aggregate message dropped")
-                }
-            }
+        if raw.type_id != type_id::AGGREGATE {
+            out.extend(self.make_frame(&raw));
             return;
         }
-        out.extend(self.make_frame(&raw));
+        // One level only (see `split_aggregate`): no recursion on the peer's nesting.
+        match split_aggregate(&raw) {
+            Ok(parts) => out.extend(parts.iter().filter_map(|part| self.make_frame(part))),
+            Err(e) => {
+                tracing::warn!(connection = self.connection_id, error = %e, "aggregate message dropped")
+            }
+        }
+    }
+
+    /// A data message we cannot decode within the AMF limits is never relayed: players
+    /// have crashed on such input (rtmpdump and GStreamer `rtmpsrc` died on a 100 000-deep
+    /// `onTextData`). Counted per stream; logged once per publishing source.
+    fn drop_data(&mut self, error: &dyn std::fmt::Display) {
+        self.stats.data_dropped.fetch_add(1, Relaxed);
+        if !self.data_drop_logged {
+            self.data_drop_logged = true;
+            tracing::info!(connection = self.connection_id, stream = ?format!("{}/{}", self.stats.app, self.stats.name), error = %error, "data message dropped: it does not decode within the AMF limits (further drops on this stream are only counted)");
+        }
     }
 
     /// The time of an audio or video frame. A source that continues another is aligned on its
@@ -373,7 +394,8 @@ impl FrameBuilder {
                         // players, and is cached for late joiners.
                         Some(stripped) => {
                             let mut out = Vec::new();
-                            if amf0::encode_all(&stripped, &mut out).is_err() {
+                            if let Err(e) = amf0::encode_all(&stripped, &mut out) {
+                                self.drop_data(&e);
                                 return None;
                             }
                             let class = if is_metadata(&stripped) {
@@ -403,16 +425,10 @@ impl FrameBuilder {
                             csid::DATA,
                         ),
                     },
-                    other => {
-                        if let Err(e) = other {
-                            tracing::debug!(connection = self.connection_id, error = %e, "data message not AMF; passed through");
-                        }
-                        (
-                            FrameKind::Data,
-                            DropClass::Data,
-                            raw.payload.clone(),
-                            csid::DATA,
-                        )
+                    Ok(_) => return None,
+                    Err(e) => {
+                        self.drop_data(&e);
+                        return None;
                     }
                 }
             }

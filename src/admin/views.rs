@@ -147,6 +147,7 @@ pub fn stream(stats: &ServerStats, sampler: &Sampler, key: &str, s: &StreamStats
         "bytes_in": s.bytes_in.load(Relaxed),
         "bytes_out": s.bytes_out(),
         "messages_in": s.messages_in.load(Relaxed),
+        "data_dropped": s.data_dropped.load(Relaxed),
         "gop_cache": {
             "bytes": s.gop_cache_bytes.load(Relaxed),
             "frames": s.gop_cache_frames.load(Relaxed),

@@ -691,6 +691,11 @@ impl RtmpClient {
         .await
     }
 
+    /// The local address of the connection (how a server's log names this client).
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.writer.socket.local_addr()
+    }
+
     /// Send a media or data message as given (stream id, timestamp, payload) and flush.
     /// Audio goes on chunk stream [`csid::AUDIO`], video and aggregates on [`csid::VIDEO`],
     /// anything else on [`csid::DATA`].

@@ -38,6 +38,20 @@ pub struct AmfLimits {
     pub max_values: usize,
 }
 
+/// The deepest nesting accepted whatever [`AmfLimits::max_depth`] says. Every function that
+/// walks a value recurses once or a few times per level (decoders, encoders, `Debug`,
+/// `Clone`, `PartialEq`, `Drop`), and actix arbiter threads have 2 MiB stacks: at 1024
+/// levels an AMF3 decode needed more than 1 MiB in a release build; at this depth every one
+/// of them fits in a quarter of that stack (tests/deep_nesting.rs checks it).
+pub const MAX_AMF_DEPTH: usize = 128;
+
+impl AmfLimits {
+    /// The depth limit in force: `max_depth`, capped at [`MAX_AMF_DEPTH`].
+    pub fn depth(&self) -> usize {
+        self.max_depth.min(MAX_AMF_DEPTH)
+    }
+}
+
 impl Default for AmfLimits {
     fn default() -> Self {
         AmfLimits {
@@ -146,22 +160,18 @@ impl Amf0Value {
         }
     }
 
-    /// Whether this is Null or Undefined (or AMF3 null or undefined behind AvmPlus).
     /// Whether a `Reference` stands anywhere in this value (see [`resolve_references`]).
+    /// Walks without recursion.
     pub fn contains_reference(&self) -> bool {
-        match self {
-            Amf0Value::Reference(_) => true,
-            Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => {
-                p.iter().any(|(_, v)| v.contains_reference())
-            }
-            Amf0Value::TypedObject { properties, .. } => {
-                properties.iter().any(|(_, v)| v.contains_reference())
-            }
-            Amf0Value::StrictArray(items) => items.iter().any(Amf0Value::contains_reference),
-            _ => false,
-        }
+        let mut found = false;
+        visit_references(std::slice::from_ref(self), |_| {
+            found = true;
+            false
+        });
+        found
     }
 
+    /// Whether this is Null or Undefined (or AMF3 null or undefined behind AvmPlus).
     pub fn is_null_or_undefined(&self) -> bool {
         match self {
             Amf0Value::Null | Amf0Value::Undefined => true,
@@ -387,9 +397,9 @@ impl Amf0Decoder {
     /// matching the order in which the encoder numbers complex values.
     fn enter(&mut self, depth: usize, offset: usize) -> Result<usize, Amf0Error> {
         let inner = depth + 1;
-        if inner > self.limits.max_depth {
+        if inner > self.limits.depth() {
             return Err(Amf0Error::DepthExceeded {
-                max_depth: self.limits.max_depth,
+                max_depth: self.limits.depth(),
                 offset,
             });
         }
@@ -521,42 +531,102 @@ pub fn decode_all(input: &[u8], limits: &AmfLimits) -> Result<Vec<Amf0Value>, Am
     Ok(values)
 }
 
+/// Calls `f` with the index of every `Reference` in `values`, in no particular order, until
+/// it returns false. An explicit stack, not recursion: the values may be of any depth.
+fn visit_references(values: &[Amf0Value], mut f: impl FnMut(u16) -> bool) {
+    let mut stack: Vec<&Amf0Value> = values.iter().collect();
+    while let Some(value) = stack.pop() {
+        match value {
+            Amf0Value::Reference(index) if !f(*index) => return,
+            Amf0Value::Object(p)
+            | Amf0Value::EcmaArray(p)
+            | Amf0Value::TypedObject { properties: p, .. } => {
+                stack.extend(p.iter().map(|(_, v)| v));
+            }
+            Amf0Value::StrictArray(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+}
+
 /// Replace every `Reference` in a decoded sequence by a copy of the value it points to, so
-/// the values stand on their own (a command can be rebuilt, metadata re-encoded). The table is
-/// built as the decoder builds it: objects, typed objects, ECMA and strict arrays, in order.
-/// A reference to a value still open (a loop) is refused; copies count against
-/// `limits.max_values`.
+/// the values stand on their own (a command can be rebuilt, metadata re-encoded, a shared
+/// object change relayed). The table is built as the decoder builds it: objects, typed
+/// objects, ECMA and strict arrays, in order. Refused, with the decoder's own errors:
+/// - a reference to a value still open (a loop: an object whose member refers to itself);
+/// - a copy that would nest deeper than [`AmfLimits::depth`] where it lands (checked before
+///   the copy is made; the walk itself checks the depth before it descends), so no resolved
+///   value is ever deeper than a decoded one could be;
+/// - copies weighing more than `limits.max_values` in all, a value counting one and string
+///   payloads one per [`amf3::PAYLOAD_BYTES_PER_VALUE`] bytes, as the AMF3 decoder charges
+///   its own references: a reference bomb (doubling arrays, or many references to one long
+///   string) fails before it allocates.
 pub fn resolve_references(
     values: Vec<Amf0Value>,
     limits: &AmfLimits,
 ) -> Result<Vec<Amf0Value>, Amf0Error> {
-    fn size(v: &Amf0Value) -> usize {
-        1 + match v {
-            Amf0Value::Object(p) | Amf0Value::EcmaArray(p) => p.iter().map(|(_, v)| size(v)).sum(),
-            Amf0Value::TypedObject { properties, .. } => {
-                properties.iter().map(|(_, v)| size(v)).sum()
-            }
-            Amf0Value::StrictArray(items) => items.iter().map(size).sum(),
-            _ => 0,
-        }
+    /// Something resolved, with its weight and height (complex levels it opens).
+    type Resolved<T> = (T, usize, usize);
+    /// A resolved complex value, with its weight and height.
+    struct Entry {
+        value: Option<Amf0Value>,
+        weight: usize,
+        height: usize,
     }
     struct Resolver<'a> {
-        table: Vec<Option<Amf0Value>>,
+        table: Vec<Option<Entry>>,
+        /// Slots some reference points at.
+        wanted: Vec<bool>,
         copied: usize,
         limits: &'a AmfLimits,
     }
+    fn text(s: &str) -> usize {
+        s.len() / amf3::PAYLOAD_BYTES_PER_VALUE
+    }
     impl Resolver<'_> {
+        fn deeper(&self) -> Amf0Error {
+            Amf0Error::DepthExceeded {
+                max_depth: self.limits.depth(),
+                offset: 0,
+            }
+        }
+
+        fn charge(&mut self, weight: usize) -> Result<(), Amf0Error> {
+            self.copied = self.copied.saturating_add(weight);
+            if self.copied > self.limits.max_values {
+                return Err(Amf0Error::TooManyValues {
+                    max_values: self.limits.max_values,
+                    offset: 0,
+                });
+            }
+            Ok(())
+        }
+
+        /// Properties of a complex value whose children sit at `depth`; returns them with
+        /// their total weight and greatest height.
         fn props(
             &mut self,
             props: Vec<(String, Amf0Value)>,
-        ) -> Result<Vec<(String, Amf0Value)>, Amf0Error> {
-            props
-                .into_iter()
-                .map(|(k, v)| Ok((k, self.value(v)?)))
-                .collect()
+            depth: usize,
+        ) -> Result<Resolved<Vec<(String, Amf0Value)>>, Amf0Error> {
+            let (mut weight, mut height) = (0usize, 0usize);
+            let mut out = Vec::with_capacity(props.len());
+            for (k, v) in props {
+                let (v, w, h) = self.value(v, depth)?;
+                weight = weight.saturating_add(w + text(&k));
+                height = height.max(h);
+                out.push((k, v));
+            }
+            Ok((out, weight, height))
         }
 
-        fn value(&mut self, v: Amf0Value) -> Result<Amf0Value, Amf0Error> {
+        /// Resolves `v`, which sits inside `depth` complex values: the value, its weight and
+        /// its height.
+        fn value(
+            &mut self,
+            v: Amf0Value,
+            depth: usize,
+        ) -> Result<(Amf0Value, usize, usize), Amf0Error> {
             let complex = matches!(
                 v,
                 Amf0Value::Object(_)
@@ -566,62 +636,128 @@ pub fn resolve_references(
             );
             let slot = self.table.len();
             if complex {
+                // Checked before descending: the walk never goes deeper than the limit.
+                if depth + 1 > self.limits.depth() {
+                    return Err(self.deeper());
+                }
                 self.table.push(None);
             }
-            let resolved = match v {
+            let inner = depth + 1;
+            let (resolved, weight, height) = match v {
                 Amf0Value::Reference(index) => {
                     let bad = |table_len| Amf0Error::BadReference {
                         index,
                         table_len,
                         offset: 0,
                     };
-                    let target = match self.table.get(usize::from(index)) {
-                        Some(Some(target)) => target.clone(),
+                    let entry = match self.table.get(usize::from(index)) {
+                        Some(Some(entry)) => entry,
                         // Still open: the reference is a loop.
                         Some(None) => return Err(bad(usize::from(index))),
                         None => return Err(bad(self.table.len())),
                     };
-                    self.copied += size(&target);
-                    if self.copied > self.limits.max_values {
-                        return Err(Amf0Error::TooManyValues {
-                            max_values: self.limits.max_values,
-                            offset: 0,
-                        });
+                    if depth + entry.height > self.limits.depth() {
+                        return Err(self.deeper());
                     }
-                    target
+                    let (weight, height) = (entry.weight, entry.height);
+                    let Some(value) = entry.value.clone() else {
+                        // Not kept: only referenced slots are (see `wanted`).
+                        return Err(bad(self.table.len()));
+                    };
+                    self.charge(weight)?;
+                    (value, weight, height)
                 }
-                Amf0Value::Object(p) => Amf0Value::Object(self.props(p)?),
-                Amf0Value::EcmaArray(p) => Amf0Value::EcmaArray(self.props(p)?),
+                Amf0Value::Object(p) => {
+                    let (p, w, h) = self.props(p, inner)?;
+                    (Amf0Value::Object(p), w + 1, h + 1)
+                }
+                Amf0Value::EcmaArray(p) => {
+                    let (p, w, h) = self.props(p, inner)?;
+                    (Amf0Value::EcmaArray(p), w + 1, h + 1)
+                }
                 Amf0Value::TypedObject {
                     class_name,
                     properties,
-                } => Amf0Value::TypedObject {
-                    class_name,
-                    properties: self.props(properties)?,
-                },
-                Amf0Value::StrictArray(items) => Amf0Value::StrictArray(
-                    items
-                        .into_iter()
-                        .map(|v| self.value(v))
-                        .collect::<Result<_, _>>()?,
-                ),
-                other => other,
+                } => {
+                    let (properties, w, h) = self.props(properties, inner)?;
+                    let w = w + 1 + text(&class_name);
+                    let value = Amf0Value::TypedObject {
+                        class_name,
+                        properties,
+                    };
+                    (value, w, h + 1)
+                }
+                Amf0Value::StrictArray(items) => {
+                    let (mut weight, mut height) = (1usize, 0usize);
+                    let mut out = Vec::with_capacity(items.len());
+                    for item in items {
+                        let (v, w, h) = self.value(item, inner)?;
+                        weight = weight.saturating_add(w);
+                        height = height.max(h);
+                        out.push(v);
+                    }
+                    (Amf0Value::StrictArray(out), weight, height + 1)
+                }
+                Amf0Value::String(s) => {
+                    let w = 1 + text(&s);
+                    (Amf0Value::String(s), w, 0)
+                }
+                Amf0Value::LongString(s) => {
+                    let w = 1 + text(&s);
+                    (Amf0Value::LongString(s), w, 0)
+                }
+                Amf0Value::XmlDocument(s) => {
+                    let w = 1 + text(&s);
+                    (Amf0Value::XmlDocument(s), w, 0)
+                }
+                Amf0Value::AvmPlus(v) => {
+                    let (w, h) = v.weight_and_height();
+                    if depth + h > self.limits.depth() {
+                        return Err(self.deeper());
+                    }
+                    (Amf0Value::AvmPlus(v), w, h)
+                }
+                other => (other, 1, 0),
             };
             if complex {
-                self.table[slot] = Some(resolved.clone());
+                // Only values something refers to are kept; keeping one is a copy too.
+                let value = if self.wanted.get(slot).copied().unwrap_or(false) {
+                    self.charge(weight)?;
+                    Some(resolved.clone())
+                } else {
+                    None
+                };
+                self.table[slot] = Some(Entry {
+                    value,
+                    weight,
+                    height,
+                });
             }
-            Ok(resolved)
+            Ok((resolved, weight, height))
         }
     }
-    if !values.iter().any(Amf0Value::contains_reference) {
+    let mut wanted = Vec::new();
+    visit_references(&values, |index| {
+        let index = usize::from(index);
+        if wanted.len() <= index {
+            wanted.resize(index + 1, false);
+        }
+        wanted[index] = true;
+        true
+    });
+    if wanted.is_empty() {
         return Ok(values);
     }
     let mut resolver = Resolver {
         table: Vec::new(),
+        wanted,
         copied: 0,
         limits,
     };
-    values.into_iter().map(|v| resolver.value(v)).collect()
+    values
+        .into_iter()
+        .map(|v| resolver.value(v, 0).map(|(v, _, _)| v))
+        .collect()
 }
 
 /// Appends the encoding of `value` to `out` (nothing is appended on error). A String longer
@@ -1384,6 +1520,49 @@ mod tests {
 #[cfg(test)]
 mod resolve_tests {
     use super::*;
+
+    #[test]
+    fn resolved_copies_never_exceed_the_depth_limit() {
+        let limits = AmfLimits {
+            max_depth: 4,
+            max_values: 1000,
+        };
+        let mut deep = Amf0Value::Null;
+        for _ in 0..4 {
+            deep = Amf0Value::StrictArray(vec![deep]);
+        }
+        // The copy would sit one level below the top: depth 5.
+        let values = vec![
+            deep.clone(),
+            Amf0Value::StrictArray(vec![Amf0Value::Reference(0)]),
+        ];
+        assert!(matches!(
+            resolve_references(values, &limits),
+            Err(Amf0Error::DepthExceeded { max_depth: 4, .. })
+        ));
+        // At the top level it fits.
+        let values = vec![deep.clone(), Amf0Value::Reference(0)];
+        assert_eq!(
+            resolve_references(values, &limits).expect("resolves"),
+            vec![deep.clone(), deep]
+        );
+    }
+
+    #[test]
+    fn copies_of_long_strings_are_weighed_by_their_bytes() {
+        let obj = Amf0Value::object([("s", Amf0Value::LongString("z".repeat(65_536)))]);
+        let refs = |n| {
+            let mut values = vec![obj.clone()];
+            values.extend(std::iter::repeat_n(Amf0Value::Reference(0), n));
+            values
+        };
+        // 1026 each: ten copies pass, a hundred would be 6.5 MB from 300 bytes of references.
+        assert!(resolve_references(refs(10), &AmfLimits::default()).is_ok());
+        assert!(matches!(
+            resolve_references(refs(100), &AmfLimits::default()),
+            Err(Amf0Error::TooManyValues { .. })
+        ));
+    }
 
     #[test]
     fn references_resolve_to_copies_and_loops_are_refused() {

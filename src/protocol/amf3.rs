@@ -169,6 +169,70 @@ impl Amf3Value {
         matches!(self, Amf3Value::Null | Amf3Value::Undefined)
     }
 
+    /// What a copy of this value costs and how deep it nests, without recursion (the value
+    /// may come from anywhere): `(weight, height)`. The weight counts values as the decoder
+    /// charges them against [`AmfLimits::max_values`], payload bytes one value per
+    /// [`PAYLOAD_BYTES_PER_VALUE`]; the height counts the containers that open a level in the
+    /// decoder (array, object, externalizable, object vector, dictionary).
+    pub fn weight_and_height(&self) -> (usize, usize) {
+        let bytes = |n: usize| n / PAYLOAD_BYTES_PER_VALUE;
+        let (mut weight, mut height) = (0usize, 0usize);
+        let mut stack = vec![(self, 0usize)];
+        while let Some((value, depth)) = stack.pop() {
+            weight = weight.saturating_add(1);
+            let inner = depth + 1;
+            let extra = match value {
+                Amf3Value::String(s) | Amf3Value::XmlDocument(s) | Amf3Value::Xml(s) => {
+                    bytes(s.len())
+                }
+                Amf3Value::ByteArray(b) => bytes(b.len()),
+                Amf3Value::VectorInt { items, .. } => bytes(items.len() * 4),
+                Amf3Value::VectorUint { items, .. } => bytes(items.len() * 4),
+                Amf3Value::VectorDouble { items, .. } => bytes(items.len() * 8),
+                Amf3Value::Array { associative, dense } => {
+                    height = height.max(inner);
+                    stack.extend(dense.iter().map(|v| (v, inner)));
+                    stack.extend(associative.iter().map(|(_, v)| (v, inner)));
+                    bytes(associative.iter().map(|(k, _)| k.len()).sum())
+                }
+                Amf3Value::Object(o) => {
+                    height = height.max(inner);
+                    let members = o.sealed.iter().chain(o.dynamic_members.iter());
+                    stack.extend(members.clone().map(|(_, v)| (v, inner)));
+                    bytes(o.class_name.len() + members.map(|(k, _)| k.len()).sum::<usize>())
+                }
+                Amf3Value::VectorObject {
+                    type_name, items, ..
+                } => {
+                    height = height.max(inner);
+                    stack.extend(items.iter().map(|v| (v, inner)));
+                    bytes(type_name.len())
+                }
+                Amf3Value::Dictionary { entries, .. } => {
+                    height = height.max(inner);
+                    for (k, v) in entries {
+                        stack.push((k, inner));
+                        stack.push((v, inner));
+                    }
+                    0
+                }
+                Amf3Value::Externalizable { class_name, value } => {
+                    height = height.max(inner);
+                    stack.push((value, inner));
+                    bytes(class_name.len())
+                }
+                Amf3Value::Undefined
+                | Amf3Value::Null
+                | Amf3Value::Boolean(_)
+                | Amf3Value::Integer(_)
+                | Amf3Value::Double(_)
+                | Amf3Value::Date(_) => 0,
+            };
+            weight = weight.saturating_add(extra);
+        }
+        (weight, height)
+    }
+
     /// The member `key` of an Object (sealed, then dynamic), of the associative part of an
     /// Array, or of the object an [`OBJECT_PROXY`] wraps.
     pub fn get(&self, key: &str) -> Option<&Amf3Value> {
@@ -519,9 +583,9 @@ impl Amf3Decoder {
     /// The depth of the children of a container opened at `depth`.
     fn enter(&self, depth: usize, offset: usize) -> Result<usize, Amf3Error> {
         let inner = depth + 1;
-        if inner > self.limits.max_depth {
+        if inner > self.limits.depth() {
             return Err(Amf3Error::DepthExceeded {
-                max_depth: self.limits.max_depth,
+                max_depth: self.limits.depth(),
                 offset,
             });
         }

@@ -458,10 +458,19 @@ fn read_so_properties(
     let mut properties = Vec::new();
     while !data.is_empty() {
         let name = read_so_string(&mut data)?;
-        let value = amf0::decode(&mut data, limits).map_err(|source| MessageError::Amf {
-            type_id: type_id::SHARED_OBJECT_AMF0,
-            source,
-        })?;
+        // Each value is its own serialization context. References are resolved with the
+        // resolver (and limits) of the command and data paths, so a value that stands alone
+        // is stored and relayed, and what those paths refuse (loops, bombs) is refused here.
+        let value = amf0::decode(&mut data, limits)
+            .and_then(|value| amf0::resolve_references(vec![value], limits))
+            .map_err(|source| MessageError::Amf {
+                type_id: type_id::SHARED_OBJECT_AMF0,
+                source,
+            })?
+            .pop()
+            .ok_or(MessageError::SharedObject {
+                reason: "property without a value",
+            })?;
         properties.push((name, value));
     }
     Ok(properties)
@@ -515,7 +524,9 @@ fn decode_shared_object(
                 name: read_so_string(&mut data)?,
             },
             6 => SharedObjectEvent::SendMessage {
-                values: amf0::decode_all(data, limits).map_err(amf_err)?,
+                values: amf0::decode_all(data, limits)
+                    .and_then(|values| amf0::resolve_references(values, limits))
+                    .map_err(amf_err)?,
             },
             7 => {
                 let code = read_so_string(&mut data)?;
@@ -619,6 +630,11 @@ fn encode_shared_object(
 /// Sub-message timestamps are rebased so the first one equals the aggregate's timestamp; the
 /// stream id of the aggregate is used (as nginx-rtmp and SRS do). Payloads are slices of the
 /// aggregate's payload: no copy.
+///
+/// A sub-message that is itself an aggregate is refused: §7.1.6 makes the sub-messages FLV
+/// tags (audio, video, data), and FLV has no aggregate tag. Refusing it here means no caller
+/// ever recurses on a nesting depth the peer chooses (issue 20: 10 000 nested aggregates
+/// overflowed the stack of a server that split them recursively).
 pub fn split_aggregate(aggregate: &RawMessage) -> Result<Vec<RawMessage>, MessageError> {
     let payload = &aggregate.payload;
     let mut offset = 0usize;
@@ -639,6 +655,12 @@ pub fn split_aggregate(aggregate: &RawMessage) -> Result<Vec<RawMessage>, Messag
         if body_end + 4 > payload.len() {
             return Err(MessageError::Aggregate {
                 reason: "tag body or back pointer past the end",
+                offset,
+            });
+        }
+        if tag_type == type_id::AGGREGATE {
+            return Err(MessageError::Aggregate {
+                reason: "aggregate inside an aggregate (sub-messages are FLV tags, §7.1.6)",
                 offset,
             });
         }
@@ -870,6 +892,62 @@ mod tests {
         v.extend_from_slice(body);
         v.extend_from_slice(&(body.len() as u32 + 11).to_be_bytes());
         v
+    }
+
+    #[test]
+    fn an_aggregate_inside_an_aggregate_is_refused() {
+        let nested = flv_tag(type_id::AGGREGATE, 0, &flv_tag(9, 0, b"v"));
+        let agg = RawMessage {
+            type_id: type_id::AGGREGATE,
+            stream_id: 1,
+            timestamp: 0,
+            payload: Bytes::from(nested),
+        };
+        assert!(matches!(
+            split_aggregate(&agg),
+            Err(MessageError::Aggregate { offset: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn shared_object_values_are_resolved_like_commands() {
+        let so = |value: &[u8]| {
+            let mut data = vec![0, 1, b'v'];
+            data.extend_from_slice(value);
+            let mut body = vec![0, 2, b's', b'o'];
+            body.extend_from_slice(&[0; 12]);
+            body.push(3);
+            body.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            body.extend_from_slice(&data);
+            RawMessage {
+                type_id: type_id::SHARED_OBJECT_AMF0,
+                stream_id: 0,
+                timestamp: 0,
+                payload: Bytes::from(body),
+            }
+        };
+        // {a: {}, b: ref 1}: b becomes a copy of a.
+        let ok = [
+            0x03, 0, 1, b'a', 0x03, 0, 0, 0x09, 0, 1, b'b', 0x07, 0, 1, 0, 0, 0x09,
+        ];
+        let Ok(Message::SharedObject { message, .. }) =
+            Message::decode(&so(&ok), &AmfLimits::default())
+        else {
+            panic!("legal reference refused");
+        };
+        let empty = Amf0Value::Object(vec![]);
+        assert_eq!(
+            message.events,
+            vec![SharedObjectEvent::SetAttribute {
+                properties: vec![(
+                    "v".into(),
+                    Amf0Value::object([("a", empty.clone()), ("b", empty)])
+                )]
+            }]
+        );
+        // {me: ref 0}: a loop, refused as on the command path.
+        let looped = [0x03, 0, 2, b'm', b'e', 0x07, 0, 0, 0, 0, 0x09];
+        assert!(Message::decode(&so(&looped), &AmfLimits::default()).is_err());
     }
 
     #[test]
