@@ -326,7 +326,15 @@ fn a_low_open_file_limit_is_named_rate_limited_and_shown_in_readyz() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("spawn reflector");
+    /// Ends the server when the test ends, passed or failed.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(cmd.spawn().expect("spawn reflector"));
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let deadline = Instant::now() + WAIT;
     while !read_log().contains("reflector listening") && Instant::now() < deadline {
@@ -410,6 +418,4 @@ fn a_low_open_file_limit_is_named_rate_limited_and_shown_in_readyz() {
         metrics.contains(&format!("reflector_connections_accepted_total {}", cap + 1)),
         "{metrics}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
