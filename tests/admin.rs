@@ -399,7 +399,10 @@ fn stream_codecs_players_and_counters() {
     let (status, _) = http("GET", &format!("{admin}/healthz"), None);
     assert_eq!(status, 200);
     let (status, body) = http("GET", &format!("{admin}/readyz"), None);
-    assert_eq!((status, body.trim()), (200, "ready\nredis: off\naccept: ok"));
+    assert_eq!(
+        (status, body.trim()),
+        (200, "ready\nredis: off\naccept: ok")
+    );
 }
 
 #[test]

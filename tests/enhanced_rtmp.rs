@@ -415,11 +415,23 @@ fn late_joiner_matrix() {
         "failed: {failures:?}\n{}",
         server.log_tail(30)
     );
-    assert!(
-        !log.contains("refused") && !log.contains("panic"),
-        "{}",
-        server.log_tail(30)
-    );
+    // No client was turned away and nothing panicked (the start-up line about the machine's
+    // open-file limit may mention refusals in general; it is not one).
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            [
+                "publish refused",
+                "play refused",
+                "not authorized",
+                "connection refused",
+                "panic",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    assert!(refusals.is_empty(), "{}", refusals.join("\n"));
 }
 
 /// One case: make the source, publish it in real time, join late, check every track.
