@@ -273,6 +273,12 @@ impl PushTask {
         }
     }
 
+    /// What a (re)connection sends first, so the far end can decode at once instead of
+    /// waiting for the next keyframe: the headers, then the GOP so far from its keyframe.
+    fn resume(&self) -> impl Iterator<Item = &Arc<Frame>> {
+        self.headers.iter().chain(self.gop.iter())
+    }
+
     fn clear_gop(&mut self) {
         self.gop.clear();
         self.gop_bytes = 0;
@@ -293,13 +299,7 @@ impl PushTask {
         writer: &ClientWriter,
         stream_id: u32,
     ) -> Result<(), ClientError> {
-        // Resume where the far end can decode at once: headers, then the GOP so far.
-        let resume: Vec<RawMessage> = self
-            .headers
-            .iter()
-            .chain(self.gop.iter())
-            .map(|f| message(f, stream_id))
-            .collect();
+        let resume: Vec<RawMessage> = self.resume().map(|f| message(f, stream_id)).collect();
         writer.send_all(&resume).await?;
         let mut awaiting_key = self.gop.is_empty();
         while let Some(item) = rx.recv().await {
@@ -363,3 +363,6 @@ fn message(frame: &Frame, stream_id: u32) -> RawMessage {
         payload,
     }
 }
+
+#[cfg(test)]
+mod tests;
