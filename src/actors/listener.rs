@@ -11,24 +11,45 @@ use super::connection;
 use super::ServerContext;
 use crate::stats::ConnectionStats;
 
-/// How often a run of failing `accept` calls is logged.
-const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a repeating fault (failing `accept`, refused connections) is logged.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// The longest pause between `accept` attempts while they fail.
 const ACCEPT_MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// A success this long after the last failure ends a run of failures (shorter gaps are the
 /// limit being hovered at, not a recovery).
 const ACCEPT_RECOVERED_AFTER: Duration = Duration::from_secs(3);
 
+/// One warning line per interval at most, with how many events it stands for: a fault that
+/// repeats (a flood of connections, descriptors run out) must not flood the log too.
+#[derive(Default)]
+struct LogThrottle {
+    unlogged: u64,
+    last_log: Option<Instant>,
+}
+
+impl LogThrottle {
+    /// Count one event; `Some(events since the last line)` when a line is due now.
+    fn count(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        if self
+            .last_log
+            .is_some_and(|t| now.duration_since(t) < LOG_INTERVAL)
+        {
+            return None;
+        }
+        self.last_log = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
 /// A run of failing `accept` calls: logged when it starts, then at most once per interval
 /// with a count, and once when it has ended; the pause between attempts doubles up to a
 /// second. The stats keep the time of the last failure, which `/readyz` reads.
 #[derive(Default)]
 struct AcceptFailures {
-    /// Failures not yet reported in a log line.
-    unlogged: u64,
+    log: LogThrottle,
     /// Failures in this run.
     run: u64,
-    last_log: Option<Instant>,
     last_failure: Option<Instant>,
     backoff: Duration,
 }
@@ -40,18 +61,12 @@ impl AcceptFailures {
             .stats
             .last_accept_error_ms
             .store(crate::stats::now_ms().max(1), Relaxed);
-        self.unlogged += 1;
         self.run += 1;
         let now = Instant::now();
         self.last_failure = Some(now);
-        if self
-            .last_log
-            .is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL)
-        {
+        if let Some(failures) = self.log.count(now) {
             let limit = server.stats.open_files_limit.load(Relaxed);
-            tracing::warn!(error = %error, failures = self.unlogged, open_file_limit = limit, connections = server.stats.connections.len(), "accept failed; backing off (logged at most every 10 s)");
-            self.last_log = Some(now);
-            self.unlogged = 0;
+            tracing::warn!(error = %error, failures, open_file_limit = limit, connections = server.stats.connections.len(), "accept failed; backing off (logged at most every 10 s)");
         }
         self.backoff = (self.backoff * 2).clamp(Duration::from_millis(50), ACCEPT_MAX_BACKOFF);
         self.backoff
@@ -65,31 +80,8 @@ impl AcceptFailures {
         if last.elapsed() >= ACCEPT_RECOVERED_AFTER {
             tracing::info!(failures = self.run, "accept works again");
             self.run = 0;
-            self.unlogged = 0;
+            self.log.unlogged = 0;
             self.last_failure = None;
-        }
-    }
-}
-
-/// Connections refused by a limit: the first of a burst is logged, then at most one line per
-/// interval with the count since the last line (a flood must not flood the log too).
-#[derive(Default)]
-struct Refusals {
-    unlogged: u64,
-    last_log: Option<Instant>,
-}
-
-impl Refusals {
-    fn refused(&mut self, limit: &str, peer: std::net::SocketAddr, total: usize, from_ip: usize) {
-        self.unlogged += 1;
-        let now = Instant::now();
-        if self
-            .last_log
-            .is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL)
-        {
-            tracing::warn!(%peer, limit, total, from_ip, refused = self.unlogged, "connection refused: limit reached (logged at most every 10 s)");
-            self.last_log = Some(now);
-            self.unlogged = 0;
         }
     }
 }
@@ -98,7 +90,7 @@ impl Refusals {
 pub async fn run(listener: TcpListener, server: Arc<ServerContext>) {
     let mut next = 0usize;
     let mut failures = AcceptFailures::default();
-    let mut refusals = Refusals::default();
+    let mut refusals = LogThrottle::default();
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => {
@@ -118,21 +110,20 @@ pub async fn run(listener: TcpListener, server: Arc<ServerContext>) {
         let from_ip = server.connections_per_ip.get(&ip).map_or(0, |n| *n);
         // The open-file limit caps connections too, below the point where accept itself would
         // fail, so that the admin port, relays and files keep their descriptors.
-        let by_files = server.stats.connection_cap_by_open_files.load(Relaxed);
-        let limit = match by_files {
-            0 => "limits.max_connections",
-            cap if total as u64 >= cap => "the open-file limit",
-            _ => "limits.max_connections",
+        let refused_by = if server.stats.at_open_file_cap() {
+            Some("the open-file limit")
+        } else if total >= limits.max_connections {
+            Some("limits.max_connections")
+        } else if from_ip >= limits.max_connections_per_ip {
+            Some("limits.max_connections_per_ip")
+        } else {
+            None
         };
-        let full = total >= limits.max_connections || (by_files != 0 && total as u64 >= by_files);
-        if full || from_ip >= limits.max_connections_per_ip {
+        if let Some(limit) = refused_by {
             server.stats.connections_refused.fetch_add(1, Relaxed);
-            let limit = if full {
-                limit
-            } else {
-                "limits.max_connections_per_ip"
-            };
-            refusals.refused(limit, peer, total, from_ip);
+            if let Some(refused) = refusals.count(Instant::now()) {
+                tracing::warn!(%peer, limit, total, from_ip, refused, "connection refused: limit reached (logged at most every 10 s)");
+            }
             drop(socket);
             continue;
         }
