@@ -46,7 +46,7 @@ impl Resource {
     pub fn canonical(connect_app: &str, stream: &str, max_len: usize) -> Result<Self, NameError> {
         check("app", connect_app, max_len)?;
         check("stream name", stream, max_len)?;
-        let (app, rest) = connect_app.split_once('/').unwrap_or((connect_app, ""));
+        let (app, rest) = split_app(connect_app);
         let name = if rest.is_empty() {
             stream.to_owned()
         } else {
@@ -79,6 +79,12 @@ impl Resource {
     pub fn key(&self) -> String {
         format!("{}/{}", self.app, self.name)
     }
+}
+
+/// What `connect` named, split after its first segment: the app, and the rest of the path
+/// (empty for a one-segment app), which belongs to the names under it.
+pub fn split_app(connect_app: &str) -> (&str, &str) {
+    connect_app.split_once('/').unwrap_or((connect_app, ""))
 }
 
 /// An app from `connect` or a stream name: bounded, printable, no path tricks.

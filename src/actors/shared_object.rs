@@ -25,7 +25,7 @@
 //! every client, the sender included; the version is bumped once per message that changed the
 //! data and every message carries the current version.
 
-use crate::names::Esc;
+use crate::names::{self, Esc};
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -1340,19 +1340,16 @@ impl Handler<Incoming> for ClientSession {
             settings: self.settings.clone(),
             stats: self.stats.clone(),
         };
-        // The app's rules first (`[auth]` shared_objects), then the registry.
-        // Rules belong to the app, the first path segment of what `connect` named, as for
-        // streams (README "Authorization model"): `live/x` cannot escape `[auth.apps.live]`.
-        let rules = self
-            .settings
-            .auth
-            .rules(self.app.split('/').next().unwrap_or_default());
+        // The app's rules first (`[auth]` shared_objects), then the registry. Rules belong to
+        // the app, the first path segment of what `connect` named, as for streams (README
+        // "Authorization model"): `live/x` cannot escape `[auth.apps.live]`, and the callback
+        // sees app `live`, name `x/room`.
+        let (app, scope) = names::split_app(&self.app);
+        let rules = self.settings.auth.rules(app);
         let timeout = Duration::from_millis(self.settings.auth.callback_timeout_ms);
-        // The callback sees the same split: app `live`, name `x/room` for app `live/x`.
-        let (rules_app, scope) = self.app.split_once('/').unwrap_or((&self.app, ""));
         let asked = AuthRequest {
             action: Action::SharedObject,
-            app: rules_app.to_owned(),
+            app: app.to_owned(),
             name: if scope.is_empty() {
                 name.clone()
             } else {
