@@ -77,6 +77,30 @@ fn late_joiner(url: &str, dir: &Path, what: &str, key: &str) -> usize {
     verdict.frame_count
 }
 
+/// Publishes the clip to `publish_to`, then runs a late joiner (see [`late_joiner`]) on
+/// each `(url, what, metadata key)` at once, 2 s later. A failed joiner panics with `context()`
+/// (the servers' log tails); the publisher must finish cleanly.
+fn publish_and_join(
+    publish_to: &str,
+    dir: &Path,
+    joiners: &[(&str, &str, &str)],
+    context: impl Fn() -> String,
+) {
+    let mut publisher = publish(Publisher::Ffmpeg, shared_clip(), publish_to, dir);
+    sleep(JOIN_DELAY);
+    let failed = std::thread::scope(|s| {
+        let handles: Vec<_> = joiners
+            .iter()
+            .map(|&(url, what, key)| s.spawn(move || late_joiner(url, dir, what, key)))
+            .collect();
+        handles.into_iter().any(|h| h.join().is_err())
+    });
+    if failed {
+        panic!("a late joiner failed\n{}", context());
+    }
+    publisher.wait_success(PUBLISH_TIMEOUT);
+}
+
 fn reflector(toml: &str) -> (Server, tempfile::NamedTempFile) {
     reflector_with_config(toml)
 }
@@ -191,20 +215,16 @@ fn nginx_pushes_into_us() {
     skip_unless_have!("nginx", "ffmpeg", "ffprobe");
     let (us, _config) = reflector("");
     let nginx = Server::nginx_rtmp_with(&format!("push rtmp://127.0.0.1:{}/live;", us.port()));
-    let mut publisher = publish(
-        Publisher::Ffmpeg,
-        shared_clip(),
+    publish_and_join(
         &nginx.rtmp_url("live", "s"),
         us.dir(),
+        &[(
+            &us.rtmp_url("live", "s"),
+            "nginx push -> us",
+            "displayWidth",
+        )],
+        || us.log_tail(20),
     );
-    sleep(JOIN_DELAY);
-    late_joiner(
-        &us.rtmp_url("live", "s"),
-        us.dir(),
-        "nginx push -> us",
-        "displayWidth",
-    );
-    publisher.wait_success(PUBLISH_TIMEOUT);
 }
 
 /// nginx-rtmp `pull`s from us: its own late joiner gets the stream and the metadata.
@@ -213,20 +233,16 @@ fn nginx_pulls_from_us() {
     skip_unless_have!("nginx", "ffmpeg", "ffprobe");
     let (us, _config) = reflector("");
     let nginx = Server::nginx_rtmp_with(&format!("pull rtmp://127.0.0.1:{}/live;", us.port()));
-    let mut publisher = publish(
-        Publisher::Ffmpeg,
-        shared_clip(),
+    publish_and_join(
         &us.rtmp_url("live", "s"),
         us.dir(),
+        &[(
+            &nginx.rtmp_url("live", "s"),
+            "us -> nginx pull",
+            "displayWidth",
+        )],
+        || us.log_tail(20),
     );
-    sleep(JOIN_DELAY);
-    late_joiner(
-        &nginx.rtmp_url("live", "s"),
-        us.dir(),
-        "us -> nginx pull",
-        "displayWidth",
-    );
-    publisher.wait_success(PUBLISH_TIMEOUT);
 }
 
 /// node-media-server's push relay publishes on stream 1 and sends its media on message
@@ -238,15 +254,12 @@ fn node_media_server_pushes_into_us() {
     let (us, _config) = reflector("");
     let target = format!("rtmp://127.0.0.1:{}/live", us.port());
     let nms = Nms::start(&module, Some(&target), "s");
-    let mut publisher = publish(Publisher::Ffmpeg, shared_clip(), &nms.url("s"), us.dir());
-    sleep(JOIN_DELAY);
-    late_joiner(
-        &us.rtmp_url("live", "s"),
+    publish_and_join(
+        &nms.url("s"),
         us.dir(),
-        "nms push -> us",
-        "encoder",
+        &[(&us.rtmp_url("live", "s"), "nms push -> us", "encoder")],
+        || format!("{}\n--- nms ---\n{}", us.log_tail(20), nms.log_tail()),
     );
-    publisher.wait_success(PUBLISH_TIMEOUT);
     assert!(
         us.log().contains("media on message stream 0 taken as the publishing stream's"),
         "node-media-server's relay did not use message stream 0 (or we did not say so)\n{}\n--- nms ---\n{}",
@@ -269,29 +282,25 @@ fn we_push_into_nginx_and_node_media_server() {
         nginx.port(),
         nms.port
     ));
-    let mut publisher = publish(
-        Publisher::Ffmpeg,
-        shared_clip(),
+    publish_and_join(
         &us.rtmp_url("live", "s"),
         us.dir(),
+        &[
+            (
+                &nginx.rtmp_url("live", "s"),
+                "us -> push -> nginx",
+                "displayWidth",
+            ),
+            (&nms.url("s"), "us -> push -> nms", "encoder"),
+        ],
+        || {
+            format!(
+                "--- us ---\n{}\n--- nms ---\n{}",
+                us.log_tail(20),
+                nms.log_tail()
+            )
+        },
     );
-    sleep(JOIN_DELAY);
-    let nginx_url = nginx.rtmp_url("live", "s");
-    let nms_url = nms.url("s");
-    let (a, b) = std::thread::scope(|s| {
-        let a =
-            s.spawn(|| late_joiner(&nginx_url, us.dir(), "us -> push -> nginx", "displayWidth"));
-        let b = s.spawn(|| late_joiner(&nms_url, us.dir(), "us -> push -> nms", "encoder"));
-        (a.join(), b.join())
-    });
-    if a.is_err() || b.is_err() {
-        panic!(
-            "a push target's late joiner failed\n--- us ---\n{}\n--- nms ---\n{}",
-            us.log_tail(20),
-            nms.log_tail()
-        );
-    }
-    publisher.wait_success(PUBLISH_TIMEOUT);
 }
 
 /// `[[relay.pull]]` from nginx-rtmp: a static pull (running before any player asks) and an
