@@ -759,25 +759,6 @@ async fn shared_object_references(port: u16) -> Vec<Closed> {
     out
 }
 
-/// The server log without terminal colour codes.
-fn plain_log(server: &Server) -> String {
-    let log = server.log();
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn admin_stream(server: &Server, name: &str) -> serde_json::Value {
     let url = format!("{}/api/v1/streams", server.admin_url());
     let text = ureq::get(&url)
@@ -826,7 +807,7 @@ async fn deep_nesting_in_every_message_kind() {
     assert!(server.is_running(), "the server died");
 
     std::thread::sleep(Duration::from_millis(300));
-    let log = plain_log(&server);
+    let log = server.plain_log();
     let mut failures = Vec::new();
     for c in &closed {
         let peer = format!("peer={}", c.peer);
@@ -967,7 +948,7 @@ async fn librtmp_players_survive_a_deep_on_text_data() {
         );
     }
     assert!(server.is_running());
-    let log = plain_log(&server);
+    let log = server.plain_log();
     assert_eq!(
         log.lines()
             .filter(|l| l.contains("data message dropped") && l.contains("live/text"))

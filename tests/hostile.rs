@@ -1138,7 +1138,7 @@ async fn command_attackers(port: u16, canary: &'static str) -> Vec<Report> {
 fn check_reports(server: &Server, reports: &[Report]) {
     // Log lines are written as the connections end; give the last ones a moment.
     std::thread::sleep(Duration::from_millis(300));
-    let log = plain_log(server);
+    let log = server.plain_log();
     let mut failures = Vec::new();
     for r in reports {
         if r.events.last() != Some(&Ev::Closed) {
@@ -1187,26 +1187,6 @@ async fn churn(port: u16, count: usize) {
             drop(tcp(port).await);
         }
     }
-}
-
-/// The server log without terminal colour codes.
-fn plain_log(server: &Server) -> String {
-    let log = server.log();
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ parameters final-byte.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn mib(kib: u64) -> f64 {
@@ -1315,7 +1295,7 @@ async fn a_panic_ends_only_its_connection() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     fresh_client_works(port, "canary").await;
     canary.finish("panic isolation").await;
-    let log = plain_log(&server);
+    let log = server.plain_log();
     assert!(
         log.contains("fault injection"),
         "no panic message in the log"

@@ -145,26 +145,6 @@ fn client_player(port: u16, until: Instant) -> Arc<Mutex<Seen>> {
     seen
 }
 
-/// The server's log without ANSI colour escapes.
-fn plain_log(server: &Server) -> String {
-    let log = server.log();
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ ... final byte in @..~
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) && c != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn admin_json(server: &Server, path: &str) -> serde_json::Value {
     let url = format!("{}{path}", server.admin_url());
     let body = ureq::get(&url)
@@ -176,7 +156,7 @@ fn admin_json(server: &Server, path: &str) -> serde_json::Value {
 }
 
 fn log_has(server: &Server, needle: &str) -> bool {
-    plain_log(server).contains(needle)
+    server.plain_log().contains(needle)
 }
 
 #[test]
@@ -254,7 +234,7 @@ fn three_instances_behind_haproxy_relay_and_fail_over() {
         verify_recording(&path, clip).assert_ok_with_at_least(50);
     }
     for (i, s) in servers.iter().enumerate() {
-        let log = plain_log(s);
+        let log = s.plain_log();
         assert!(
             log.contains(": play connection="),
             "instance {i} served no player:\n{}",

@@ -227,6 +227,27 @@ impl Server {
         String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
+    /// The log without terminal colour codes (ANSI CSI sequences), so
+    /// tests can match `key=value` fields whatever the terminal detection decided.
+    pub fn plain_log(&self) -> String {
+        let log = self.log();
+        let mut out = String::with_capacity(log.len());
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ parameters, then a final byte in @..~.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) && c != '[' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
     /// Path of the server log file.
     pub fn log_path(&self) -> &Path {
         &self.log
