@@ -503,6 +503,60 @@ pub struct ActorCounts {
     pub shared_objects: AtomicUsize,
 }
 
+/// Why a connection, publish or play was refused: the label of
+/// `reflector_refusals_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// A key, an HTTP callback or an app rule said no.
+    Auth,
+    /// A connection, per-IP, per-stream or server limit.
+    Limits,
+    /// A stream or app name the naming rules refuse.
+    BadName,
+    /// The stream is already published (`publish_conflict = "reject"`).
+    Conflict,
+    /// The client's address or stream key is on the ban list.
+    Banned,
+    /// The app is not in `server.apps`.
+    UnknownApp,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 6] = [
+        RefusalReason::Auth,
+        RefusalReason::Limits,
+        RefusalReason::BadName,
+        RefusalReason::Conflict,
+        RefusalReason::Banned,
+        RefusalReason::UnknownApp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::Auth => "auth",
+            RefusalReason::Limits => "limits",
+            RefusalReason::BadName => "bad_name",
+            RefusalReason::Conflict => "conflict",
+            RefusalReason::Banned => "banned",
+            RefusalReason::UnknownApp => "unknown_app",
+        }
+    }
+}
+
+/// Refusals counted by reason.
+#[derive(Debug, Default)]
+pub struct Refusals([AtomicU64; RefusalReason::ALL.len()]);
+
+impl Refusals {
+    pub fn count(&self, reason: RefusalReason) {
+        self.0[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn get(&self, reason: RefusalReason) -> u64 {
+        self.0[reason as usize].load(Relaxed)
+    }
+}
+
 /// Everything the admin side can read.
 #[derive(Debug)]
 pub struct ServerStats {
@@ -515,6 +569,8 @@ pub struct ServerStats {
     pub connections_refused: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub auth_denied: AtomicU64,
+    /// Refusals by reason (auth, limits, bad name, conflict, ban, unknown app).
+    pub refusals: Refusals,
     pub panics: AtomicU64,
     /// Requests the registry actor handled.
     pub registry_handled: AtomicU64,
@@ -583,6 +639,7 @@ impl Default for ServerStats {
             connections_refused: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             auth_denied: AtomicU64::new(0),
+            refusals: Refusals::default(),
             panics: AtomicU64::new(0),
             registry_handled: AtomicU64::new(0),
             closed_bytes_in: AtomicU64::new(0),
