@@ -29,6 +29,7 @@ struct Done(tokio::sync::oneshot::Sender<u64>);
 
 struct Sink {
     stats: Arc<SubscriberStats>,
+    depth: Arc<AtomicUsize>,
     with_stats: bool,
     handled: u64,
 }
@@ -45,7 +46,7 @@ impl Handler<Frame> for Sink {
     fn handle(&mut self, msg: Frame, _: &mut Context<Self>) {
         if self.with_stats {
             self.stats.handled.fetch_add(1, Relaxed);
-            self.stats.mailbox_depth.fetch_sub(1, Relaxed);
+            self.depth.fetch_sub(1, Relaxed);
         }
         self.stats.messages_sent.fetch_add(1, Relaxed);
         self.stats.bytes_sent.fetch_add(msg.0.len() as u64, Relaxed);
@@ -68,9 +69,11 @@ fn new_stats() -> Arc<SubscriberStats> {
 /// Time to push `FRAMES` frames through one subscriber actor on another arbiter.
 async fn fan_out(arbiter: &ArbiterHandle, with_stats: bool) -> Duration {
     let stats = new_stats();
-    let s2 = stats.clone();
+    let depth = Arc::new(AtomicUsize::new(0));
+    let (s2, d2) = (stats.clone(), depth.clone());
     let sink = Sink::start_in_arbiter(arbiter, move |_| Sink {
         stats: s2,
+        depth: d2,
         with_stats,
         handled: 0,
     });
@@ -78,7 +81,7 @@ async fn fan_out(arbiter: &ArbiterHandle, with_stats: bool) -> Duration {
     let start = Instant::now();
     for _ in 0..FRAMES {
         if with_stats {
-            stats.mailbox_depth.fetch_add(1, Relaxed);
+            depth.fetch_add(1, Relaxed);
         }
         match sink.try_send(Frame(payload.clone())) {
             Ok(()) => {}

@@ -5,6 +5,9 @@
 //!   commands, media tag inspection). Plain types and state machines over bytes.
 //! - [`actors`]: the actors that wire the core to the network: listener, connection,
 //!   publishing stream, subscriber, publisher, registry.
+//! - [`hub`]: the fan-out hub: frames, the late-joiner caches, the per-player delivery
+//!   gate, the per-core fan-out of one stream. No sockets, no actors.
+//! - [`output`]: adapters from the hub to a wire format (RTMP players, the outbox).
 //! - [`auth`]: who may publish and play (open, stream key, HTTP callback).
 //! - [`names`]: app and stream names, the canonical resource (`app/name`), log escaping.
 //! - [`config`]: settings and their validation; every limit lives there.
@@ -21,8 +24,10 @@ pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod hub;
 pub mod load;
 pub mod names;
+pub mod output;
 pub mod protocol;
 pub mod relay;
 pub mod server;

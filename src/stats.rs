@@ -3,9 +3,11 @@
 //!
 //! How each per-actor figure of the admin API is obtained (actix exposes no mailbox length,
 //! so depths are counted by sender and receiver):
-//! - subscriber mailbox depth: the publisher adds one to [`SubscriberStats::mailbox_depth`]
-//!   before it offers a frame (taking it back if the offer fails); the subscriber takes one
-//!   off when it handles the frame. Capacity: `live.subscriber_mailbox`.
+//! - subscriber mailbox depth: frames queued to the fan-out actor that feeds the player (one
+//!   per stream and arbiter, shared by that arbiter's players of the stream): the publisher
+//!   adds one before it offers a frame (taking it back if the offer fails); the fan-out actor
+//!   takes one off when it has handed the frame to its players. Capacity:
+//!   `live.subscriber_mailbox`.
 //! - publishing stream mailbox depth: media messages the connection forwarded
 //!   ([`ConnectionStats::media_forwarded`]) minus those the stream handled
 //!   ([`ConnectionStats::media_handled`]). Capacity: 64.
@@ -264,10 +266,10 @@ pub struct SubscriberStats {
     pub drops: DropCounters,
     /// Age of the oldest byte queued to the player, in ms.
     pub lag_ms: AtomicU64,
-    /// Frames offered by the publisher and not handled yet (see the module doc).
-    pub mailbox_depth: AtomicUsize,
+    /// The queue of the fan-out actor feeding it, once it joined one (see the module doc).
+    pub mailbox: std::sync::OnceLock<Arc<AtomicUsize>>,
     pub mailbox_capacity: usize,
-    /// Publisher events handled by the subscriber actor.
+    /// Live frames handed to the player.
     pub handled: AtomicU64,
     /// Why the subscriber stopped, when it decided itself (lag limit...).
     pub close_reason: Mutex<Option<String>>,
@@ -287,12 +289,17 @@ impl SubscriberStats {
             bytes_sent: AtomicU64::new(0),
             drops: DropCounters::default(),
             lag_ms: AtomicU64::new(0),
-            mailbox_depth: AtomicUsize::new(0),
+            mailbox: std::sync::OnceLock::new(),
             mailbox_capacity,
             handled: AtomicU64::new(0),
             close_reason: Mutex::new(None),
             connection: Some(connection),
         }
+    }
+
+    /// Frames queued to the fan-out actor that feeds it.
+    pub fn mailbox_depth(&self) -> usize {
+        self.mailbox.get().map_or(0, |q| q.load(Relaxed))
     }
 
     /// Bytes queued to the player's socket (its connection's outbox).
@@ -358,6 +365,15 @@ pub struct StreamStats {
     pub keyframes: AtomicU64,
     /// `Ingest` messages sent to the publisher actor and not handled yet.
     pub publisher_queued: AtomicUsize,
+    /// Edges the publisher sends each frame to: one fan-out per arbiter with players, and
+    /// each push relay.
+    pub fanout_edges: AtomicUsize,
+    /// Frame messages the publisher sent its edges (one per edge per frame, not per player).
+    pub fanout_messages: AtomicU64,
+    /// Those that went to another thread (each wakes it): at most one per arbiter per frame.
+    pub cross_thread_messages: AtomicU64,
+    /// Frames an edge's full mailbox lost (its players resync at the next keyframe).
+    pub fanout_dropped: AtomicU64,
     /// [`crate::actors::registry::now_ms`] when the current publisher attached; 0 = none.
     pub publish_started_ms: AtomicU64,
     /// Egress of subscribers that already left, so the stream's egress total is monotonic.
@@ -393,6 +409,10 @@ impl StreamStats {
             video_frames: AtomicU64::new(0),
             keyframes: AtomicU64::new(0),
             publisher_queued: AtomicUsize::new(0),
+            fanout_edges: AtomicUsize::new(0),
+            fanout_messages: AtomicU64::new(0),
+            cross_thread_messages: AtomicU64::new(0),
+            fanout_dropped: AtomicU64::new(0),
             publish_started_ms: AtomicU64::new(0),
             gone_bytes_sent: AtomicU64::new(0),
             gone_messages_sent: AtomicU64::new(0),
@@ -501,6 +521,8 @@ pub struct ActorCounts {
     pub publishers: AtomicUsize,
     /// Live shared object actors.
     pub shared_objects: AtomicUsize,
+    /// Fan-out actors (one per stream and arbiter with players).
+    pub fanouts: AtomicUsize,
 }
 
 /// Why a connection, publish or play was refused: the label of

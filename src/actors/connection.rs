@@ -15,7 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, FramedRead};
 
-use super::outbox::Outbox;
 use super::registry::{self, PublishGrant, Refusal};
 use super::shared_object::{ClientHandle as SharedObjects, SharedObjectClient};
 use super::stream::{Media, PublishingStream, StopStream};
@@ -24,6 +23,7 @@ use super::{csid, ConnectionId, ServerContext};
 use crate::auth::{self, Action, AuthDecision, AuthRequest};
 use crate::config::Settings;
 use crate::names::{self, Esc, Resource};
+use crate::output::outbox::Outbox;
 use crate::protocol::amf0::Amf0Value;
 use crate::protocol::chunk::{ChunkDecoder, ChunkError, ReceiveWindow};
 use crate::protocol::command::{self, caps_ex, fourcc_info, status, Command, ConnectCommand};

@@ -1,31 +1,32 @@
 //! The publisher actor: one per resource (app + stream name). It keeps the latest metadata,
-//! the sequence headers (per track) and a GOP cache, and fans every frame out to its
-//! subscribers through their bounded mailboxes. It lives while the registry counts a publisher
-//! or a player on the resource, so players that wait for a publisher, or outlive one, stay
-//! attached.
+//! the sequence headers (per track) and a GOP cache, and sends every frame once to each
+//! *edge*: the fan-out actor of each arbiter with players of the stream (which hands it to
+//! them there), and each push relay. An edge's mailbox is bounded: a core that cannot keep
+//! up loses frames (its players resync at the next keyframe), never slowing the publisher.
+//! The actor lives while the registry counts a publisher or a player on the resource, so
+//! players that wait for a publisher, or outlive one, stay attached.
 
 use crate::names::Esc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::thread::ThreadId;
 
 use actix::dev::SendError;
 use actix::prelude::*;
 
-use super::tracks::GopCache;
-use super::{ConnectionId, DropClass, Frame, FrameKind, HeaderCache};
+use super::{ConnectionId, DropClass, Frame, FrameKind};
 use crate::config::Settings;
-use crate::stats::{ServerStats, StreamStats, SubscriberStats};
+use crate::hub::StreamCache;
+use crate::stats::{ServerStats, StreamStats};
 
-/// Identifies a subscriber: its connection and message stream id.
-pub type SubscriberKey = (ConnectionId, u32);
-
-/// What a publisher tells a subscriber. Frames go with `try_send` (bounded; a full mailbox
-/// costs the subscriber that frame); everything else with `do_send` (never lost, rare).
+/// What a publisher sends an edge. Frames go with `try_send` (bounded; a full mailbox costs
+/// the edge that frame); headers and everything else with `do_send` (never lost, rare).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub enum SubscriberEvent {
-    /// A frame; `after_gap` says frames were lost since the last one delivered.
-    Frame { frame: Arc<Frame>, after_gap: bool },
+pub enum HubEvent {
+    /// A frame; `missed` frames before it could not be delivered to this edge.
+    Frame { frame: Arc<Frame>, missed: u64 },
     /// A publisher started (NetStream.Play.PublishNotify).
     Published,
     /// The publisher left (NetStream.Play.UnpublishNotify, StreamEOF).
@@ -42,12 +43,25 @@ pub enum SourceEvent {
     Stop,
 }
 
+/// Identifies an edge (unique in the process).
+pub type EdgeId = u64;
+
+static NEXT_EDGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A new, unique edge id.
+pub fn next_edge_id() -> EdgeId {
+    NEXT_EDGE.fetch_add(1, Relaxed)
+}
+
 struct Edge {
-    key: SubscriberKey,
-    recipient: Recipient<SubscriberEvent>,
-    stats: Arc<SubscriberStats>,
-    /// A frame could not be delivered since the last one that was.
-    missed: bool,
+    id: EdgeId,
+    recipient: Recipient<HubEvent>,
+    /// Frames sent and not handled yet (the edge takes one off per frame it handles).
+    queued: Arc<AtomicUsize>,
+    /// It runs on another thread than the publisher: each message wakes that thread.
+    cross_thread: bool,
+    /// Frames that could not be delivered since the last one that was.
+    missed: u64,
     /// Its mailbox is gone (the actor stopped): removed after the fan-out loop.
     closed: bool,
 }
@@ -66,13 +80,13 @@ pub struct Publisher {
     /// the race with a newer grant's `TakeOver` or `Attach`) is refused, never installed.
     granted: u64,
     source: Option<Recipient<SourceEvent>>,
-    /// In the order they joined: frames go to established players first, so a crowd of
-    /// joiners (each already served its GOP burst) queues behind them rather than ahead.
-    subscribers: Vec<Edge>,
-    headers: HeaderCache,
-    gop: GopCache,
+    /// In the order they joined: frames go to established cores first.
+    edges: Vec<Edge>,
+    cache: StreamCache,
     /// Last timestamp fanned out, so that a new publisher continues from it.
     last_timestamp: Option<u32>,
+    /// The thread the actor runs on (set when it starts).
+    thread: Option<ThreadId>,
 }
 
 impl Publisher {
@@ -94,88 +108,89 @@ impl Publisher {
             session: None,
             granted: 0,
             source: None,
-            subscribers: Vec::new(),
-            headers: HeaderCache::default(),
-            gop: GopCache::default(),
+            edges: Vec::new(),
+            cache: StreamCache::default(),
             last_timestamp: None,
+            thread: None,
         }
     }
 
     fn clear_caches(&mut self) {
-        self.headers.clear();
-        self.clear_gop();
-    }
-
-    fn clear_gop(&mut self) {
-        self.gop.clear();
+        self.cache.clear();
         self.stats.gop_cache_bytes.store(0, Relaxed);
         self.stats.gop_cache_frames.store(0, Relaxed);
     }
 
     /// Keep what a late joiner needs: metadata, headers (per kind, role and track), and the
-    /// frames since every video track's keyframe (see [`GopCache`]).
+    /// frames since every video track's keyframe.
     fn cache(&mut self, frame: &Arc<Frame>) {
-        if frame.class == DropClass::Header {
-            self.headers.remember(frame);
-            return;
+        self.cache.record(frame, &self.settings.live);
+        if frame.class != DropClass::Header {
+            self.stats
+                .gop_cache_bytes
+                .store(self.cache.gop.bytes(), Relaxed);
+            self.stats
+                .gop_cache_frames
+                .store(self.cache.gop.len(), Relaxed);
         }
-        let live = &self.settings.live;
-        if !live.gop_cache {
-            return;
-        }
-        self.gop.push(
-            frame,
-            live.gop_cache_max_bytes,
-            live.gop_cache_max_duration_ms,
-        );
-        self.stats.gop_cache_bytes.store(self.gop.bytes(), Relaxed);
-        self.stats.gop_cache_frames.store(self.gop.len(), Relaxed);
     }
 
     /// Keeps the join order; linear, as joins and leaves are rare next to frames.
-    fn remove_subscriber(&mut self, key: &SubscriberKey) {
-        if let Some(at) = self.subscribers.iter().position(|e| e.key == *key) {
-            self.subscribers.remove(at);
+    fn remove_edge(&mut self, id: EdgeId) {
+        if let Some(at) = self.edges.iter().position(|e| e.id == id) {
+            self.edges.remove(at);
         }
+        self.stats.fanout_edges.store(self.edges.len(), Relaxed);
     }
 
-    fn broadcast(&mut self, event: impl Fn() -> SubscriberEvent) {
-        for edge in &self.subscribers {
+    fn broadcast(&mut self, event: impl Fn() -> HubEvent) {
+        for edge in &self.edges {
             edge.recipient.do_send(event());
         }
     }
 
+    /// One message per edge, not per player.
     fn fan_out(&mut self, frame: &Arc<Frame>) {
         let mut closed = false;
-        for edge in self.subscribers.iter_mut() {
-            let event = SubscriberEvent::Frame {
+        let (mut sent, mut cross) = (0_u64, 0_u64);
+        for edge in self.edges.iter_mut() {
+            let event = HubEvent::Frame {
                 frame: frame.clone(),
-                after_gap: edge.missed,
+                missed: edge.missed,
             };
-            // Counted before the send: the subscriber (maybe on another arbiter) takes it
-            // off when it handles the frame.
-            edge.stats.mailbox_depth.fetch_add(1, Relaxed);
-            if frame.class == DropClass::Header {
+            // Counted before the send: the edge (maybe on another arbiter) takes it off when
+            // it handles the frame.
+            edge.queued.fetch_add(1, Relaxed);
+            let result = if frame.class == DropClass::Header {
                 // Headers are never dropped: a player must always be able to resync.
                 edge.recipient.do_send(event);
-                continue;
-            }
-            match edge.recipient.try_send(event) {
-                Ok(()) => edge.missed = false,
+                Ok(())
+            } else {
+                edge.recipient.try_send(event)
+            };
+            match result {
+                Ok(()) => {
+                    edge.missed = 0;
+                    sent += 1;
+                    cross += u64::from(edge.cross_thread);
+                }
                 Err(SendError::Full(_)) => {
-                    edge.stats.mailbox_depth.fetch_sub(1, Relaxed);
-                    edge.missed = true;
-                    edge.stats.drops.mailbox_full.fetch_add(1, Relaxed);
+                    edge.queued.fetch_sub(1, Relaxed);
+                    edge.missed += 1;
+                    self.stats.fanout_dropped.fetch_add(1, Relaxed);
                 }
                 Err(SendError::Closed(_)) => {
-                    edge.stats.mailbox_depth.fetch_sub(1, Relaxed);
+                    edge.queued.fetch_sub(1, Relaxed);
                     edge.closed = true;
                     closed = true;
                 }
             }
         }
+        self.stats.fanout_messages.fetch_add(sent, Relaxed);
+        self.stats.cross_thread_messages.fetch_add(cross, Relaxed);
         if closed {
-            self.subscribers.retain(|edge| !edge.closed);
+            self.edges.retain(|edge| !edge.closed);
+            self.stats.fanout_edges.store(self.edges.len(), Relaxed);
         }
     }
 }
@@ -184,6 +199,7 @@ impl Actor for Publisher {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
+        self.thread = Some(std::thread::current().id());
         self.server_stats.actors.publishers.fetch_add(1, Relaxed);
         tracing::debug!(stream = %Esc(&self.key), "publisher actor started");
     }
@@ -238,10 +254,10 @@ impl Handler<Attach> for Publisher {
             .store(super::registry::now_ms().max(1), Relaxed);
         self.clear_caches();
         if resumed {
-            self.broadcast(|| SubscriberEvent::Unpublished);
+            self.broadcast(|| HubEvent::Unpublished);
         }
-        self.broadcast(|| SubscriberEvent::Published);
-        tracing::info!(stream = %Esc(&self.key), connection = msg.connection, subscribers = self.subscribers.len(), "publishing started");
+        self.broadcast(|| HubEvent::Published);
+        tracing::info!(stream = %Esc(&self.key), connection = msg.connection, edges = self.edges.len(), "publishing started");
         // Continue a little after the last timestamp so that no two frames share one.
         MessageResult(AttachInfo {
             continue_from: self.last_timestamp.map(|t| t.wrapping_add(1)),
@@ -292,8 +308,8 @@ impl Handler<Detach> for Publisher {
             self.stats.publisher_connection.store(0, Relaxed);
             self.stats.publish_started_ms.store(0, Relaxed);
             self.clear_caches();
-            self.broadcast(|| SubscriberEvent::Unpublished);
-            tracing::info!(stream = %Esc(&self.key), subscribers = self.subscribers.len(), "publishing stopped");
+            self.broadcast(|| HubEvent::Unpublished);
+            tracing::info!(stream = %Esc(&self.key), edges = self.edges.len(), "publishing stopped");
         }
     }
 }
@@ -393,16 +409,20 @@ impl Publisher {
     }
 }
 
-/// A subscriber attaches; the reply carries what it must send first.
+/// An edge (a core's fan-out actor, a push relay) attaches; the reply carries what it
+/// starts from.
 #[derive(Message)]
 #[rtype(result = "JoinInfo")]
 pub struct Subscribe {
-    pub key: SubscriberKey,
-    pub recipient: Recipient<SubscriberEvent>,
-    pub stats: Arc<SubscriberStats>,
+    pub edge: EdgeId,
+    pub recipient: Recipient<HubEvent>,
+    /// Counts the frames sent to it and not handled yet.
+    pub queued: Arc<AtomicUsize>,
+    /// The thread the edge runs on.
+    pub thread: ThreadId,
 }
 
-/// The state a joining subscriber starts from.
+/// The state a joining edge starts from.
 pub struct JoinInfo {
     /// A publisher is live.
     pub live: bool,
@@ -415,39 +435,35 @@ impl Handler<Subscribe> for Publisher {
     type Result = MessageResult<Subscribe>;
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
-        let mut burst = Vec::with_capacity(2 + self.headers.headers.len() + self.gop.len());
-        burst.extend(self.headers.metadata.iter().cloned());
-        burst.extend(self.headers.headers.iter().cloned());
-        burst.extend(self.gop.burst().cloned());
-        self.stats.subscribers.insert(msg.key, msg.stats.clone());
-        self.remove_subscriber(&msg.key);
-        self.subscribers.push(Edge {
-            key: msg.key,
+        self.remove_edge(msg.edge);
+        self.edges.push(Edge {
+            id: msg.edge,
             recipient: msg.recipient,
-            stats: msg.stats,
-            missed: false,
+            queued: msg.queued,
+            cross_thread: self.thread != Some(msg.thread),
+            missed: 0,
             closed: false,
         });
+        self.stats.fanout_edges.store(self.edges.len(), Relaxed);
         MessageResult(JoinInfo {
             live: self.session.is_some(),
-            burst,
+            burst: self.cache.burst_vec(),
         })
     }
 }
 
-/// A subscriber leaves.
+/// An edge leaves.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Unsubscribe {
-    pub key: SubscriberKey,
+    pub edge: EdgeId,
 }
 
 impl Handler<Unsubscribe> for Publisher {
     type Result = ();
 
     fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
-        self.remove_subscriber(&msg.key);
-        self.stats.subscriber_gone(&msg.key, &self.server_stats);
+        self.remove_edge(msg.edge);
     }
 }
 
@@ -466,137 +482,4 @@ impl Handler<Shutdown> for Publisher {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::actors::TrackSet;
-    use crate::stats::ConnectionStats;
-
-    /// Records, in one shared log, which subscriber handled each frame.
-    struct Recorder {
-        id: u64,
-        log: Rc<RefCell<Vec<(u64, u32)>>>,
-    }
-
-    impl Actor for Recorder {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<SubscriberEvent> for Recorder {
-        type Result = ();
-
-        fn handle(&mut self, msg: SubscriberEvent, _: &mut Context<Self>) {
-            if let SubscriberEvent::Frame { frame, .. } = msg {
-                self.log.borrow_mut().push((self.id, frame.timestamp));
-            }
-        }
-    }
-
-    fn frame(timestamp: u32) -> Arc<Frame> {
-        Arc::new(Frame {
-            kind: FrameKind::Audio,
-            class: DropClass::Audio,
-            type_id: 8,
-            timestamp,
-            payload: Bytes::from_static(&[0xaf, 0x01]),
-            chunked: Bytes::from_static(&[0xaf, 0x01]),
-            tracks: TrackSet::single(0),
-            role: None,
-            enhanced: false,
-            fourcc: None,
-        })
-    }
-
-    #[actix_rt::test]
-    async fn frames_reach_subscribers_in_the_order_they_joined() {
-        let settings = Arc::new(Settings::load(None).expect("embedded defaults"));
-        let publisher = Publisher::new(
-            "live/x".into(),
-            "live".into(),
-            "x".into(),
-            settings,
-            Arc::new(StreamStats::new("live", "x")),
-            Arc::new(ServerStats::default()),
-        )
-        .start();
-        let log = Rc::new(RefCell::new(Vec::new()));
-        // Connection ids out of order, so that a keyed map's order would differ.
-        for id in [907_u64, 3, 512, 44, 1000, 1, 77, 250] {
-            join(&publisher, id, &log).await;
-        }
-        // One leaves and comes back: it is now the newest.
-        publisher
-            .send(Unsubscribe { key: (512, 1) })
-            .await
-            .expect("publisher alive");
-        join(&publisher, 512, &log).await;
-        let source = Ignore.start().recipient();
-        let attach = publisher
-            .send(Attach {
-                session: 1,
-                connection: 9,
-                source,
-            })
-            .await
-            .expect("publisher alive");
-        assert!(attach.continue_from.is_none());
-        for ts in [10, 20] {
-            publisher
-                .send(Ingest {
-                    session: 1,
-                    frame: frame(ts),
-                })
-                .await
-                .expect("publisher alive");
-        }
-        // Let every recorder run.
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        let joined = [907_u64, 3, 44, 1000, 1, 77, 250, 512];
-        for ts in [10, 20] {
-            let order: Vec<u64> = log
-                .borrow()
-                .iter()
-                .filter(|(_, t)| *t == ts)
-                .map(|(id, _)| *id)
-                .collect();
-            assert_eq!(order, joined, "frame {ts}");
-        }
-    }
-
-    /// Subscribe a new recorder for connection `id`.
-    async fn join(publisher: &Addr<Publisher>, id: u64, log: &Rc<RefCell<Vec<(u64, u32)>>>) {
-        let recorder = Recorder {
-            id,
-            log: log.clone(),
-        }
-        .start();
-        let connection = Arc::new(ConnectionStats::new(id, "127.0.0.1:1".parse().unwrap(), 0));
-        publisher
-            .send(Subscribe {
-                key: (id, 1),
-                recipient: recorder.recipient(),
-                stats: Arc::new(SubscriberStats::new(connection, 1, 256)),
-            })
-            .await
-            .expect("publisher alive");
-    }
-
-    /// A publishing source that ignores what it is told.
-    struct Ignore;
-
-    impl Actor for Ignore {
-        type Context = Context<Self>;
-    }
-
-    impl Handler<SourceEvent> for Ignore {
-        type Result = ();
-
-        fn handle(&mut self, _: SourceEvent, _: &mut Context<Self>) {}
-    }
-}
+mod tests;

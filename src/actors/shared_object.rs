@@ -40,12 +40,12 @@ use actix::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::connection::CloseConnection;
-use super::outbox::Outbox;
 use super::registry::resource_key;
 use super::shared_object_quota::{disk_blocks, value_memory, Quota, Totals};
 use super::{csid, ConnectionId};
 use crate::auth::{self, Action, AuthDecision, AuthRequest};
 use crate::config::Settings;
+use crate::output::outbox::Outbox;
 use crate::protocol::amf0::{self, Amf0Value, AmfLimits};
 use crate::protocol::message::{Message, RawMessage, SharedObjectEvent, SharedObjectMessage};
 use crate::stats::{ServerStats, SharedObjectStats};

@@ -11,17 +11,14 @@ use std::time::Duration;
 
 use actix::dev::SendError;
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::connection::{CloseConnection, Connection};
 use super::publisher::{Attach, Detach, Ingest, Publisher, SourceEvent};
 use super::registry::{now_ms, Registry, Unpublish};
-use super::{
-    csid, ConnectionId, DropClass, Frame, FrameKind, HeaderRole, TrackSet, SHARED_STREAM_ID,
-};
+use super::{ConnectionId, DropClass, Frame, FrameKind, HeaderRole, TrackSet, SHARED_STREAM_ID};
 use crate::config::Settings;
 use crate::protocol::amf0::{self, Amf0Value};
-use crate::protocol::chunk::chunk_message;
 use crate::protocol::command::strip_set_data_frame;
 use crate::protocol::media::{self, video_params, PacketKind};
 use crate::protocol::message::{split_aggregate, type_id, Message, RawMessage};
@@ -348,7 +345,7 @@ impl FrameBuilder {
         // Unparsable media is forwarded as track 0's.
         let mut tracks = TrackSet::single(0);
         let mut role = None;
-        let (kind, class, payload, chunk_stream) = match raw.type_id {
+        let (kind, class, payload) = match raw.type_id {
             type_id::VIDEO => {
                 let class = match media::inspect_video(&raw.payload) {
                     Ok(tag) => {
@@ -368,7 +365,7 @@ impl FrameBuilder {
                     }
                     Err(_) => DropClass::Inter,
                 };
-                (FrameKind::Video, class, raw.payload.clone(), csid::VIDEO)
+                (FrameKind::Video, class, raw.payload.clone())
             }
             type_id::AUDIO => {
                 let class = match media::inspect_audio(&raw.payload) {
@@ -385,7 +382,7 @@ impl FrameBuilder {
                     }
                     Err(_) => DropClass::Audio,
                 };
-                (FrameKind::Audio, class, raw.payload.clone(), csid::AUDIO)
+                (FrameKind::Audio, class, raw.payload.clone())
             }
             type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
                 match Message::decode(raw, &self.settings.amf_limits()) {
@@ -408,22 +405,14 @@ impl FrameBuilder {
                                 payload.push(0);
                             }
                             payload.extend_from_slice(&out);
-                            (FrameKind::Data, class, Bytes::from(payload), csid::DATA)
+                            (FrameKind::Data, class, Bytes::from(payload))
                         }
                         // A plain `onMetaData` (nginx-rtmp's push, some encoders) is the
                         // stream's metadata all the same: cached for late joiners.
-                        None if is_metadata(&values) => (
-                            FrameKind::Data,
-                            DropClass::Header,
-                            raw.payload.clone(),
-                            csid::DATA,
-                        ),
-                        None => (
-                            FrameKind::Data,
-                            DropClass::Data,
-                            raw.payload.clone(),
-                            csid::DATA,
-                        ),
+                        None if is_metadata(&values) => {
+                            (FrameKind::Data, DropClass::Header, raw.payload.clone())
+                        }
+                        None => (FrameKind::Data, DropClass::Data, raw.payload.clone()),
                     },
                     Ok(_) => return None,
                     Err(e) => {
@@ -451,25 +440,17 @@ impl FrameBuilder {
             timestamp,
             payload,
         };
-        let mut chunked = BytesMut::new();
-        chunk_message(
-            chunk_stream,
-            &message,
-            self.settings.rtmp.out_chunk_size,
-            &mut chunked,
-        );
-        Some(Frame {
+        Some(Frame::new(
             kind,
             class,
-            type_id: raw.type_id,
+            raw.type_id,
             timestamp,
-            payload: message.payload,
-            chunked: chunked.freeze(),
+            message.payload,
             tracks,
             role,
             enhanced,
             fourcc,
-        })
+        ))
     }
 
     fn note_video_header(&self, tag: &media::VideoTag, payload: &[u8]) {

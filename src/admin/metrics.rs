@@ -188,7 +188,7 @@ pub fn render(stats: &ServerStats, sampler: &Sampler) -> Result<String, std::fmt
         for sub in s.subscribers.iter() {
             drops.add(&sub.drops);
             lag_max_ms = lag_max_ms.max(sub.lag_ms.load(Relaxed));
-            mailbox_max = mailbox_max.max(sub.mailbox_depth.load(Relaxed));
+            mailbox_max = mailbox_max.max(sub.mailbox_depth());
         }
         let rates = sampler.rates(e.key());
         ingest_bps += rates.ingest_bps;

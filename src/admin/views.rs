@@ -66,7 +66,7 @@ fn subscriber(s: &SubscriberStats) -> Value {
         "messages_sent": s.messages_sent.load(Relaxed),
         "lag_ms": s.lag_ms.load(Relaxed),
         "queued_bytes": s.queued_bytes(),
-        "mailbox_depth": s.mailbox_depth.load(Relaxed),
+        "mailbox_depth": s.mailbox_depth(),
         "mailbox_capacity": s.mailbox_capacity,
         "drops": {
             "mailbox_full": d.mailbox_full.load(Relaxed),
@@ -267,7 +267,7 @@ pub fn actors(stats: &ServerStats, limit: usize) -> Value {
                 "subscriber",
                 format!("subscriber/{}/{}", sub.connection_id, sub.stream_id),
                 format!("{} {}", e.key(), sub.peer),
-                Some(sub.mailbox_depth.load(Relaxed) as u64),
+                Some(sub.mailbox_depth() as u64),
                 sub.mailbox_capacity,
                 sub.handled.load(Relaxed),
                 sub.drops.total(),

@@ -1,13 +1,14 @@
 //! The push relay: forwards a stream published here to an upstream RTMP server
-//! (`[[relay.push]]`), for as long as it is published here. It subscribes to the local
-//! publisher actor like a player (so it starts with the metadata, sequence headers and GOP
-//! cache) and publishes with the project's client. A slow or unreachable upstream never slows
-//! the local stream: frames queue up to `live.drop_video_bytes`, past that inter frames are
-//! dropped until the next keyframe; a lost connection is retried every second, resuming with
-//! the metadata, the sequence headers and the frames since the last keyframe (its own copy of
-//! the GOP), so the far end shows a picture at once rather than at the next keyframe.
+//! (`[[relay.push]]`), for as long as it is published here. It is an edge of the local
+//! publisher actor, like a core's fan-out (so it starts with the metadata, sequence headers
+//! and GOP cache), and publishes with the project's client. A slow or unreachable upstream
+//! never slows the local stream: the players' delivery gate runs over the bytes queued
+//! towards it (8 MiB before video waits for the next keyframe); a lost connection is retried
+//! every second, resuming with the metadata, the sequence headers and the frames since the
+//! last keyframe (its own copy of the GOP), so the far end shows a picture at once rather
+//! than at the next keyframe.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,20 +16,19 @@ use actix::prelude::*;
 use bytes::{BufMut, BytesMut};
 use tokio::sync::mpsc;
 
-use crate::actors::publisher::{Publisher, Subscribe, SubscriberEvent, Unsubscribe};
-use crate::actors::{DropClass, Frame, FrameKind};
+use crate::actors::publisher::{
+    next_edge_id, EdgeId, HubEvent, JoinInfo, Publisher, Subscribe, Unsubscribe,
+};
 use crate::client::{ClientError, ClientReader, ClientWriter, RtmpClient, RtmpUrl};
+use crate::hub::gate::{PlayerCaps, Verdict};
+use crate::hub::{Budgets, DeliveryGate, DropClass, Frame, FrameKind, TrackSet, VideoGate};
 use crate::protocol::message::{type_id, RawMessage};
-use crate::stats::{StreamStats, SubscriberStats};
+use crate::stats::StreamStats;
 
 /// Most bytes queued towards an upstream before inter frames are dropped.
 const MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
 /// Wait between attempts to reach an upstream.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// Subscriber keys for push relays: connection ids counted down from the top, so they never
-/// meet a real connection's id.
-static NEXT_PUSH_ID: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// What the actor hands its sending task.
 enum Item {
@@ -37,7 +37,8 @@ enum Item {
     Reset,
 }
 
-/// Forwards one resource to one upstream.
+/// Forwards one resource to one upstream: an edge of the local publisher, like a core's
+/// fan-out, whose one "player" is the upstream connection.
 pub struct Pusher {
     /// `rtmp://host[:port]/app` (no trailing slash).
     target: String,
@@ -45,11 +46,14 @@ pub struct Pusher {
     name: String,
     publisher: Addr<Publisher>,
     stream_stats: Option<Arc<StreamStats>>,
-    id: u64,
+    edge: EdgeId,
     tx: Option<mpsc::UnboundedSender<Item>>,
+    /// Payload bytes handed to the sending task and not sent yet.
     queued: Arc<AtomicUsize>,
-    /// Inter frames are being dropped until the next keyframe.
-    awaiting_key: bool,
+    /// Frames sent by the publisher and not handled yet.
+    mailbox: Arc<AtomicUsize>,
+    /// The same drop policy as players, over the bytes queued towards the upstream.
+    gate: DeliveryGate,
 }
 
 impl Pusher {
@@ -60,37 +64,41 @@ impl Pusher {
         publisher: Addr<Publisher>,
         stream_stats: Option<Arc<StreamStats>>,
     ) -> Self {
+        let budgets = Budgets {
+            disposable: MAX_QUEUED_BYTES,
+            video: MAX_QUEUED_BYTES,
+            audio: usize::MAX,
+        };
         Pusher {
             target,
             key,
             name,
             publisher,
             stream_stats,
-            id: NEXT_PUSH_ID.fetch_sub(1, Relaxed),
+            edge: next_edge_id(),
             tx: None,
             queued: Arc::new(AtomicUsize::new(0)),
-            awaiting_key: false,
+            mailbox: Arc::new(AtomicUsize::new(0)),
+            gate: DeliveryGate::new(budgets, PlayerCaps::any()),
         }
     }
 
-    fn offer(&mut self, frame: Arc<Frame>) {
+    fn offer(&mut self, frame: &Arc<Frame>, after_gap: bool) {
         let Some(tx) = &self.tx else { return };
-        let header = frame.class == DropClass::Header;
-        if !header && frame.kind == FrameKind::Video {
-            if frame.is_keyframe() {
-                self.awaiting_key = false;
-            } else if self.awaiting_key {
-                return;
-            }
+        let queued = &self.queued;
+        let verdict = self
+            .gate
+            .offer(frame, after_gap, queued.load(Relaxed), |f| {
+                queued.fetch_add(f.payload.len(), Relaxed);
+                let _ = tx.send(Item::Frame(f.clone()));
+            });
+        debug_assert!(verdict != Verdict::Refuse, "a relay takes every codec");
+    }
+
+    fn reset(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Item::Reset);
         }
-        if !header && self.queued.load(Relaxed) > MAX_QUEUED_BYTES {
-            if frame.kind == FrameKind::Video {
-                self.awaiting_key = true;
-            }
-            return;
-        }
-        self.queued.fetch_add(frame.payload.len(), Relaxed);
-        let _ = tx.send(Item::Frame(frame));
     }
 }
 
@@ -111,27 +119,20 @@ impl Actor for Pusher {
             gop_bytes: 0,
         };
         ctx.spawn(task.run(rx).into_actor(self));
-        // A push relay is a subscriber without a client connection of its own: its figures
-        // hang off a stand-in connection record.
-        let connection = Arc::new(crate::stats::ConnectionStats::new(
-            self.id,
-            std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-            0,
-        ));
-        let stats = Arc::new(SubscriberStats::new(connection, 1, 0));
         let subscribe = Subscribe {
-            key: (self.id, 1),
+            edge: self.edge,
             recipient: ctx.address().recipient(),
-            stats,
+            queued: self.mailbox.clone(),
+            thread: std::thread::current().id(),
         };
         ctx.wait(
             self.publisher
                 .send(subscribe)
                 .into_actor(self)
                 .map(|res, act, ctx| match res {
-                    Ok(join) => {
-                        for frame in join.burst {
-                            act.offer(frame);
+                    Ok(JoinInfo { burst, .. }) => {
+                        for frame in &burst {
+                            act.offer(frame, false);
                         }
                     }
                     Err(_) => ctx.stop(),
@@ -144,7 +145,7 @@ impl Actor for Pusher {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.publisher.do_send(Unsubscribe { key: (self.id, 1) });
+        self.publisher.do_send(Unsubscribe { edge: self.edge });
         if let Some(s) = &self.stream_stats {
             s.pushes.remove(&self.target);
         }
@@ -152,22 +153,22 @@ impl Actor for Pusher {
     }
 }
 
-impl Handler<SubscriberEvent> for Pusher {
+impl Handler<HubEvent> for Pusher {
     type Result = ();
 
-    fn handle(&mut self, msg: SubscriberEvent, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: HubEvent, _: &mut Context<Self>) {
         match msg {
-            SubscriberEvent::Frame { frame, after_gap } => {
-                if after_gap {
-                    self.awaiting_key = true;
-                }
-                self.offer(frame);
+            HubEvent::Frame { frame, missed } => {
+                self.mailbox.fetch_sub(1, Relaxed);
+                self.offer(&frame, missed > 0);
             }
-            SubscriberEvent::Published | SubscriberEvent::Unpublished => {
-                self.awaiting_key = true;
-                if let Some(tx) = &self.tx {
-                    let _ = tx.send(Item::Reset);
-                }
+            HubEvent::Published => {
+                self.gate.published();
+                self.reset();
+            }
+            HubEvent::Unpublished => {
+                self.gate.unpublished();
+                self.reset();
             }
         }
     }
@@ -301,17 +302,28 @@ impl PushTask {
     ) -> Result<(), ClientError> {
         let resume: Vec<RawMessage> = self.resume().map(|f| message(f, stream_id)).collect();
         writer.send_all(&resume).await?;
-        let mut awaiting_key = self.gop.is_empty();
+        // A new upstream connection starts each video track at a keyframe: the resumed GOP
+        // has them; without one (or after a publisher change) the tracks wait for theirs.
+        let mut video = VideoGate::default();
+        if self.gop.is_empty() {
+            video.desync_all();
+        } else {
+            let synced = self
+                .gop
+                .iter()
+                .fold(TrackSet::EMPTY, |t, f| t.union(f.tracks));
+            video.resync(synced);
+        }
         while let Some(item) = rx.recv().await {
             self.take(&item);
             let Item::Frame(frame) = item else {
-                awaiting_key = true;
+                video.desync_all();
                 continue;
             };
             if frame.kind == FrameKind::Video && frame.class != DropClass::Header {
                 if frame.is_keyframe() {
-                    awaiting_key = false;
-                } else if awaiting_key {
+                    video.resync(frame.tracks);
+                } else if !video.admits(frame.tracks) {
                     continue;
                 }
             }

@@ -1,21 +1,20 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::actors::HeaderRole;
+use crate::hub::HeaderRole;
 
 fn frame(kind: FrameKind, class: DropClass, timestamp: u32) -> Arc<Frame> {
-    Arc::new(Frame {
+    Arc::new(Frame::new(
         kind,
         class,
-        type_id: if kind == FrameKind::Audio { 8 } else { 9 },
+        if kind == FrameKind::Audio { 8 } else { 9 },
         timestamp,
-        payload: Bytes::from_static(&[0; 10]),
-        chunked: Bytes::from_static(&[0; 10]),
-        tracks: std::iter::once(0).collect(),
-        role: (class == DropClass::Header).then_some(HeaderRole::SequenceStart),
-        enhanced: false,
-        fourcc: None,
-    })
+        Bytes::from_static(&[0; 10]),
+        std::iter::once(0).collect(),
+        (class == DropClass::Header).then_some(HeaderRole::SequenceStart),
+        false,
+        None,
+    ))
 }
 
 fn task() -> PushTask {

@@ -204,7 +204,7 @@ impl GopCache {
                 let Some(old) = self.frames.pop_front() else {
                     break;
                 };
-                self.bytes -= old.chunked.len();
+                self.bytes -= old.payload.len();
                 self.start += 1;
             }
         } else if self.frames.is_empty() {
@@ -212,9 +212,9 @@ impl GopCache {
         }
         let first_ts = self.frames.front().map_or(frame.timestamp, |f| f.timestamp);
         let span = frame.timestamp.wrapping_sub(first_ts);
-        if self.bytes + frame.chunked.len() > max_bytes || span > max_duration_ms {
+        if self.bytes + frame.payload.len() > max_bytes || span > max_duration_ms {
             self.clear();
-            if key && frame.chunked.len() <= max_bytes {
+            if key && frame.payload.len() <= max_bytes {
                 self.keys = frame.tracks.iter().map(|t| (t, 0)).collect();
                 self.push_back(frame);
             }
@@ -224,7 +224,7 @@ impl GopCache {
     }
 
     fn push_back(&mut self, frame: &Arc<Frame>) {
-        self.bytes += frame.chunked.len();
+        self.bytes += frame.payload.len();
         self.frames.push_back(frame.clone());
     }
 

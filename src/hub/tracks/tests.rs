@@ -1,7 +1,7 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::actors::DropClass;
+use crate::hub::DropClass;
 
 fn tracks(ids: &[u8]) -> TrackSet {
     ids.iter().copied().collect()
@@ -18,18 +18,17 @@ fn frame_sized(
     timestamp: u32,
     size: usize,
 ) -> Arc<Frame> {
-    Arc::new(Frame {
+    Arc::new(Frame::new(
         kind,
         class,
-        type_id: if kind == FrameKind::Audio { 8 } else { 9 },
+        if kind == FrameKind::Audio { 8 } else { 9 },
         timestamp,
-        payload: Bytes::from(vec![0; size]),
-        chunked: Bytes::from(vec![0; size]),
-        tracks: tracks(ids),
-        role: None,
-        enhanced: false,
-        fourcc: None,
-    })
+        Bytes::from(vec![0; size]),
+        tracks(ids),
+        None,
+        false,
+        None,
+    ))
 }
 
 fn header(kind: FrameKind, role: HeaderRole, ids: &[u8], tag: u32) -> Arc<Frame> {
