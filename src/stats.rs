@@ -28,7 +28,7 @@ use std::time::{Instant, SystemTime};
 use actix::Recipient;
 use dashmap::DashMap;
 
-use crate::actors::connection::{CloseConnection, RequestReconnect};
+use crate::control::{CloseConnection, RequestReconnect};
 
 /// How many gone subscribers each stream remembers for the admin API.
 pub const GONE_SUBSCRIBERS_KEPT: usize = 16;
@@ -374,7 +374,7 @@ pub struct StreamStats {
     pub cross_thread_messages: AtomicU64,
     /// Frames an edge's full mailbox lost (its players resync at the next keyframe).
     pub fanout_dropped: AtomicU64,
-    /// [`crate::actors::registry::now_ms`] when the current publisher attached; 0 = none.
+    /// [`now_ms`] when the current publisher attached; 0 = none.
     pub publish_started_ms: AtomicU64,
     /// Egress of subscribers that already left, so the stream's egress total is monotonic.
     pub gone_bytes_sent: AtomicU64,

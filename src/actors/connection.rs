@@ -2,6 +2,7 @@
 //! stream, answers protocol control messages and NetConnection commands, and starts a stream
 //! actor per publishing or playing NetStream.
 
+pub use crate::control::{CloseConnection, RequestReconnect};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -1336,13 +1337,6 @@ impl StreamHandler<Result<RawMessage, ConnectionError>> for Connection {
     }
 }
 
-/// Close a connection with a logged reason (from its stream actors, the writer, the admin).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CloseConnection {
-    pub reason: String,
-}
-
 impl Handler<CloseConnection> for Connection {
     type Result = ();
 
@@ -1350,16 +1344,6 @@ impl Handler<CloseConnection> for Connection {
         tracing::info!(connection = self.id, reason = %Esc(&msg.reason), "closing");
         self.close(ctx, msg.reason);
     }
-}
-
-/// Ask the client to reconnect (E-RTMP v2 reconnect request), to `tc_url` if given. Clients
-/// that did not announce `capsEx` Reconnect are closed instead. Used by graceful drain and by
-/// the admin action that moves publishers to another server.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct RequestReconnect {
-    pub tc_url: Option<String>,
-    pub description: String,
 }
 
 impl Handler<RequestReconnect> for Connection {

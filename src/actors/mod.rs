@@ -5,12 +5,13 @@
 //! - [`connection`]: one per TCP connection: handshake, chunk framing, NetConnection commands.
 //! - [`stream`]: one per publishing NetStream: prepares each media message once and feeds the
 //!   publisher actor, losslessly (its mailbox pushes back on the connection's reads).
-//! - [`subscriber`]: one per playing NetStream: takes frames from the publisher through a
-//!   bounded mailbox and applies the per-player drop policy.
 //! - [`publisher`]: one per resource (app + stream name): caches metadata, sequence headers and
-//!   the GOP, and fans frames out.
+//!   the GOP, and sends each frame once per edge (the fan-out of each arbiter with players,
+//!   each push relay) through bounded mailboxes.
 //! - [`fanout`]: one per (stream, arbiter) with players: takes each frame once from the
-//!   publisher and hands it to the players on its arbiter.
+//!   publisher and hands it to that arbiter's players in place (the hub's `LocalFanout`).
+//! - [`subscriber`]: one per playing NetStream: owns the play (its RTMP player joins the
+//!   arbiter's fan-out; controls; the lag limit).
 //! - [`registry`]: maps resources to publisher actors and decides publish conflicts.
 //! - [`shared_object`]: remote shared objects (§7.1.3): one actor per object, their registry,
 //!   and a per-connection session; [`shared_object_quota`] counts what they hold in memory

@@ -21,6 +21,8 @@ struct Sample {
     video_frames: u64,
     keyframes: u64,
     subscribers: usize,
+    fanout_messages: u64,
+    cross_thread_messages: u64,
 }
 
 /// Rates of one stream over the sliding window.
@@ -34,6 +36,11 @@ pub struct Rates {
     pub fps: f64,
     /// Seconds between keyframes (0 when fewer than two keyframes fell in the window).
     pub keyframe_interval_s: f64,
+    /// Frame messages from the publisher to its edges (one per arbiter with players and per
+    /// push relay), per second.
+    pub fanout_messages_per_s: f64,
+    /// Those of them that crossed to another thread, per second.
+    pub cross_thread_messages_per_s: f64,
 }
 
 /// One point of the dashboard chart.
@@ -71,6 +78,11 @@ fn rates_between(a: &Sample, b: &Sample) -> Rates {
         ingest_bps: b.bytes_in.saturating_sub(a.bytes_in) as f64 * 8.0 / dt,
         egress_bps: b.bytes_out.saturating_sub(a.bytes_out) as f64 * 8.0 / dt,
         fps: frames / dt,
+        fanout_messages_per_s: b.fanout_messages.saturating_sub(a.fanout_messages) as f64 / dt,
+        cross_thread_messages_per_s: b
+            .cross_thread_messages
+            .saturating_sub(a.cross_thread_messages) as f64
+            / dt,
         keyframe_interval_s: if keyframes >= 2 {
             dt / keyframes as f64
         } else {
@@ -105,6 +117,8 @@ impl Sampler {
                 video_frames: s.video_frames.load(Relaxed),
                 keyframes: s.keyframes.load(Relaxed),
                 subscribers: s.subscribers.len(),
+                fanout_messages: s.fanout_messages.load(Relaxed),
+                cross_thread_messages: s.cross_thread_messages.load(Relaxed),
             };
             let ring = series.entry(entry.key().clone()).or_default();
             if ring.len() >= self.history {

@@ -152,6 +152,16 @@ pub fn stream(stats: &ServerStats, sampler: &Sampler, key: &str, s: &StreamStats
             "bytes": s.gop_cache_bytes.load(Relaxed),
             "frames": s.gop_cache_frames.load(Relaxed),
         },
+        // The publisher sends each frame once per edge (the fan-out of each arbiter with
+        // players, each push relay), not once per player.
+        "fanout": {
+            "edges": s.fanout_edges.load(Relaxed),
+            "messages": s.fanout_messages.load(Relaxed),
+            "cross_thread_messages": s.cross_thread_messages.load(Relaxed),
+            "dropped": s.fanout_dropped.load(Relaxed),
+            "messages_per_s": rates.fanout_messages_per_s,
+            "cross_thread_messages_per_s": rates.cross_thread_messages_per_s,
+        },
         "subscriber_count": subscribers.len(),
         "subscribers": subscribers,
         "gone_subscribers": gone,
@@ -187,13 +197,15 @@ pub fn history(stats: &ServerStats, sampler: &Sampler, max_points: usize) -> Val
 }
 
 /// How each per-actor figure is obtained (also in the `stats` module doc).
-const HOW: &str = "mailbox_depth: subscriber = frames the publisher offered (counted before \
-try_send) minus frames the subscriber handled; publishing_stream = media messages its \
+const HOW: &str = "mailbox_depth: subscriber = frames queued to the fan-out actor that feeds it \
+(one per stream and arbiter, shared by that arbiter's players; counted before try_send, taken \
+off when handed to the players); publishing_stream = media messages its \
 connection forwarded minus those it handled; publisher = Ingest messages sent minus handled; \
 connection and registry mailboxes carry rare control messages only and are not counted \
 (null). handled: messages read from the socket (connection), media handled \
 (publishing_stream), frames ingested (publisher), events handled (subscriber), requests \
-(registry). dropped: frames a subscriber lost to its mailbox or drop policy; ingest is lossless.";
+(registry). dropped: frames a subscriber lost to its fan-out's mailbox or \
+the drop policy; ingest is lossless.";
 
 #[allow(clippy::too_many_arguments)]
 fn actor(
@@ -300,6 +312,7 @@ pub fn actors(stats: &ServerStats, limit: usize) -> Value {
             "publishing_streams": a.publishing_streams.load(Relaxed),
             "publishers": a.publishers.load(Relaxed),
             "subscribers": a.subscribers.load(Relaxed),
+            "fanouts": a.fanouts.load(Relaxed),
             "registry": 1,
         },
         "total": total,

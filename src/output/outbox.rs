@@ -155,6 +155,14 @@ impl Outbox {
         self.closing.notify_one();
     }
 
+    /// Forget what is queued as if the socket had taken it all: lets the fan-out benchmark
+    /// run the real player path without a socket.
+    pub fn discard_queued(&self) {
+        let mut state = self.state.borrow_mut();
+        state.queue.clear();
+        state.queued_bytes = 0;
+    }
+
     pub fn is_closed(&self) -> bool {
         self.state.borrow().closed
     }
