@@ -718,3 +718,113 @@ async fn reconnect_action_and_shared_objects_in_the_api() {
         server.log_tail(20)
     );
 }
+
+/// A player that stops reading is logged once when it starts losing frames (with its lag and
+/// queued bytes), not at every drop; once it reads again and goes 5 s of media without a
+/// drop, once more that it caught up.
+#[test]
+fn a_slow_player_is_logged_when_it_falls_behind_and_when_it_catches_up() {
+    skip_unless_have!("ffmpeg", "ffprobe");
+    let (_cfg_dir, cfg) = config_file(
+        "[live]\ndrop_disposable_bytes = 16384\ndrop_video_bytes = 16384\n\
+         drop_audio_bytes = 16384\nmax_lag_ms = 120000\n",
+    );
+    let cfg = cfg.display().to_string();
+    let server = Server::reflector(&["--workers", "2", "--config", &cfg]);
+    let url = server.rtmp_url("live", "slow");
+    let clip = shared_clip().path().display().to_string();
+    let args: Vec<String> = [
+        "-nostdin",
+        "-v",
+        "warning",
+        "-stream_loop",
+        "-1",
+        "-readrate",
+        "20",
+        "-i",
+        &clip,
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        &url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let log = server.dir().join("ffmpeg-slow-publish.log");
+    let publisher = common::Proc::spawn("ffmpeg-slow-publish", "ffmpeg", &args, &[], &log);
+    wait_for("the stream", Duration::from_secs(10), || {
+        stream_json(&server, "live/slow").filter(|s| s["live"] == true)
+    });
+    let mut stalled = stalled_player(server.port(), "live", "slow");
+    let stream = wait_for(
+        "drops on the stalled player",
+        Duration::from_secs(15),
+        || {
+            stream_json(&server, "live/slow")
+                .filter(|s| s["subscribers"][0]["drops"]["total"].as_u64() > Some(50))
+        },
+    );
+    let id = stream["subscribers"][0]["connection"]
+        .as_u64()
+        .expect("connection id");
+    let lines = |what: &str| -> Vec<String> {
+        server
+            .plain_log()
+            .lines()
+            .filter(|l| l.contains(what) && l.contains(&format!("connection={id}")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let falling = lines("player falling behind: dropping frames");
+    assert_eq!(falling.len(), 1, "one line, not one per drop: {falling:?}");
+    assert!(
+        falling[0].contains("lag_ms=") && falling[0].contains("queued="),
+        "{}",
+        falling[0]
+    );
+    assert!(lines("player caught up").is_empty());
+
+    // It reads again, as fast as it can.
+    stalled
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0_usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match stalled.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => total += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+            total
+        })
+    };
+    let caught_up = wait_for("the caught-up line", Duration::from_secs(20), || {
+        lines("player caught up").into_iter().next()
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let read = reader.join().expect("reader");
+    assert!(read > 100_000, "it read the stream again: {read} bytes");
+    let dropped: u64 = caught_up
+        .split("dropped=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .expect("dropped=N in the line");
+    assert!(dropped > 50, "{caught_up}");
+    assert_eq!(
+        lines("player falling behind").len(),
+        1,
+        "no new line while it keeps up"
+    );
+    drop(publisher);
+}
