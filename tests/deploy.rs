@@ -519,24 +519,29 @@ fn toml_blocks(text: &str) -> Vec<(usize, String)> {
     blocks
 }
 
-/// Every `section.key` the migration page names (in backticks) exists in the binary's
-/// effective configuration, and every `toml` example is a configuration it accepts.
-#[test]
-fn migration_page_names_real_keys_and_valid_examples() {
-    let page = std::fs::read_to_string(repo().join("docs/migrating-from-nginx-rtmp.md"))
-        .expect("read docs/migrating-from-nginx-rtmp.md");
+/// What is wrong in a documentation page: a `section.key` it names (in backticks) that the
+/// configuration does not have, or a `toml` example the binary refuses. Also the number of
+/// key references and examples checked.
+fn doc_problems(page: &str) -> (Vec<String>, usize, usize) {
     let defaults = kube::effective_config(reflector_exe(), None, &[]).expect("defaults");
     let sections: Vec<&String> = defaults.as_table().expect("table").keys().collect();
+    // admin.token is never printed, but config/default.toml lists it.
+    let listed: toml::Value = std::fs::read_to_string(repo().join("config/default.toml"))
+        .expect("read config/default.toml")
+        .parse::<toml::Table>()
+        .map(toml::Value::Table)
+        .expect("parse config/default.toml");
+    let mut problems = Vec::new();
     let mut keys = 0;
     for quoted in page.split('`').skip(1).step_by(2) {
+        // `server.listen = "..."`, `[auth.apps.NAME]`, `[[relay.push]]`: the key itself.
+        let quoted = quoted.split([' ', '=']).next().unwrap_or_default();
+        let quoted = quoted.trim_start_matches('[').trim_end_matches(']');
         let Some((section, key)) = quoted.split_once('.') else {
             continue;
         };
-        if !sections.iter().any(|s| *s == section)
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
-        {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+        if !sections.iter().any(|s| *s == section) || !key.chars().all(word) {
             continue;
         }
         keys += 1;
@@ -544,27 +549,45 @@ fn migration_page_names_real_keys_and_valid_examples() {
             // [auth.apps.NAME] rules and [[relay.push]] / [[relay.pull]] entries.
             Some(("apps", _)) => section == "auth",
             Some((list, _)) => section == "relay" && ["push", "pull"].contains(&list),
-            None => defaults[section].get(key).is_some(),
+            None => defaults[section].get(key).is_some() || listed[section].get(key).is_some(),
         };
-        assert!(
-            known,
-            "docs name `{quoted}`, which is not a configuration key"
-        );
+        if !known {
+            problems.push(format!("`{quoted}` is not a configuration key"));
+        }
     }
-    let blocks = toml_blocks(&page);
+    let blocks = toml_blocks(page);
     for (line, block) in &blocks {
         let env = [("REFLECTOR_ADMIN__TOKEN", "t")];
         if let Err(e) = kube::effective_config(reflector_exe(), Some(block), &env) {
-            panic!("docs/migrating-from-nginx-rtmp.md:{line}: example refused: {e}\n{block}");
+            problems.push(format!("line {line}: example refused: {e}"));
         }
     }
-    eprintln!(
-        "{keys} key references, {} toml examples checked",
-        blocks.len()
+    (problems, keys, blocks.len())
+}
+
+#[test]
+fn migration_page_names_real_keys_and_valid_examples() {
+    let page = std::fs::read_to_string(repo().join("docs/migrating-from-nginx-rtmp.md"))
+        .expect("read docs/migrating-from-nginx-rtmp.md");
+    let (problems, keys, blocks) = doc_problems(&page);
+    eprintln!("{keys} key references, {blocks} toml examples checked");
+    assert!(
+        problems.is_empty(),
+        "docs/migrating-from-nginx-rtmp.md: {problems:#?}"
+    );
+    assert!(keys >= 30 && blocks >= 2, "{keys} keys, {blocks} blocks");
+
+    // An invented key, in the prose and in an example, is caught.
+    let broken = page.replace("`live.publisher_idle_timeout_ms", "`live.idle_publisher_ms");
+    let (problems, _, _) = doc_problems(&broken.replace("mode = \"static\"", "mode = \"always\""));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("live.idle_publisher_ms")),
+        "{problems:#?}"
     );
     assert!(
-        keys >= 20 && blocks.len() >= 2,
-        "{keys} keys, {} blocks",
-        blocks.len()
+        problems.iter().any(|p| p.contains("always")),
+        "{problems:#?}"
     );
 }
