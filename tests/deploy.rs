@@ -16,6 +16,8 @@ mod common;
 
 #[path = "deploy/kube.rs"]
 mod kube;
+#[path = "deploy/systemd.rs"]
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -68,6 +70,26 @@ fn resource_files() -> Vec<PathBuf> {
     listed.iter().map(|n| kube_dir().join(n)).collect()
 }
 
+/// Whether python3 lacks PyYAML (which kubernetes-validate brings): a skip with a message,
+/// or a failure when the clients are required, like a missing client binary.
+fn skip_without_pyyaml() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import yaml"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return false;
+    }
+    let test = common::current_test_name();
+    if std::env::var_os(common::REQUIRE_CLIENTS_ENV).is_some() {
+        panic!("{test}: python3 has no PyYAML (pip install kubernetes-validate)");
+    }
+    eprintln!("SKIP {test}: python3 has no PyYAML (pip install kubernetes-validate)");
+    true
+}
+
 /// Every YAML document of `files`, as JSON (python3's PyYAML, which kubernetes-validate
 /// brings; no YAML crate in this project).
 fn yaml_docs(files: &[PathBuf]) -> Vec<Value> {
@@ -108,6 +130,9 @@ fn kubernetes_validate(version: &str, files: &[PathBuf]) -> (bool, String) {
 #[test]
 fn kubernetes_manifests_pass_strict_schema_validation() {
     skip_unless_have!("python3", "kubernetes-validate");
+    if skip_without_pyyaml() {
+        return;
+    }
     let files = resource_files();
     let documents = yaml_docs(&files).len();
     for version in K8S_VERSIONS {
@@ -134,6 +159,9 @@ fn kubernetes_manifests_pass_strict_schema_validation() {
 #[test]
 fn kubernetes_manifests_agree_with_their_configuration() {
     skip_unless_have!("python3");
+    if skip_without_pyyaml() {
+        return;
+    }
     let docs = yaml_docs(&resource_files());
     let problems = kube::problems(&docs, reflector_exe());
     assert!(problems.is_empty(), "manifests: {problems:#?}");
@@ -147,90 +175,30 @@ fn kubernetes_manifests_agree_with_their_configuration() {
     let redis = kube::index(&docs, "Service", "reflector-redis");
     let c = "/spec/template/spec/containers/0";
     let toml = docs[cm]["data"]["reflector.toml"].as_str().expect("toml");
+    #[rustfmt::skip]
     let cases: Vec<(usize, String, Value, &str)> = vec![
-        (
-            deploy,
-            format!("{c}/readinessProbe"),
-            Value::Null,
-            "readinessProbe",
-        ),
-        (
-            deploy,
-            format!("{c}/readinessProbe/httpGet/port"),
-            8081.into(),
-            "readinessProbe",
-        ),
-        (
-            deploy,
-            format!("{c}/livenessProbe/httpGet/path"),
-            "/health".into(),
-            "livenessProbe",
-        ),
-        (
-            deploy,
-            format!("{c}/ports/0/containerPort"),
-            1936.into(),
-            "1935",
-        ),
-        (
-            deploy,
-            format!("{c}/args/1"),
-            "/etc/reflector.toml".into(),
-            "--config",
-        ),
+        (deploy, format!("{c}/readinessProbe"), Value::Null, "readinessProbe"),
+        (deploy, format!("{c}/readinessProbe/httpGet/port"), 8081.into(), "readinessProbe"),
+        (deploy, format!("{c}/livenessProbe/httpGet/path"), "/health".into(), "livenessProbe"),
+        (deploy, format!("{c}/ports/0/containerPort"), 1936.into(), "1935"),
+        (deploy, format!("{c}/args/1"), "/etc/reflector.toml".into(), "--config"),
         (deploy, format!("{c}/lifecycle"), Value::Null, "preStop"),
-        (
-            deploy,
-            "/spec/template/spec/terminationGracePeriodSeconds".into(),
-            10.into(),
-            "terminationGracePeriodSeconds",
-        ),
-        (
-            deploy,
-            format!("{c}/securityContext/readOnlyRootFilesystem"),
-            false.into(),
-            "readOnlyRootFilesystem",
-        ),
-        (
-            deploy,
-            format!("{c}/volumeMounts/1"),
-            Value::Null,
-            "shared_objects.dir",
-        ),
+        (deploy, "/spec/template/spec/terminationGracePeriodSeconds".into(), 10.into(),
+            "terminationGracePeriodSeconds"),
+        (deploy, format!("{c}/securityContext/readOnlyRootFilesystem"), false.into(),
+            "readOnlyRootFilesystem"),
+        (deploy, format!("{c}/volumeMounts/1"), Value::Null, "shared_objects.dir"),
         (deploy, format!("{c}/resources"), Value::Null, "resources"),
         (deploy, format!("{c}/env/0"), Value::Null, "admin.token"),
-        (
-            rtmp,
-            "/spec/ports/0/targetPort".into(),
-            "admin".into(),
-            "reflector-rtmp",
-        ),
-        (
-            admin,
-            "/spec/type".into(),
-            "LoadBalancer".into(),
-            "reflector-admin",
-        ),
-        (
-            admin,
-            "/spec/selector/app.kubernetes.io~1component".into(),
-            "discovery".into(),
-            "selector",
-        ),
+        (rtmp, "/spec/ports/0/targetPort".into(), "admin".into(), "reflector-rtmp"),
+        (admin, "/spec/type".into(), "LoadBalancer".into(), "reflector-admin"),
+        (admin, "/spec/selector/app.kubernetes.io~1component".into(), "discovery".into(),
+            "selector"),
         (redis, "/spec/ports/0/port".into(), 6380.into(), "redis"),
-        (
-            cm,
-            "/data/reflector.toml".into(),
-            toml.replace("[cluster]", "[live]\ngop_cach = true\n[cluster]")
-                .into(),
-            "gop_cach",
-        ),
-        (
-            cm,
-            "/data/reflector.toml".into(),
-            toml.replace("0.0.0.0:8080", "127.0.0.1:8080").into(),
-            "loopback",
-        ),
+        (cm, "/data/reflector.toml".into(),
+            toml.replace("[cluster]", "[live]\ngop_cach = true\n[cluster]").into(), "gop_cach"),
+        (cm, "/data/reflector.toml".into(),
+            toml.replace("0.0.0.0:8080", "127.0.0.1:8080").into(), "loopback"),
     ];
     let mut caught_count = 0;
     for (doc, pointer, value, word) in cases {
@@ -258,6 +226,9 @@ fn get(url: &str) -> Option<(u16, String)> {
 #[test]
 fn configmap_configuration_serves_the_probed_paths_and_drains_on_sigterm() {
     skip_unless_have!("python3", "redis-server");
+    if skip_without_pyyaml() {
+        return;
+    }
     let docs = yaml_docs(&resource_files());
     let pod = kube::Pod::of(&docs).expect("the reflector Deployment");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -342,95 +313,13 @@ fn configmap_configuration_serves_the_probed_paths_and_drains_on_sigterm() {
     assert!(log.contains("drained: every connection closed"), "{log}");
 }
 
-/// The unit with ExecStart pointing at the binary cargo built (systemd-analyze verify checks
-/// that the executable exists; /usr/local/bin/reflector is not installed here). Nothing else
-/// is changed.
-fn unit_for_test(text: &str) -> String {
-    let installed = "ExecStart=/usr/local/bin/reflector ";
-    assert!(text.contains(installed), "ExecStart is {installed}...");
-    text.replace(installed, &format!("ExecStart={} ", reflector_exe()))
-}
-
-/// `systemd-analyze verify` of `unit` (written as reflector.service in a temp dir): the
-/// lines of its output about the unit, and whether it exited 0.
-fn systemd_verify(unit: &str) -> (bool, Vec<String>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("reflector.service");
-    std::fs::write(&path, unit).expect("write unit");
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run systemd-analyze");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let about_unit = text
-        .lines()
-        .filter(|l| l.contains("reflector") || l.contains(&*dir.path().to_string_lossy()))
-        .map(str::to_owned)
-        .collect();
-    (out.status.success(), about_unit)
-}
-
-/// The value of `key=` in a unit (the last assignment wins, as in systemd).
-fn unit_value<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
-    unit.lines()
-        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
-        .last()
-}
-
-/// What the unit must give the server beyond what systemd-analyze checks: room for the
-/// configured connections, time to drain, SIGHUP for reload, the config file.
-fn unit_problems(unit: &str, max_connections: u64, drain_ms: u64) -> Vec<String> {
-    /// Descriptors beside RTMP connections: listeners, event loops, admin clients, relays,
-    /// Redis, shared-object files.
-    const HEADROOM: u64 = 1024;
-    let mut problems = Vec::new();
-    let nofile = unit_value(unit, "LimitNOFILE")
-        .and_then(|v| v.split(':').next()?.parse::<u64>().ok())
-        .unwrap_or(0);
-    if nofile < max_connections + HEADROOM {
-        problems.push(format!(
-            "LimitNOFILE {nofile} < limits.max_connections {max_connections} + {HEADROOM}"
-        ));
-    }
-    let stop = unit_value(unit, "TimeoutStopSec")
-        .and_then(|v| v.trim_end_matches('s').parse::<u64>().ok())
-        .unwrap_or(0);
-    if stop * 1000 < drain_ms + 5000 {
-        problems.push(format!(
-            "TimeoutStopSec {stop}s leaves no margin over server.drain_timeout_ms {drain_ms}"
-        ));
-    }
-    for (key, want) in [
-        ("KillSignal", "SIGTERM"),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
-        ("NoNewPrivileges", "yes"),
-        ("ProtectSystem", "strict"),
-    ] {
-        if unit_value(unit, key) != Some(want) {
-            problems.push(format!("{key} is {:?}, not {want}", unit_value(unit, key)));
-        }
-    }
-    if !unit_value(unit, "ExecStart")
-        .is_some_and(|v| v.ends_with(" --config /etc/reflector/reflector.toml"))
-    {
-        problems.push("ExecStart does not pass --config /etc/reflector/reflector.toml".into());
-    }
-    problems
-}
-
 #[test]
 fn systemd_unit_verifies_clean_with_room_for_max_connections() {
     skip_unless_have!("systemd-analyze");
     let unit = std::fs::read_to_string(repo().join("deploy/systemd/reflector.service"))
         .expect("read unit");
-    let unit = unit_for_test(&unit);
-    let (ok, lines) = systemd_verify(&unit);
+    let unit = systemd::unit_for_test(&unit, reflector_exe());
+    let (ok, lines) = systemd::verify(&unit);
     assert!(ok && lines.is_empty(), "systemd-analyze verify: {lines:#?}");
 
     // The unit runs /etc/reflector/reflector.toml, which starts as config/default.toml.
@@ -441,47 +330,31 @@ fn systemd_unit_verifies_clean_with_room_for_max_connections() {
     let drain = defaults["server"]["drain_timeout_ms"]
         .as_integer()
         .expect("drain") as u64;
-    let problems = unit_problems(&unit, max, drain);
+    let problems = systemd::unit_problems(&unit, max, drain);
     assert!(problems.is_empty(), "{problems:#?}");
     eprintln!(
         "LimitNOFILE={} for max_connections {max}; TimeoutStopSec={} for a {drain} ms drain",
-        unit_value(&unit, "LimitNOFILE").unwrap_or_default(),
-        unit_value(&unit, "TimeoutStopSec").unwrap_or_default()
+        systemd::unit_value(&unit, "LimitNOFILE").unwrap_or_default(),
+        systemd::unit_value(&unit, "TimeoutStopSec").unwrap_or_default()
     );
 
     // Offline exposure score (no running systemd needed): the hardening is in effect.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("reflector.service");
-    std::fs::write(&path, &unit).expect("write unit");
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes", "--no-pager"])
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze security");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let score: f64 = text
-        .lines()
-        .find_map(|l| {
-            l.split("Overall exposure level for reflector.service: ")
-                .nth(1)
-        })
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    let score = systemd::exposure(&unit);
     eprintln!("systemd-analyze security exposure: {score}");
-    assert!(score <= 2.0, "exposure {score} (0 best, 10 worst):\n{text}");
+    assert!(score <= 2.0, "exposure {score} (0 best, 10 worst)");
 
     // The same checks catch a unit that would have failed its operator.
-    let (_, lines) = systemd_verify(&unit.replace("KillSignal=", "KillSignall="));
+    let (_, lines) = systemd::verify(&unit.replace("KillSignal=", "KillSignall="));
     assert!(
         lines.iter().any(|l| l.contains("KillSignall")),
         "{lines:#?}"
     );
-    let (_, lines) = systemd_verify(&unit.replace(reflector_exe(), "/nonexistent/reflector"));
+    let (_, lines) = systemd::verify(&unit.replace(reflector_exe(), "/nonexistent/reflector"));
     assert!(
         lines.iter().any(|l| l.contains("not executable")),
         "{lines:#?}"
     );
-    let low = unit_problems(
+    let low = systemd::unit_problems(
         &unit.replace("LimitNOFILE=65536", "LimitNOFILE=1024"),
         max,
         drain,
@@ -490,7 +363,7 @@ fn systemd_unit_verifies_clean_with_room_for_max_connections() {
         low.iter().any(|p| p.contains("LimitNOFILE 1024")),
         "{low:#?}"
     );
-    let short = unit_problems(
+    let short = systemd::unit_problems(
         &unit.replace("TimeoutStopSec=20s", "TimeoutStopSec=10s"),
         max,
         drain,
@@ -533,7 +406,17 @@ fn doc_problems(page: &str) -> (Vec<String>, usize, usize) {
         .expect("parse config/default.toml");
     let mut problems = Vec::new();
     let mut keys = 0;
-    for quoted in page.split('`').skip(1).step_by(2) {
+    // Inline code of the prose (fenced blocks are checked below as whole examples).
+    let mut fenced = false;
+    let prose: String = page
+        .lines()
+        .filter(|l| {
+            fenced ^= l.trim_start().starts_with("```");
+            !fenced && !l.trim_start().starts_with("```")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    for quoted in prose.split('`').skip(1).step_by(2) {
         // `server.listen = "..."`, `[auth.apps.NAME]`, `[[relay.push]]`: the key itself.
         let quoted = quoted.split([' ', '=']).next().unwrap_or_default();
         let quoted = quoted.trim_start_matches('[').trim_end_matches(']');
