@@ -138,7 +138,10 @@ impl Pod {
         let pre_stop_seconds = pre_stop_seconds(&container["lifecycle"]["preStop"]);
         Ok(Pod {
             labels: deploy["spec"]["template"]["metadata"]["labels"].clone(),
-            env: resolve_env(&container["env"]),
+            env: service_links(docs, &spec)
+                .into_iter()
+                .chain(resolve_env(&container["env"]))
+                .collect(),
             readiness_path: probe_path("readinessProbe"),
             liveness_path: probe_path("livenessProbe"),
             pre_stop_seconds: pre_stop_seconds.unwrap_or(0),
@@ -233,6 +236,29 @@ fn pre_stop_seconds(hook: &Value) -> Option<u64> {
         [sleep, n] if sleep.ends_with("sleep") => n.parse().ok(),
         _ => None,
     }
+}
+
+/// The variables kubelet gives every container for every Service of its namespace unless
+/// `enableServiceLinks: false` (`NAME_SERVICE_HOST`, `NAME_SERVICE_PORT`, `NAME_PORT`, ...):
+/// Services named `reflector-*` make `REFLECTOR_*` variables, which the server would read
+/// as configuration keys and refuse.
+fn service_links(docs: &[Value], spec: &Value) -> Vec<(String, String)> {
+    if spec["enableServiceLinks"] == false {
+        return Vec::new();
+    }
+    let mut vars = Vec::new();
+    for svc in docs.iter().filter(|d| d["kind"] == "Service") {
+        let name = svc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_uppercase()
+            .replace('-', "_");
+        let port = svc["spec"]["ports"][0]["port"].as_u64().unwrap_or(0);
+        vars.push((format!("{name}_SERVICE_HOST"), "10.96.0.10".into()));
+        vars.push((format!("{name}_SERVICE_PORT"), port.to_string()));
+        vars.push((format!("{name}_PORT"), format!("tcp://10.96.0.10:{port}")));
+    }
+    vars
 }
 
 fn resolve_env(env: &Value) -> Vec<(String, String)> {
