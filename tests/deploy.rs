@@ -173,6 +173,7 @@ fn kubernetes_manifests_agree_with_their_configuration() {
     let rtmp = kube::index(&docs, "Service", "reflector-rtmp");
     let admin = kube::index(&docs, "Service", "reflector-admin");
     let redis = kube::index(&docs, "Service", "reflector-redis");
+    let netpol = kube::index(&docs, "NetworkPolicy", "reflector-redis");
     let c = "/spec/template/spec/containers/0";
     let toml = docs[cm]["data"]["reflector.toml"].as_str().expect("toml");
     #[rustfmt::skip]
@@ -197,6 +198,8 @@ fn kubernetes_manifests_agree_with_their_configuration() {
         (admin, "/spec/selector/app.kubernetes.io~1component".into(), "discovery".into(),
             "selector"),
         (redis, "/spec/ports/0/port".into(), 6380.into(), "redis"),
+        (netpol, "/spec/ingress/0/from/0/podSelector/matchLabels/app.kubernetes.io~1component".into(),
+            "discovery".into(), "NetworkPolicy"),
         (cm, "/data/reflector.toml".into(),
             toml.replace("[cluster]", "[live]\ngop_cach = true\n[cluster]").into(), "gop_cach"),
         (cm, "/data/reflector.toml".into(),

@@ -417,7 +417,11 @@ pub fn problems(docs: &[Value], exe: &str) -> Vec<String> {
         ));
     }
     p.extend(service_problems(docs, &pod, rtmp, admin));
-    p.extend(redis_problems(docs, &text(&config["cluster"]["redis_url"])));
+    p.extend(redis_problems(
+        docs,
+        &pod,
+        &text(&config["cluster"]["redis_url"]),
+    ));
     p
 }
 
@@ -470,7 +474,7 @@ fn service_problems(docs: &[Value], pod: &Pod, rtmp: u64, admin: u64) -> Vec<Str
 }
 
 /// cluster.redis_url names a Service whose port reaches a Redis pod.
-fn redis_problems(docs: &[Value], url: &str) -> Vec<String> {
+fn redis_problems(docs: &[Value], pod: &Pod, url: &str) -> Vec<String> {
     let Some((host, port)) = url
         .strip_prefix("redis://")
         .and_then(|a| a.rsplit_once(':'))
@@ -491,22 +495,50 @@ fn redis_problems(docs: &[Value], url: &str) -> Vec<String> {
             "cluster.redis_url {url}: Service {host} has no port {port}"
         )];
     };
-    let reaches = docs.iter().filter(|d| d["kind"] == "Deployment").any(|d| {
-        let tpl = &d["spec"]["template"];
-        selects(&svc["selector"], &tpl["metadata"]["labels"])
-            && tpl["spec"]["containers"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
-                    .any(|cp| {
-                        cp["containerPort"] == sp["targetPort"] || cp["name"] == sp["targetPort"]
-                    })
-            })
-    });
-    if reaches {
+    // The Redis pods' labels and the container port the Service's port reaches.
+    let target = docs
+        .iter()
+        .filter(|d| d["kind"] == "Deployment")
+        .find_map(|d| {
+            let tpl = &d["spec"]["template"];
+            if !selects(&svc["selector"], &tpl["metadata"]["labels"]) {
+                return None;
+            }
+            let ports = tpl["spec"]["containers"].as_array()?.iter();
+            let port = ports
+                .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                .find(|cp| {
+                    cp["containerPort"] == sp["targetPort"] || cp["name"] == sp["targetPort"]
+                })?;
+            Some((
+                tpl["metadata"]["labels"].clone(),
+                port["containerPort"].clone(),
+            ))
+        });
+    let Some((labels, port)) = target else {
+        return vec![format!(
+            "cluster.redis_url {url}: Service {host} reaches no redis container port"
+        )];
+    };
+    // Redis has no password: a NetworkPolicy must admit the reflector pods, and only them.
+    let admits = docs
+        .iter()
+        .filter(|d| d["kind"] == "NetworkPolicy")
+        .filter(|d| selects(&d["spec"]["podSelector"]["matchLabels"], &labels))
+        .flat_map(|d| d["spec"]["ingress"].as_array().cloned().unwrap_or_default())
+        .any(|rule| {
+            let from = rule["from"].as_array().cloned().unwrap_or_default();
+            let ports = rule["ports"].as_array().cloned().unwrap_or_default();
+            from.iter()
+                .all(|f| selects(&f["podSelector"]["matchLabels"], &pod.labels))
+                && !from.is_empty()
+                && ports.iter().any(|p| p["port"] == port)
+        });
+    if admits {
         Vec::new()
     } else {
         vec![format!(
-            "cluster.redis_url {url}: Service {host} reaches no redis container port"
+            "no NetworkPolicy admits only the reflector pods to Redis port {port} (it has no password)"
         )]
     }
 }
