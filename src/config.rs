@@ -383,6 +383,33 @@ fn range<T: PartialOrd + std::fmt::Display>(
     Ok(())
 }
 
+/// Whether an environment variable is meant as a setting: `REFLECTOR_SECTION__KEY`. Others
+/// that start with `REFLECTOR_` are not ours: Kubernetes gives a pod `REFLECTOR_PORT`,
+/// `REFLECTOR_SERVICE_HOST`... for a Service named `reflector`, and those must not stop the
+/// server (they are listed at start-up by [`ignored_env_vars`]).
+fn is_setting_var(name: &str) -> bool {
+    name.strip_prefix("REFLECTOR_")
+        .is_some_and(|rest| rest.contains("__"))
+}
+
+fn settings_env() -> std::collections::HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| is_setting_var(k))
+        .collect()
+}
+
+/// `REFLECTOR_...` variables that are not settings (no `__` between section and key), for a
+/// start-up warning: a mistyped `REFLECTOR_LIVE_GOP_CACHE` is ignored, not applied.
+pub fn ignored_env_vars() -> Vec<String> {
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("REFLECTOR_") && !is_setting_var(k))
+        .collect();
+    names.sort();
+    names
+}
+
 impl Settings {
     /// Defaults, then `file` if given, then `REFLECTOR_SECTION__KEY` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -395,6 +422,7 @@ impl Settings {
         }
         builder = builder.add_source(
             config::Environment::with_prefix("REFLECTOR")
+                .source(Some(settings_env()))
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)

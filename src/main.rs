@@ -129,6 +129,13 @@ fn run() -> anyhow::Result<()> {
         return Ok(());
     }
     let set_log_level = init_logging(&settings)?;
+    let ignored = reflector::config::ignored_env_vars();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            variables = %ignored.join(" "),
+            "ignoring environment variables that start with REFLECTOR_ but are not settings (REFLECTOR_SECTION__KEY; Kubernetes adds REFLECTOR_PORT and the like for a Service named reflector)"
+        );
+    }
     let hooks = Hooks {
         reload_settings: Box::new(move || load(&cli)),
         set_log_level,

@@ -283,3 +283,23 @@ fn admin_allowed_hosts_from_file_environment_and_flags() {
     ));
     assert!(err.contains("admin.allowed_hosts"), "{err}");
 }
+
+/// Kubernetes gives every pod `REFLECTOR_PORT`, `REFLECTOR_SERVICE_HOST`... for a Service
+/// named `reflector`: they are not settings (no `SECTION__KEY`) and must not stop the server,
+/// while a real setting beside them still applies and a bad one is still an error.
+#[test]
+fn service_link_variables_are_not_settings() {
+    let links = [
+        ("REFLECTOR_PORT", "tcp://10.0.0.7:1935"),
+        ("REFLECTOR_PORT_1935_TCP_ADDR", "10.0.0.7"),
+        ("REFLECTOR_SERVICE_HOST", "10.0.0.7"),
+        ("REFLECTOR_ADMIN_PORT", "tcp://10.0.0.8:8080"),
+        ("REFLECTOR_LIVE__MAX_LAG_MS", "4321"),
+    ];
+    let text = printed(&reflector(&["--print-config"], &links));
+    assert!(text.contains("max_lag_ms = 4321"), "{text}");
+    let mut bad = links.to_vec();
+    bad.push(("REFLECTOR_LIVE__GOP_CACHE", "perhaps"));
+    let err = error(&reflector(&["--print-config"], &bad));
+    assert!(err.contains("REFLECTOR_LIVE__GOP_CACHE"), "{err}");
+}

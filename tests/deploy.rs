@@ -191,8 +191,6 @@ fn kubernetes_manifests_agree_with_their_configuration() {
         (deploy, format!("{c}/volumeMounts/1"), Value::Null, "shared_objects.dir"),
         (deploy, format!("{c}/resources"), Value::Null, "resources"),
         (deploy, format!("{c}/env/0"), Value::Null, "admin.token"),
-        (deploy, "/spec/template/spec/enableServiceLinks".into(), Value::Null,
-            "environment variable REFLECTOR_"),
         (rtmp, "/spec/ports/0/targetPort".into(), "admin".into(), "reflector-rtmp"),
         (admin, "/spec/type".into(), "LoadBalancer".into(), "reflector-admin"),
         (admin, "/spec/selector/app.kubernetes.io~1component".into(), "discovery".into(),

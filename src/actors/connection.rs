@@ -479,11 +479,12 @@ impl Connection {
         match message {
             Message::UserControl(UserControlEvent::PingResponse { timestamp }) => {
                 if let Some((sent, at)) = self.ping_sent {
+                    // The next ping is due `ping_interval_ms` after this one was sent, answered
+                    // or not (clearing it here made every player ping once a second).
                     if sent == timestamp {
                         self.stats
                             .rtt_us
                             .store(at.elapsed().as_micros() as u64, Relaxed);
-                        self.ping_sent = None;
                     }
                 }
             }

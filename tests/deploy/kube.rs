@@ -240,8 +240,9 @@ fn pre_stop_seconds(hook: &Value) -> Option<u64> {
 
 /// The variables kubelet gives every container for every Service of its namespace unless
 /// `enableServiceLinks: false` (`NAME_SERVICE_HOST`, `NAME_SERVICE_PORT`, `NAME_PORT`, ...):
-/// Services named `reflector-*` make `REFLECTOR_*` variables, which the server would read
-/// as configuration keys and refuse.
+/// Services named `reflector-*` make `REFLECTOR_*` variables. The server ignores those (they
+/// are not `REFLECTOR_SECTION__KEY`) and says so at start-up; the manifests turn the links off
+/// all the same, and the check feeds them to the binary to show they are harmless.
 fn service_links(docs: &[Value], spec: &Value) -> Vec<(String, String)> {
     if spec["enableServiceLinks"] == false {
         return Vec::new();
