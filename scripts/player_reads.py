@@ -18,19 +18,54 @@ def unhex(s):
     return bytes(int(h, 16) for h in re.findall(r"\\x([0-9a-f]{2})", s or ""))
 
 
-def control_messages(b):
-    """(type, payload) of the fmt 0/1 chunks on chunk stream 2 at the start of a write."""
-    out, i = [], 0
-    while i < len(b):
-        fmt, csid = b[i] >> 6, b[i] & 0x3F
-        if csid != 2 or fmt > 1:
-            break
-        hl = 12 if fmt == 0 else 8
-        if i + hl > len(b):
-            break
-        length = int.from_bytes(b[i + 4:i + 7], "big")
-        out.append((b[i + 7], b[i + hl:i + hl + length]))
-        i += hl + length
+def control_messages(sends):
+    """(time, type, payload) of every message the client sent: its writes joined into one
+    byte stream (a player may write a chunk header and its body separately), the handshake
+    (C0+C1+C2, 3073 bytes) skipped, then chunks decoded (section 5.3 of the RTMP spec)."""
+    stream, times = bytearray(), []
+    for t, data, n in sends:
+        times.append((len(stream), t))
+        # strace shows at most -s bytes of each write: pad the rest (handshake bytes).
+        stream += data[:n] + bytes(max(0, n - len(data)))
+    i, size, heads, partial, out = 3073, 128, {}, {}, []
+
+    def time_at(pos):
+        t = times[0][1]
+        for p, tt in times:
+            if p > pos:
+                break
+            t = tt
+        return t
+
+    while i < len(stream):
+        at = i
+        fmt, csid = stream[i] >> 6, stream[i] & 0x3F
+        i += 1
+        if csid == 0:
+            csid, i = stream[i] + 64, i + 1
+        elif csid == 1:
+            csid, i = stream[i] + stream[i + 1] * 256 + 64, i + 2
+        h = dict(heads.get(csid, {"len": 0, "type": 0}))
+        if fmt <= 2:
+            ts, i = int.from_bytes(stream[i:i + 3], "big"), i + 3
+        if fmt <= 1:
+            h["len"], h["type"], i = int.from_bytes(stream[i:i + 3], "big"), stream[i + 3], i + 4
+        if fmt == 0:
+            i += 4
+        if fmt <= 2 and ts == 0xFFFFFF:
+            i += 4
+        heads[csid] = h
+        body = partial.get(csid, bytearray())
+        take = min(size, h["len"] - len(body))
+        body += stream[i:i + take]
+        i += take
+        if len(body) >= h["len"]:
+            partial.pop(csid, None)
+            if h["type"] == 1 and len(body) >= 4:
+                size = int.from_bytes(body[:4], "big") & 0x7FFFFFFF
+            out.append((time_at(at), h["type"], bytes(body)))
+        else:
+            partial[csid] = body
     return out
 
 
@@ -52,7 +87,7 @@ def analyse(name, path):
         return
     sock = max(got, key=got.get)
     reads = [(t, a, r) for t, sc, fd, _d, a, r in calls if fd == sock and sc in RECV]
-    sends = [(t, unhex(d)) for t, sc, fd, d, _a, r in calls if fd == sock and sc in SEND and r > 0]
+    sends = [(t, unhex(d), r) for t, sc, fd, d, _a, r in calls if fd == sock and sc in SEND and r > 0]
     ok = [(t, a, r) for t, a, r in reads if r > 0]
     # Steady state: from the first read of 1000+ bytes (media) on.
     start = next((t for t, _a, r in ok if r >= 1000), ok[0][0])
@@ -71,8 +106,8 @@ def analyse(name, path):
         bursts[-1][1] += r
         last = t
     acks, win, sbl = [], [], []
-    for t, b in sends:
-        for ty, p in control_messages(b):
+    for t, ty, p in control_messages(sends):
+        if True:
             if ty == 3 and len(p) >= 4:
                 acks.append((t, int.from_bytes(p[:4], "big")))
             elif ty == 5 and len(p) >= 4:
@@ -88,7 +123,8 @@ def analyse(name, path):
     print(f"  bursts/s {len(bursts) / span:.1f}, reads/burst {statistics.mean(b[0] for b in bursts):.1f}, "
           f"bytes/burst {statistics.mean(b[1] for b in bursts):.0f}")
     print(f"  sends on the socket {len(sends)}; Window Ack Size sent {win or '-'}; "
-          f"SetBufferLength (stream, ms) {sbl or '-'}")
+          f"SetBufferLength (stream, ms) {sbl or '-'}; pings answered "
+          f"{sum(1 for _t, ty, p in control_messages(sends) if ty == 4 and p[:2] == bytes([0, 7]))}")
     print(f"  Acknowledgements {len(acks)}, every {statistics.median(steps) if steps else '-'} bytes"
           f" (sequence numbers {[a for _t, a in acks[:4]]}...)")
 
