@@ -135,7 +135,11 @@ fn load_tool_threads_merge_their_counts() {
     }
     let sum = |k: &str| players.iter().map(|t| num(t, k)).sum::<u64>();
     assert_eq!(sum("players"), num(&json, "players"), "{json}");
-    assert_eq!(sum("received_frames"), num(&json, "received_frames"), "{json}");
+    assert_eq!(
+        sum("received_frames"),
+        num(&json, "received_frames"),
+        "{json}"
+    );
     assert_ne!(players[0]["tid"], players[1]["tid"], "{json}");
     assert_eq!(json["tool_saturated"], false, "{json}");
 }
@@ -154,7 +158,9 @@ fn load_tool_refuses_more_players_than_open_files_allow() {
     );
     let json = last_json(&stdout, &stderr);
     assert!(
-        json["refused"].as_str().is_some_and(|r| r.contains("at most")),
+        json["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("at most")),
         "{json}"
     );
     assert_eq!(json["players"], 10_000_000, "{json}");

@@ -88,6 +88,10 @@ struct Cli {
     /// No AAC audio, video only.
     #[arg(long)]
     no_audio: bool,
+    /// Send the audio frames due before a video frame together with it, in one write (this
+    /// tool's behaviour before it copied real encoders, which write every frame on its own).
+    #[arg(long)]
+    bundle_audio: bool,
     /// Players connected per second (avoids SYN floods and accept-queue overflows).
     #[arg(long, default_value_t = 200.0)]
     ramp: f64,
@@ -222,8 +226,9 @@ async fn publisher(
     cfg: Rc<ClientConfig>,
     mut sc: SynthConfig,
     blast: bool,
+    bundle: bool,
 ) {
-    if let Err(e) = publish(&sh, &url, &cfg, &mut sc, blast).await {
+    if let Err(e) = publish(&sh, &url, &cfg, &mut sc, blast, bundle).await {
         sh.log_error("publisher", &e);
         eprintln!("reflector-load: the publisher stopped; the figures after this are not valid");
     }
@@ -235,6 +240,7 @@ async fn publish(
     cfg: &ClientConfig,
     sc: &mut SynthConfig,
     blast: bool,
+    bundle: bool,
 ) -> Result<(), ClientError> {
     let mut client = RtmpClient::connect(url, cfg).await?;
     let sid = client.create_stream().await?;
@@ -250,13 +256,22 @@ async fn publish(
     let start = tokio::time::Instant::now();
     let mut batch = Vec::with_capacity(8);
     let mut n: u32 = 0;
+    // A real encoder writes each frame when it is ready: audio (every 23.2 ms) and video
+    // (every 33.3 ms at 30 fps) arrive at the server separately, and each arrival is a write
+    // to every player. --bundle-audio sends the audio due before a video frame with it, in
+    // one write, as this tool used to (fewer, larger writes for the server).
+    let own_time = !blast && !bundle;
     loop {
-        if !blast {
+        if !blast && bundle {
             tokio::time::sleep_until(start + period * n).await;
         }
         batch.clear();
         synth.next_tick(&mut batch);
         for m in batch.iter_mut() {
+            if own_time {
+                let due = start + Duration::from_millis(u64::from(m.timestamp));
+                tokio::time::sleep_until(due).await;
+            }
             if m.type_id == type_id::VIDEO {
                 let mut body = BytesMut::from(&m.payload[..]);
                 let now = sh.now();
@@ -271,9 +286,12 @@ async fn publish(
                 m.payload = body.freeze();
             }
             client.feed(m);
+            if own_time {
+                client.flush().await?;
+            }
         }
         // In blast mode, write several frames per syscall but still let players run.
-        if !blast || n % 8 == 7 {
+        if (!blast && bundle) || (blast && n % 8 == 7) {
             client.flush().await?;
         }
         if blast && n % 64 == 63 {
@@ -467,6 +485,7 @@ struct Report {
     bitrate_kbps: u64,
     fps: u32,
     gop: u32,
+    bundle_audio: bool,
     threads: usize,
     player_profile: PlayerProfile,
     read_size: usize,
@@ -737,11 +756,7 @@ impl Run {
 /// The controller thread (the process's main thread) and every player thread, with their
 /// CPU over the window and their counts.
 fn tool_threads(pid: u32, cpu: &[ThreadCpu], reports: &[ThreadReport]) -> Vec<ToolThread> {
-    let cpu_of = |tid: u32| {
-        cpu.iter()
-            .find(|t| t.tid == tid)
-            .map_or(0.0, |t| t.cpu_pct)
-    };
+    let cpu_of = |tid: u32| cpu.iter().find(|t| t.tid == tid).map_or(0.0, |t| t.cpu_pct);
     let ms = |us: u64| us as f64 / 1000.0;
     std::iter::once(ToolThread {
         thread: "control".to_owned(),
@@ -795,6 +810,7 @@ fn report(cli: &Cli, nofile: Option<u64>) -> Report {
         bitrate_kbps: cli.bitrate_kbps,
         fps: cli.fps,
         gop: cli.gop,
+        bundle_audio: cli.bundle_audio,
         threads: usize::from(cli.threads),
         player_profile: cli.player_profile,
         read_size: cli.player_profile.reads().0,
@@ -880,6 +896,7 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
             cfg.clone(),
             sc.clone(),
             mode == Mode::Blast,
+            r.cli.bundle_audio,
         ));
         if !r.wait_published().await {
             anyhow::bail!("the publisher could not start publishing within 15 s");

@@ -80,7 +80,8 @@ impl Window {
         self.players += o.players;
         self.player_errors += o.player_errors;
         if self.per_url.len() < o.per_url.len() {
-            self.per_url.resize_with(o.per_url.len(), UrlWindow::default);
+            self.per_url
+                .resize_with(o.per_url.len(), UrlWindow::default);
         }
         for (a, b) in self.per_url.iter_mut().zip(&o.per_url) {
             a.hist.merge(&b.hist);
@@ -423,7 +424,13 @@ mod tests {
         sh.open(10, 20);
         let late = sh.join(0);
         assert_eq!(sh.window.borrow().players, 1);
-        let per_url: Vec<usize> = sh.window.borrow().per_url.iter().map(|u| u.players).collect();
+        let per_url: Vec<usize> = sh
+            .window
+            .borrow()
+            .per_url
+            .iter()
+            .map(|u| u.players)
+            .collect();
         assert_eq!(per_url, [1, 0]);
         assert!(sh.slots.borrow()[a].counted);
         assert!(!sh.slots.borrow()[b].counted);
