@@ -13,7 +13,7 @@
 # and the load tool's own CPU (with its warning when a tool thread was the bottleneck).
 # Open files are capped per process (20000 here): searches stay below it and say so.
 #
-# Usage: scripts/bench-cores.sh [--quick]
+# Usage: scripts/bench-cores.sh [--quick]     (on a shared machine: nice scripts/bench-cores.sh --quick)
 #   --quick: small counts and short runs (start 100, at most 300 players, 3 s windows).
 # Env: START (1000), MAX_PLAYERS (the cap), ITER (6: runs per search), DURATION (10),
 #      WARMUP (2), RAMP (1000/s), BITRATE (2000), WORKERS ("1 2 4 8"), OUT (dir), NO_BUILD=1
@@ -64,7 +64,7 @@ run_once() {
   for i in $(seq "$streams"); do
     local f="$OUT/load-w$workers-s$streams-p$players-$i.json"
     files+=("$f")
-    nice taskset -c "$TOOL_CPUS" "$LOAD" "rtmp://127.0.0.1:$PORT/live/s$i" --mode fixed \
+    taskset -c "$TOOL_CPUS" "$LOAD" "rtmp://127.0.0.1:$PORT/live/s$i" --mode fixed \
       --players "$per" --threads "$threads" --duration "$DURATION" --warmup "$WARMUP" \
       --ramp "$RAMP" --bitrate-kbps "$BITRATE" --server-pid "$SPID" \
       --label "w$workers-s$streams" 2>>"$OUT/load.stderr" | tail -n 1 >"$f" &
