@@ -51,7 +51,7 @@ WORKERS_LIST=()
 for w in ${WORKERS:-1 2 4 8}; do [ "$w" -le "$CORES" ] && WORKERS_LIST+=("$w"); done
 
 echo "bench-cores: $CORES cores; server on CPUs $SERVER_CPUS, load tool on CPUs $TOOL_CPUS; workers ${WORKERS_LIST[*]}"
-echo "bench-cores: open files are capped at $NOFILE_CAP per process (hard limit): searches stay at or below $MAX_PLAYERS players"
+echo "bench-cores: open files are capped at $NOFILE_CAP per process (hard limit), server and load tool each hold one per player: searches stay at or below $FD_CAP players (this run: $MAX_PLAYERS)"
 echo "bench-cores: SLO delivery >= 99.9 %, p99 <= 500 ms; ${BITRATE} kbit/s, 30 fps + AAC; search from $START, at most $ITER runs per configuration, ${DURATION} s windows"
 
 # run_once WORKERS STREAMS PLAYERS -> appends one line to results.jsonl, prints "ok" or "fail"

@@ -72,7 +72,8 @@ def table(path, max_players=None, cap=None):
               f"{fmt(b.get('server_cpu_pct'), '.1f')} | {fmt(b.get('server_cpu_pct_per_gbps'), '.1f')} | "
               f"{fmt(b.get('tool_cpu_pct'), '.1f')} | {len(mine)} | {'; '.join(notes)} |")
     if cap:
-        print(f"\nOpen files are capped at {cap} per process; no search went above {max_players} players.")
+        print(f"\nOpen files are capped at {cap} per process (one per player in the server and in the "
+              f"load tool); no search went above {max_players} players.")
 
 
 if __name__ == "__main__":
