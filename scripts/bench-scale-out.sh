@@ -20,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# shellcheck source=scripts/lib/bench.sh
+. "$ROOT/scripts/lib/bench.sh"
 REPS=${REPS:-2}
 PLAYERS=${PLAYERS:-1000}
 BITRATE=${BITRATE:-2000}
@@ -33,18 +34,10 @@ TOOL_CORE=${TOOL_CORE:-1}
 OUT=${OUT:-$(mktemp -d /tmp/bench-scale-out.XXXXXX)}
 mkdir -p "$OUT"
 [ -n "${NO_BUILD:-}" ] || cargo build --release -j 1 --bin reflector --bin reflector-load >&2
-REFLECTOR=$CARGO_TARGET_DIR/release/reflector
-LOAD=$CARGO_TARGET_DIR/release/reflector-load
-ulimit -n "$(ulimit -Hn)" || echo "warning: could not raise ulimit -n" >&2
-# The default per-IP limit (2000) would stop a single-host load test first.
-export REFLECTOR_LIMITS__MAX_CONNECTIONS_PER_IP=20000 RUST_LOG=${RUST_LOG:-warn}
 
 if [ $# -gt 0 ]; then SCEN=("$@"); else SCEN=(workers instances); fi
 TESTS=(fixed)
 [ "$MAX" = 0 ] || TESTS+=(max)
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 PIDS=()    # reflector processes of the current run
 PORTS=()

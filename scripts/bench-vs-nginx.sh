@@ -12,7 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# shellcheck source=scripts/lib/bench.sh
+. "$ROOT/scripts/lib/bench.sh"
 REPS=${REPS:-2}
 OUT=${OUT:-$(mktemp -d /tmp/bench-vs-nginx.XXXXXX)}
 SERVER_CORE=${SERVER_CORE:-0}
@@ -20,9 +21,6 @@ TOOL_CORE=${TOOL_CORE:-1}
 MODULE=/usr/lib/nginx/modules/ngx_rtmp_module.so
 mkdir -p "$OUT"
 [ -n "${NO_BUILD:-}" ] || cargo build --release --bins >&2
-REFLECTOR=$CARGO_TARGET_DIR/release/reflector
-LOAD=$CARGO_TARGET_DIR/release/reflector-load
-ulimit -n "$(ulimit -Hn)" || echo "warning: could not raise ulimit -n" >&2
 
 ALL=(fixed1000 idle1000 max blast1 blast8 fixed200 churn stalled join)
 SCEN=("${@:-${ALL[@]}}")
@@ -30,9 +28,6 @@ SCEN=("${@:-${ALL[@]}}")
 D=${SHORT:+5}; D=${D:-10}
 PERF_S=6; PERF_FREQ=999
 [ -z "${PERF:-}" ] || [ "$D" -ge 10 ] || { echo "PERF=1 needs the full 10 s window (no SHORT)" >&2; exit 2; }
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 SPID=""
 start_server() { # $1 = reflector|nginx; sets PORT, SPID

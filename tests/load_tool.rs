@@ -1,5 +1,6 @@
-//! Runs the `reflector-load` binary in fixed mode against a reflector started by the harness
-//! and checks its JSON report: a short, small run must deliver everything, in order, fast.
+//! Runs the `reflector-load` binary against a reflector started by the harness and checks its
+//! JSON report: a short, small run must deliver everything, in order, fast, on one player
+//! thread or several; a run that cannot fit the open-file limit is refused up front.
 
 mod common;
 
@@ -57,4 +58,110 @@ fn load_tool_fixed_mode_against_reflector() {
     assert!(num("server_cpu_pct") >= 0.0, "{json}");
     assert_eq!(json["slo_ok"], serde_json::Value::Bool(true), "{json}");
     assert_eq!(json["tool"], "reflector-load");
+}
+
+/// Run reflector-load with `args` (the URL first) and return its exit status, stdout and
+/// stderr.
+fn run_load(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_reflector-load"))
+        .args(args)
+        .output()
+        .expect("run reflector-load");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn last_json(stdout: &str, stderr: &str) -> serde_json::Value {
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}\n{stderr}"))
+}
+
+/// Players on two threads: every frame reaches every player, and the report's totals are
+/// the sums of what each thread counted.
+#[test]
+fn load_tool_threads_merge_their_counts() {
+    let server = common::Server::reflector(&["--workers", "2"]);
+    let url = server.rtmp_url("live", "threads");
+    let pid = server.pid().to_string();
+    let (status, stdout, stderr) = run_load(&[
+        url.as_str(),
+        "--players",
+        "40",
+        "--threads",
+        "2",
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--bitrate-kbps",
+        "1000",
+        "--server-pid",
+        &pid,
+    ]);
+    assert!(
+        status.success(),
+        "reflector-load failed ({status}):\n{stdout}\n{stderr}\n--- server ---\n{}",
+        server.log_tail(30)
+    );
+    let json = last_json(&stdout, &stderr);
+    let num = |v: &serde_json::Value, k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} missing or not a count: {v}"))
+    };
+    assert_eq!(json["threads"], 2, "{json}");
+    assert_eq!(num(&json, "players"), 40, "{json}");
+    assert_eq!(json["delivery_pct"].as_f64(), Some(100.0), "{json}");
+    assert_eq!(num(&json, "missing"), 0, "{json}");
+    assert_eq!(num(&json, "connect_failures"), 0, "{json}");
+    assert_eq!(num(&json, "players_below_slo"), 0, "{json}");
+    let published = num(&json, "published_frames");
+    // 3 s at 30 fps.
+    assert!((80..=100).contains(&published), "{json}");
+    assert_eq!(num(&json, "received_frames"), published * 40, "{json}");
+    let threads = json["tool_threads"].as_array().expect("tool_threads");
+    let players: Vec<&serde_json::Value> = threads
+        .iter()
+        .filter(|t| t["thread"].as_str().is_some_and(|n| n.starts_with("load-")))
+        .collect();
+    assert_eq!(players.len(), 2, "{json}");
+    // Round-robin: 20 players on each thread, each receiving every frame.
+    for t in &players {
+        assert_eq!(num(t, "players"), 20, "{json}");
+        assert_eq!(num(t, "received_frames"), published * 20, "{json}");
+    }
+    let sum = |k: &str| players.iter().map(|t| num(t, k)).sum::<u64>();
+    assert_eq!(sum("players"), num(&json, "players"), "{json}");
+    assert_eq!(
+        sum("received_frames"),
+        num(&json, "received_frames"),
+        "{json}"
+    );
+    assert_ne!(players[0]["tid"], players[1]["tid"], "{json}");
+    assert_eq!(json["tool_saturated"], false, "{json}");
+}
+
+/// More players than open files allow: refused before any connection, saying why.
+#[test]
+fn load_tool_refuses_more_players_than_open_files_allow() {
+    let server = common::Server::reflector(&["--workers", "1"]);
+    let url = server.rtmp_url("live", "too-many");
+    let (status, stdout, stderr) = run_load(&[url.as_str(), "--players", "10000000"]);
+    assert_eq!(status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("refusing to run: 10000000 players need about")
+            && stderr.contains("above the open-file limit"),
+        "{stderr}"
+    );
+    let json = last_json(&stdout, &stderr);
+    assert!(
+        json["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("at most")),
+        "{json}"
+    );
+    assert_eq!(json["players"], 10_000_000, "{json}");
 }

@@ -16,8 +16,10 @@
 //! `--play-url`s (instances relaying the publisher's stream), and every `--server-pid` is
 //! sampled on its own (CPU, RSS, per-thread CPU) as well as summed.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -26,7 +28,9 @@ use serde::Serialize;
 
 use reflector::client::synth::{self, Synth, SynthConfig};
 use reflector::client::{ClientConfig, ClientError, ClientEvent, RtmpClient, RtmpUrl};
-use reflector::load::{self, Histogram, ProcSample, ThreadCpu, ThreadSample};
+use reflector::load::player::{self, ChurnCounts, Role, Window};
+use reflector::load::worker::{self, Command, ThreadReport, WorkerHandle};
+use reflector::load::{self, fds, ProcSample, ThreadCpu, ThreadSample};
 use reflector::protocol::message::type_id;
 
 /// What the run does.
@@ -75,14 +79,19 @@ struct Cli {
     /// Publisher bitrate, audio included, kbit/s.
     #[arg(long, default_value_t = 2000)]
     bitrate_kbps: u64,
-    #[arg(long, default_value_t = 25)]
+    /// Video frames per second (the reference load: 30 fps H.264 + AAC).
+    #[arg(long, default_value_t = 30)]
     fps: u32,
-    /// Video frames per GOP (a keyframe every GOP).
-    #[arg(long, default_value_t = 50)]
+    /// Video frames per GOP (a keyframe every GOP; 60 = 2 s at 30 fps).
+    #[arg(long, default_value_t = 60)]
     gop: u32,
     /// No AAC audio, video only.
     #[arg(long)]
     no_audio: bool,
+    /// Send the audio frames due before a video frame together with it, in one write (this
+    /// tool's behaviour before it copied real encoders, which write every frame on its own).
+    #[arg(long)]
+    bundle_audio: bool,
     /// Players connected per second (avoids SYN floods and accept-queue overflows).
     #[arg(long, default_value_t = 200.0)]
     ramp: f64,
@@ -119,239 +128,69 @@ struct Cli {
     /// Free text copied into the JSON (e.g. the server's name).
     #[arg(long, default_value = "")]
     label: String,
+    /// Player threads, each with its own runtime; players are spread over them round-robin.
+    /// The publisher and the sampling run on the main thread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
+    /// How players read and acknowledge (see docs/benchmarks.md, "How real players read");
+    /// `legacy` is this tool's behaviour before it copied ffmpeg.
+    #[arg(long, value_enum, default_value = "ffmpeg")]
+    player_profile: PlayerProfile,
+    /// SetBufferLength players send after play, ms (ffmpeg: 3000).
+    #[arg(long, default_value_t = 3000)]
+    buffer_ms: u32,
 }
 
-/// What the players of one play URL counted in the window.
-#[derive(Debug, Default)]
-struct UrlWindow {
-    hist: Histogram,
-    received: u64,
-    bytes: u64,
-    /// Its measured players playing when the window opened.
-    players: usize,
+/// How the players read and acknowledge, after what real players were seen to do
+/// (docs/benchmarks.md, "How real players read").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum PlayerProfile {
+    /// Reads of at most one 4096-byte chunk, Acknowledgement every half window.
+    Ffmpeg,
+    /// Reads of at most 8192 bytes, Acknowledgement every window.
+    Gstreamer,
+    /// Reads of at most 16383 bytes, Acknowledgement every tenth of the window.
+    Rtmpdump,
+    /// reflector-load before it copied real players: reads of whatever is buffered (8 KiB
+    /// or more), Acknowledgement every window.
+    Legacy,
 }
 
-/// The measurement window and what was counted in it. Times are nanoseconds since start.
-#[derive(Debug, Default)]
-struct Window {
-    start: u64,
-    end: u64,
-    hist: Histogram,
-    /// End-to-end latency of audio frames (microseconds), reported beside the video figures.
-    audio_hist: Histogram,
-    /// Video frames stamped inside the window and received by measured players.
-    received: u64,
-    /// Video frames the publisher stamped inside the window.
-    published: u64,
-    gaps: u64,
-    missing: u64,
-    reordered: u64,
-    duplicates: u64,
-    /// Media payload bytes that arrived inside the window, all players.
-    bytes: u64,
-    /// Measured players playing when the window opened.
-    players: usize,
-    /// Measured players that lost their connection while the window was open.
-    player_errors: u64,
-    /// The same per play URL, in --play-url order.
-    per_url: Vec<UrlWindow>,
-}
-
-impl Window {
-    fn contains(&self, t: u64) -> bool {
-        t >= self.start && t < self.end
+impl PlayerProfile {
+    /// (read size, acknowledgement divisor) for [`ClientConfig`].
+    fn reads(self) -> (usize, u32) {
+        match self {
+            PlayerProfile::Ffmpeg => (4096, 2),
+            PlayerProfile::Gstreamer => (8192, 1),
+            PlayerProfile::Rtmpdump => (16383, 10),
+            PlayerProfile::Legacy => (0, 1),
+        }
     }
 }
 
-#[derive(Debug, Default)]
-struct Churn {
-    joins: u64,
-    ok: u64,
-    failed: u64,
-}
-
-/// State shared by every task of the (single-threaded) runtime.
-struct Shared {
+/// The controller's own state: the window's bounds and what the publisher (which runs on
+/// the controller's thread) stamped inside it.
+struct Control {
     t0: Instant,
-    window: RefCell<Window>,
-    churn: RefCell<Churn>,
-    /// Measured players playing, per play URL.
-    measured_by_url: RefCell<Vec<usize>>,
+    window: Cell<(u64, u64)>,
+    published: Cell<u64>,
+    publishing: Cell<bool>,
+    /// Late joiners (join mode) that failed; players' failures are counted by their threads.
     connect_failures: Cell<u64>,
-    errors_logged: Cell<u32>,
-    published: Cell<bool>,
+    errors_logged: Arc<AtomicU32>,
 }
 
-impl Shared {
+impl Control {
     fn now(&self) -> u64 {
-        u64::try_from(self.t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        player::since(self.t0)
     }
-
+    fn in_window(&self, t: u64) -> bool {
+        let (a, b) = self.window.get();
+        t >= a && t < b
+    }
     fn log_error(&self, what: &str, e: &ClientError) {
-        let n = self.errors_logged.get();
-        if n < 5 {
-            eprintln!("reflector-load: {what}: {e}");
-        } else if n == 5 {
-            eprintln!("reflector-load: (more errors not shown)");
-        }
-        self.errors_logged.set(n + 1);
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Measured,
-    Stalled,
-    /// Joins, reads for this long, leaves.
-    Churn(Duration),
-    Idle,
-}
-
-/// Which play URL a player uses (index into the play URLs) and that URL.
-#[derive(Clone)]
-struct Target {
-    slot: usize,
-    url: Rc<RtmpUrl>,
-}
-
-async fn player(sh: Rc<Shared>, target: Target, cfg: Rc<ClientConfig>, role: Role) {
-    let url = &target.url;
-    if let Role::Churn(_) = role {
-        sh.churn.borrow_mut().joins += 1;
-    }
-    let started = match start_player(url, &cfg, role).await {
-        Ok(c) => c,
-        Err(e) => {
-            sh.connect_failures.set(sh.connect_failures.get() + 1);
-            if let Role::Churn(_) = role {
-                sh.churn.borrow_mut().failed += 1;
-            }
-            sh.log_error("player connect/play", &e);
-            return;
-        }
-    };
-    let mut client = started;
-    match role {
-        Role::Idle | Role::Stalled => {
-            // Hold the connection and never read: the runtime's end closes it.
-            std::future::pending::<()>().await;
-        }
-        Role::Churn(life) => {
-            let deadline = tokio::time::Instant::now() + life;
-            let mut got_frame = false;
-            while let Ok(ev) = tokio::time::timeout_at(deadline, client.next_event()).await {
-                match ev {
-                    Ok(ClientEvent::Media(m)) => {
-                        got_frame |=
-                            m.type_id == type_id::VIDEO && synth::video_seq(&m.payload).is_some();
-                        let now = sh.now();
-                        let mut w = sh.window.borrow_mut();
-                        if w.contains(now) {
-                            w.bytes += m.payload.len() as u64;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        sh.log_error("churn player", &e);
-                        break;
-                    }
-                }
-            }
-            let mut c = sh.churn.borrow_mut();
-            if got_frame {
-                c.ok += 1;
-            } else {
-                c.failed += 1;
-            }
-        }
-        Role::Measured => measure(&sh, &mut client, target.slot).await,
-    }
-}
-
-async fn start_player(
-    url: &RtmpUrl,
-    cfg: &ClientConfig,
-    role: Role,
-) -> Result<RtmpClient, ClientError> {
-    let mut client = RtmpClient::connect(url, cfg).await?;
-    if role != Role::Idle {
-        let sid = client.create_stream().await?;
-        client.play(sid, &url.stream).await?;
-    }
-    Ok(client)
-}
-
-fn add_playing(sh: &Shared, slot: usize, up: bool) {
-    if let Some(n) = sh.measured_by_url.borrow_mut().get_mut(slot) {
-        *n = if up { *n + 1 } else { n.saturating_sub(1) };
-    }
-}
-
-async fn measure(sh: &Shared, client: &mut RtmpClient, slot: usize) {
-    let joined = sh.now();
-    add_playing(sh, slot, true);
-    let mut last: Option<u64> = None;
-    loop {
-        let ev = match client.next_event().await {
-            Ok(ev) => ev,
-            Err(e) => {
-                sh.log_error("player", &e);
-                break;
-            }
-        };
-        let ClientEvent::Media(m) = ev else { continue };
-        let now = sh.now();
-        let mut w = sh.window.borrow_mut();
-        if w.contains(now) {
-            let len = m.payload.len() as u64;
-            w.bytes += len;
-            if let Some(u) = w.per_url.get_mut(slot) {
-                u.bytes += len;
-            }
-        }
-        if m.type_id == type_id::AUDIO {
-            if let (Some(_), Some(stamp)) = (
-                synth::audio_seq(&m.payload),
-                load::read_audio_stamp(&m.payload),
-            ) {
-                if w.contains(stamp) && joined < w.start {
-                    w.audio_hist.record(now.saturating_sub(stamp) / 1000);
-                }
-            }
-            continue;
-        }
-        if m.type_id != type_id::VIDEO {
-            continue;
-        }
-        let (Some(seq), Some(stamp)) = (synth::video_seq(&m.payload), load::read_stamp(&m.payload))
-        else {
-            continue;
-        };
-        if w.contains(stamp) && joined < w.start {
-            let latency_us = now.saturating_sub(stamp) / 1000;
-            w.received += 1;
-            w.hist.record(latency_us);
-            if let Some(u) = w.per_url.get_mut(slot) {
-                u.received += 1;
-                u.hist.record(latency_us);
-            }
-            match last {
-                Some(l) if seq == l => w.duplicates += 1,
-                Some(l) if seq < l => w.reordered += 1,
-                Some(l) if seq > l + 1 => {
-                    w.gaps += 1;
-                    w.missing += seq - l - 1;
-                }
-                _ => {}
-            }
-        }
-        last = Some(last.map_or(seq, |l| l.max(seq)));
-    }
-    add_playing(sh, slot, false);
-    let now = sh.now();
-    let mut w = sh.window.borrow_mut();
-    if w.contains(now) {
-        w.player_errors += 1;
+        player::log_error(&self.errors_logged, what, e);
     }
 }
 
@@ -382,24 +221,26 @@ fn synth_config(cli: &Cli) -> SynthConfig {
 }
 
 async fn publisher(
-    sh: Rc<Shared>,
+    sh: Rc<Control>,
     url: Rc<RtmpUrl>,
     cfg: Rc<ClientConfig>,
     mut sc: SynthConfig,
     blast: bool,
+    bundle: bool,
 ) {
-    if let Err(e) = publish(&sh, &url, &cfg, &mut sc, blast).await {
+    if let Err(e) = publish(&sh, &url, &cfg, &mut sc, blast, bundle).await {
         sh.log_error("publisher", &e);
         eprintln!("reflector-load: the publisher stopped; the figures after this are not valid");
     }
 }
 
 async fn publish(
-    sh: &Shared,
+    sh: &Control,
     url: &RtmpUrl,
     cfg: &ClientConfig,
     sc: &mut SynthConfig,
     blast: bool,
+    bundle: bool,
 ) -> Result<(), ClientError> {
     let mut client = RtmpClient::connect(url, cfg).await?;
     let sid = client.create_stream().await?;
@@ -411,25 +252,33 @@ async fn publish(
         client.feed(&m);
     }
     client.flush().await?;
-    sh.published.set(true);
+    sh.publishing.set(true);
     let start = tokio::time::Instant::now();
     let mut batch = Vec::with_capacity(8);
     let mut n: u32 = 0;
+    // A real encoder writes each frame when it is ready: audio (every 23.2 ms) and video
+    // (every 33.3 ms at 30 fps) arrive at the server separately, and each arrival is a write
+    // to every player. --bundle-audio sends the audio due before a video frame with it, in
+    // one write, as this tool used to (fewer, larger writes for the server).
+    let own_time = !blast && !bundle;
     loop {
-        if !blast {
+        if !blast && bundle {
             tokio::time::sleep_until(start + period * n).await;
         }
         batch.clear();
         synth.next_tick(&mut batch);
         for m in batch.iter_mut() {
+            if own_time {
+                let due = start + Duration::from_millis(u64::from(m.timestamp));
+                tokio::time::sleep_until(due).await;
+            }
             if m.type_id == type_id::VIDEO {
                 let mut body = BytesMut::from(&m.payload[..]);
                 let now = sh.now();
                 load::write_stamp(&mut body, now);
                 m.payload = body.freeze();
-                let mut w = sh.window.borrow_mut();
-                if w.contains(now) {
-                    w.published += 1;
+                if sh.in_window(now) {
+                    sh.published.set(sh.published.get() + 1);
                 }
             } else if m.type_id == type_id::AUDIO {
                 let mut body = BytesMut::from(&m.payload[..]);
@@ -437,9 +286,12 @@ async fn publish(
                 m.payload = body.freeze();
             }
             client.feed(m);
+            if own_time {
+                client.flush().await?;
+            }
         }
         // In blast mode, write several frames per syscall but still let players run.
-        if !blast || n % 8 == 7 {
+        if (!blast && bundle) || (blast && n % 8 == 7) {
             client.flush().await?;
         }
         if blast && n % 64 == 63 {
@@ -577,7 +429,17 @@ struct Figures {
     server_runq_wait_pct: Option<f64>,
     /// The same for the load tool.
     tool_runq_wait_pct: f64,
+    /// The tool may be the bottleneck: one of its threads was above BUSY_PCT of a core or
+    /// its timers ran late (see `tool_warning`).
     tool_saturated: bool,
+    /// Why `tool_saturated` is set.
+    tool_warning: Option<String>,
+    /// Every thread of the tool: the controller (publisher, sampling) and the player threads.
+    tool_threads: Vec<ToolThread>,
+    /// Measured players whose own delivery was below the SLO's.
+    players_below_slo: usize,
+    /// The lowest delivery of one measured player, percent.
+    worst_player_delivery_pct: f64,
     slo_ok: bool,
     /// Every sampled server (the server_* figures above are their sums).
     servers: Vec<ServerFigures>,
@@ -589,6 +451,27 @@ struct Figures {
     /// Server CPU per (pid, thread name); `tid` is 0.
     server_thread_groups: Vec<ThreadCpu>,
 }
+
+/// One thread of the tool over a window.
+#[derive(Debug, Default, Clone, Serialize)]
+struct ToolThread {
+    /// `control` (publisher and sampling) or `load-N`.
+    thread: String,
+    tid: u32,
+    /// Measured players it counted and the video frames they received.
+    players: usize,
+    received_frames: u64,
+    /// Percent of one core.
+    cpu_pct: f64,
+    /// How late its timers ran (probe every 10 ms), milliseconds.
+    late_p99_ms: f64,
+    late_max_ms: f64,
+}
+
+/// A tool thread above this share of a core is reported as a possible bottleneck.
+const BUSY_PCT: f64 = 85.0;
+/// ... and so is one whose timers run this late at the 99th percentile.
+const LATE_P99_MS: f64 = 20.0;
 
 /// The whole run.
 #[derive(Debug, Serialize)]
@@ -602,7 +485,15 @@ struct Report {
     bitrate_kbps: u64,
     fps: u32,
     gop: u32,
+    bundle_audio: bool,
+    threads: usize,
+    player_profile: PlayerProfile,
+    read_size: usize,
+    ack_divisor: u32,
+    buffer_ms: u32,
     nofile_limit: Option<u64>,
+    /// Open files the run was expected to need (players + overhead).
+    files_needed: u64,
     connect_failures: u64,
     server_rss_idle_kb: Option<u64>,
     /// (RSS under load - RSS idle) / connections.
@@ -630,28 +521,31 @@ fn secs(s: f64) -> Duration {
 
 struct Run {
     cli: Cli,
-    sh: Rc<Shared>,
-    /// Where players play, round-robin (at least one).
+    ctl: Rc<Control>,
+    /// Where players play, round-robin (at least one); late joiners use them from the
+    /// controller's thread.
     play: Vec<Rc<RtmpUrl>>,
     cfg: Rc<ClientConfig>,
+    /// Player threads; players go to them round-robin.
+    workers: Rc<Vec<WorkerHandle>>,
     sampler: Sampler,
     spawned: usize,
 }
 
-impl Run {
-    /// The play URL of the `i`-th player.
-    fn target(&self, i: usize) -> Target {
-        let slot = i % self.play.len().max(1);
-        Target {
-            slot,
-            url: self.play[slot].clone(),
-        }
+/// Send player `i` to its thread, on its play URL.
+fn spawn_on(workers: &[WorkerHandle], plays: usize, i: usize, role: Role) {
+    if let Some(w) = workers.get(i % workers.len().max(1)) {
+        w.send(Command::Spawn {
+            role,
+            url: i % plays.max(1),
+        });
     }
+}
 
+impl Run {
     fn spawn_player(&mut self, role: Role) {
-        let target = self.target(self.spawned);
+        spawn_on(&self.workers, self.play.len(), self.spawned, role);
         self.spawned += 1;
-        tokio::task::spawn_local(player(self.sh.clone(), target, self.cfg.clone(), role));
     }
 
     /// Connect players up to `target` at the ramp rate; `role_of(i)` picks each one's role.
@@ -667,7 +561,7 @@ impl Run {
 
     async fn wait_published(&self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.sh.published.get() {
+        while !self.ctl.publishing.get() {
             if Instant::now() > deadline {
                 return false;
             }
@@ -676,28 +570,35 @@ impl Run {
         true
     }
 
+    /// Every player thread's counts so far.
+    async fn reports(&self) -> Vec<ThreadReport> {
+        let mut out = Vec::with_capacity(self.workers.len());
+        for w in self.workers.iter() {
+            match w.report().await {
+                Some(r) => out.push(r),
+                None => eprintln!("reflector-load: WARNING: player thread {} is gone", w.index),
+            }
+        }
+        out
+    }
+
     /// Open a window of `duration`, wait for it and for in-flight frames, then compute.
     async fn window(&self, duration: f64) -> Figures {
+        let me = std::process::id();
+        // The window opens a little ahead so that every thread has reset its counts first.
+        let lead = Duration::from_millis(20);
+        let start = self.ctl.now() + lead.as_nanos() as u64;
+        let end = start + secs(duration).as_nanos() as u64;
+        self.ctl.window.set((start, end));
+        self.ctl.published.set(0);
+        for w in self.workers.iter() {
+            w.send(Command::Open { start, end });
+        }
+        tokio::time::sleep(lead).await;
         let s0 = self.sampler.servers(true);
         let me0 = load::sample_self();
         let m0 = load::sample_machine();
-        {
-            let mut w = self.sh.window.borrow_mut();
-            *w = Window::default();
-            w.start = self.sh.now();
-            w.end = w.start + secs(duration).as_nanos() as u64;
-            w.per_url = self
-                .sh
-                .measured_by_url
-                .borrow()
-                .iter()
-                .map(|&players| UrlWindow {
-                    players,
-                    ..UrlWindow::default()
-                })
-                .collect();
-            w.players = w.per_url.iter().map(|u| u.players).sum();
-        }
+        let tt0 = load::sample_threads(me);
         let t = Instant::now();
         let mut peaks: Vec<Option<u64>> = s0.each.iter().map(|s| s.map(|s| s.rss_kb)).collect();
         let mut peak = s0.total().map(|s| s.rss_kb);
@@ -716,20 +617,30 @@ impl Run {
         let s1 = self.sampler.servers(true);
         let me1 = load::sample_self();
         let m1 = load::sample_machine();
+        let tt1 = load::sample_threads(me);
         let elapsed = t.elapsed().as_secs_f64();
         // Frames stamped near the end are still on their way.
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let w = self.sh.window.borrow();
+        let reports = self.reports().await;
+        let mut w = Window::default();
+        for r in &reports {
+            w.merge(&r.window);
+        }
+        let published = self.ctl.published.get();
+        let tool_cpu = load::thread_cpu(&tt0, &tt1, self.sampler.tck, elapsed);
+        let tool_threads = tool_threads(me, &tool_cpu, &reports);
+        let tool_warning = tool_warning(&tool_threads);
         let delivery_of = |received: u64, players: usize| {
-            let expected = w.published * players as u64;
+            let expected = published * players as u64;
             if expected == 0 {
                 0.0
             } else {
                 received as f64 * 100.0 / expected as f64
             }
         };
-        let expected = w.published * w.players as u64;
+        let expected = published * w.players as u64;
         let delivery = delivery_of(w.received, w.players);
+        let per_player: Vec<f64> = w.per_player.iter().map(|&r| delivery_of(r, 1)).collect();
         let gbps_of = |bytes: u64| bytes as f64 * 8.0 / elapsed / 1e9;
         let gbps = gbps_of(w.bytes);
         let cpu = |a: Option<ProcSample>, b: Option<ProcSample>| match (a, b) {
@@ -793,7 +704,7 @@ impl Run {
         Figures {
             players: w.players,
             window_s: elapsed,
-            published_frames: w.published,
+            published_frames: published,
             received_frames: w.received,
             delivery_pct: delivery,
             p50_ms: w.hist.quantile(0.5) as f64 / 1000.0,
@@ -822,7 +733,14 @@ impl Run {
             },
             server_runq_wait_pct: wait(t0, t1),
             tool_runq_wait_pct: wait_pct(me0, me1, elapsed),
-            tool_saturated: tool_cpu > 90.0,
+            tool_saturated: tool_warning.is_some(),
+            tool_warning,
+            tool_threads,
+            players_below_slo: per_player
+                .iter()
+                .filter(|&&d| d < self.cli.slo_delivery)
+                .count(),
+            worst_player_delivery_pct: per_player.iter().copied().reduce(f64::min).unwrap_or(0.0),
             slo_ok: expected > 0
                 && delivery >= self.cli.slo_delivery
                 && p99 <= self.cli.slo_p99_ms
@@ -833,6 +751,52 @@ impl Run {
             server_thread_groups: groups,
         }
     }
+}
+
+/// The controller thread (the process's main thread) and every player thread, with their
+/// CPU over the window and their counts.
+fn tool_threads(pid: u32, cpu: &[ThreadCpu], reports: &[ThreadReport]) -> Vec<ToolThread> {
+    let cpu_of = |tid: u32| cpu.iter().find(|t| t.tid == tid).map_or(0.0, |t| t.cpu_pct);
+    let ms = |us: u64| us as f64 / 1000.0;
+    std::iter::once(ToolThread {
+        thread: "control".to_owned(),
+        tid: pid,
+        cpu_pct: cpu_of(pid),
+        ..ToolThread::default()
+    })
+    .chain(reports.iter().map(|r| ToolThread {
+        thread: format!("load-{}", r.index),
+        tid: r.tid,
+        players: r.window.players,
+        received_frames: r.window.received,
+        cpu_pct: cpu_of(r.tid),
+        late_p99_ms: ms(r.lateness.quantile(0.99)),
+        late_max_ms: ms(r.lateness.max()),
+    }))
+    .collect()
+}
+
+/// Why the tool may have been the bottleneck, if it may.
+fn tool_warning(threads: &[ToolThread]) -> Option<String> {
+    let hot: Vec<String> = threads
+        .iter()
+        .filter_map(|t| {
+            let busy = t.cpu_pct > BUSY_PCT;
+            let late = t.late_p99_ms > LATE_P99_MS;
+            (busy || late).then(|| {
+                format!(
+                    "{} at {:.0} % of a core, timers late by {:.1} ms (p99)",
+                    t.thread, t.cpu_pct, t.late_p99_ms
+                )
+            })
+        })
+        .collect();
+    (!hot.is_empty()).then(|| {
+        format!(
+            "the load tool may be the bottleneck ({}): add --threads or cores; the figures may be the tool's, not the server's",
+            hot.join("; ")
+        )
+    })
 }
 
 fn report(cli: &Cli, nofile: Option<u64>) -> Report {
@@ -846,7 +810,14 @@ fn report(cli: &Cli, nofile: Option<u64>) -> Report {
         bitrate_kbps: cli.bitrate_kbps,
         fps: cli.fps,
         gop: cli.gop,
+        bundle_audio: cli.bundle_audio,
+        threads: usize::from(cli.threads),
+        player_profile: cli.player_profile,
+        read_size: cli.player_profile.reads().0,
+        ack_divisor: cli.player_profile.reads().1,
+        buffer_ms: cli.buffer_ms,
         nofile_limit: nofile,
+        files_needed: fds::files_needed(players_at_once(cli), usize::from(cli.threads)),
         connect_failures: 0,
         server_rss_idle_kb: None,
         rss_per_player_kb: None,
@@ -873,21 +844,29 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
             .map(|u| RtmpUrl::parse(u).map(Rc::new))
             .collect::<Result<Vec<_>, _>>()?
     };
-    let cfg = Rc::new(ClientConfig {
+    let (read_size, ack_divisor) = cli.player_profile.reads();
+    let cfg = ClientConfig {
         // The plain §5.2 handshake: cheaper for thousands of players, accepted everywhere.
         digest_handshake: false,
         timeout: Duration::from_secs(20),
+        read_size,
+        ack_divisor,
+        buffer_ms: cli.buffer_ms,
         ..ClientConfig::default()
-    });
-    let sh = Rc::new(Shared {
+    };
+    let ctl = Rc::new(Control {
         t0: Instant::now(),
-        window: RefCell::new(Window::default()),
-        churn: RefCell::new(Churn::default()),
-        measured_by_url: RefCell::new(vec![0; play.len()]),
+        window: Cell::new((0, 0)),
+        published: Cell::new(0),
+        publishing: Cell::new(false),
         connect_failures: Cell::new(0),
-        errors_logged: Cell::new(0),
-        published: Cell::new(false),
+        errors_logged: Arc::new(AtomicU32::new(0)),
     });
+    let plain: Vec<RtmpUrl> = play.iter().map(|u| (**u).clone()).collect();
+    let workers = (0..usize::from(cli.threads))
+        .map(|i| worker::spawn_worker(i, ctl.t0, &plain, &cfg, ctl.errors_logged.clone()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let cfg = Rc::new(cfg);
     let sampler = Sampler::new(&cli.server_pid);
     let idle = sampler.server();
     let mut rep = report(&cli, nofile);
@@ -895,9 +874,10 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
     let sc = synth_config(&cli);
     let mut r = Run {
         cli,
-        sh: sh.clone(),
+        ctl: ctl.clone(),
         play,
         cfg: cfg.clone(),
+        workers: Rc::new(workers),
         sampler,
         spawned: 0,
     };
@@ -911,11 +891,12 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
         rep.figures = f;
     } else {
         tokio::task::spawn_local(publisher(
-            sh.clone(),
+            ctl.clone(),
             url.clone(),
             cfg.clone(),
             sc.clone(),
             mode == Mode::Blast,
+            r.cli.bundle_audio,
         ));
         if !r.wait_published().await {
             anyhow::bail!("the publisher could not start publishing within 15 s");
@@ -938,8 +919,8 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
                     let (ok, saturated) = (f.slo_ok, f.tool_saturated);
                     rep.steps.push(f);
                     if !ok || saturated {
-                        if saturated {
-                            eprintln!("reflector-load: WARNING: the tool used > 90 % of a core; stopping the search (the limit found is the tool's)");
+                        if let Some(why) = rep.steps.last().and_then(|f| f.tool_warning.as_ref()) {
+                            eprintln!("reflector-load: WARNING: {why}; stopping the search (the limit found is the tool's)");
                         }
                         break;
                     }
@@ -968,18 +949,12 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
                 if mode == Mode::Churn {
                     let (rate, life) = (r.cli.churn_rate.max(0.1), secs(r.cli.churn_life));
                     let total = (rate * r.cli.duration).round() as usize;
-                    let targets: Vec<Target> = (0..total).map(|i| r.target(i)).collect();
-                    let (sh2, cfg2) = (sh.clone(), cfg.clone());
+                    let (workers, plays) = (r.workers.clone(), r.play.len());
                     tokio::task::spawn_local(async move {
                         let start = tokio::time::Instant::now();
-                        for (i, target) in targets.into_iter().enumerate() {
+                        for i in 0..total {
                             tokio::time::sleep_until(start + secs(i as f64 / rate)).await;
-                            tokio::task::spawn_local(player(
-                                sh2.clone(),
-                                target,
-                                cfg2.clone(),
-                                Role::Churn(life),
-                            ));
+                            spawn_on(&workers, plays, i, Role::Churn(life));
                         }
                     });
                 }
@@ -987,7 +962,12 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
                 if mode == Mode::Churn {
                     // Let the last churning players finish their stay.
                     tokio::time::sleep(secs(r.cli.churn_life)).await;
-                    let c = sh.churn.borrow();
+                    let mut c = ChurnCounts::default();
+                    for t in r.reports().await {
+                        c.joins += t.churn.joins;
+                        c.ok += t.churn.ok;
+                        c.failed += t.churn.failed;
+                    }
                     rep.churn_joins = Some(c.joins);
                     rep.churn_ok = Some(c.ok);
                     rep.churn_failed = Some(c.failed);
@@ -995,7 +975,12 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
             }
         }
     }
-    rep.connect_failures = sh.connect_failures.get();
+    rep.connect_failures = ctl.connect_failures.get()
+        + r.reports()
+            .await
+            .iter()
+            .map(|t| t.connect_failures)
+            .sum::<u64>();
     if let (Some(idle), Some(now)) = (rep.server_rss_idle_kb, rep.figures.server_rss_kb) {
         let conns = r.spawned.max(1);
         rep.rss_per_player_kb = Some(now.saturating_sub(idle) as f64 / conns as f64);
@@ -1012,9 +997,9 @@ async fn join(r: &mut Run, rep: &mut Report) {
     let mut key_first = 0;
     for j in 0..r.cli.joins {
         let t = Instant::now();
-        let url = r.target(j).url;
+        let url = r.play[j % r.play.len()].clone();
         let got = async {
-            let mut c = start_player(&url, &r.cfg, Role::Measured).await?;
+            let mut c = player::start_player(&url, &r.cfg, Role::Measured).await?;
             loop {
                 if let ClientEvent::Media(m) = c.next_event().await? {
                     if m.type_id == type_id::VIDEO && synth::video_seq(&m.payload).is_some() {
@@ -1029,11 +1014,11 @@ async fn join(r: &mut Run, rep: &mut Report) {
                 key_first += usize::from(key);
             }
             Ok(Err(e)) => {
-                r.sh.connect_failures.set(r.sh.connect_failures.get() + 1);
-                r.sh.log_error("late joiner", &e);
+                r.ctl.connect_failures.set(r.ctl.connect_failures.get() + 1);
+                r.ctl.log_error("late joiner", &e);
             }
             Err(_) => {
-                r.sh.connect_failures.set(r.sh.connect_failures.get() + 1);
+                r.ctl.connect_failures.set(r.ctl.connect_failures.get() + 1);
                 eprintln!("reflector-load: late joiner got no frame within 10 s");
             }
         }
@@ -1075,6 +1060,10 @@ fn print_table(rep: &Report) {
         f.audio_p50_ms, f.audio_p99_ms
     );
     println!(
+        "  per player              {} below the SLO's delivery, worst {:.3} %",
+        f.players_below_slo, f.worst_player_delivery_pct
+    );
+    println!(
         "  gaps/missing/reorder/dup {} / {} / {} / {}",
         f.gaps, f.missing, f.reordered, f.duplicates
     );
@@ -1102,14 +1091,22 @@ fn print_table(rep: &Report) {
         opt(rep.rss_per_player_kb.map(|c| format!("{c:.1}")))
     );
     println!(
-        "  tool CPU                {:.1} %{}",
+        "  tool CPU                {:.1} % ({} player threads, {} profile, open files {} of {})",
         f.tool_cpu_pct,
-        if f.tool_saturated {
-            "  WARNING: the load tool is saturated; figures are limited by it"
-        } else {
-            ""
-        }
+        rep.threads,
+        format!("{:?}", rep.player_profile).to_lowercase(),
+        rep.files_needed,
+        opt(rep.nofile_limit)
     );
+    for t in &f.tool_threads {
+        println!(
+            "    {:<9} tid {:<7} {:>6} players {:>9} frames  CPU {:5.1} %  late p99 {:.1} ms max {:.1} ms",
+            t.thread, t.tid, t.players, t.received_frames, t.cpu_pct, t.late_p99_ms, t.late_max_ms
+        );
+    }
+    if let Some(why) = &f.tool_warning {
+        println!("  WARNING                 {why}");
+    }
     println!(
         "  run-queue wait          server {} %, tool {:.1} % (waiting for a CPU held by others)",
         opt(f.server_runq_wait_pct.map(|c| format!("{c:.1}"))),
@@ -1176,29 +1173,54 @@ fn print_split(f: &Figures) {
     }
 }
 
+/// Connections the run holds at once at its peak.
+fn players_at_once(cli: &Cli) -> usize {
+    match cli.mode {
+        Mode::Max => cli.max_players,
+        Mode::Join => 1,
+        // Each churning player stays churn_life seconds; twice that covers slow leavers.
+        Mode::Churn => cli.players + (cli.churn_rate * cli.churn_life * 2.0).ceil() as usize + 8,
+        _ => cli.players,
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let nofile = match load::raise_nofile() {
-        Ok((soft, _)) => Some(soft),
+        Ok((soft, hard)) => {
+            let at_once = players_at_once(&cli);
+            if let Err(why) = fds::check(at_once, usize::from(cli.threads), soft, hard) {
+                // Before any connection: a run that would hit EMFILE half-way measures
+                // nothing but the limit.
+                eprintln!("reflector-load: {why}");
+                let refusal = serde_json::json!({
+                    "tool": "reflector-load",
+                    "refused": why,
+                    "players": at_once,
+                    "nofile_limit": soft,
+                    "nofile_hard_limit": hard,
+                    "files_needed": fds::files_needed(at_once, usize::from(cli.threads)),
+                });
+                println!("{refusal}");
+                std::process::exit(2);
+            }
+            Some(soft)
+        }
         Err(e) => {
-            eprintln!("reflector-load: could not raise RLIMIT_NOFILE: {e}");
+            eprintln!("reflector-load: WARNING: could not read or raise RLIMIT_NOFILE ({e}); the player count is not checked against it");
             None
         }
     };
-    let wanted = cli.players as u64 + 64;
-    if let Some(soft) = nofile.filter(|&s| s < wanted) {
-        eprintln!(
-            "reflector-load: WARNING: the open-file limit is {soft}, below the {wanted} this run needs; raise it with `ulimit -n`"
-        );
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
     let rep = local.block_on(&rt, run(cli, nofile))?;
     print_table(&rep);
-    if rep.figures.tool_saturated || rep.steps.iter().any(|s| s.tool_saturated) {
-        eprintln!("reflector-load: WARNING: own CPU above 90 % of one core: the tool, not the server, may be the limit");
+    for f in rep.steps.iter().chain(std::iter::once(&rep.figures)) {
+        if let Some(why) = &f.tool_warning {
+            eprintln!("reflector-load: WARNING ({} players): {why}", f.players);
+        }
     }
     println!("{}", serde_json::to_string(&rep)?);
     Ok(())

@@ -69,6 +69,13 @@ pub struct ClientConfig {
     pub max_queued_events: usize,
     /// Longest message accepted from the server.
     pub max_message_len: u32,
+    /// Most bytes asked for per read syscall; 0 reads whatever is buffered (at least 8 KiB
+    /// of room). Players differ: ffmpeg reads one chunk (or chunk header) at a time,
+    /// GStreamer's rtmp2src 8192 bytes, rtmpdump 16383.
+    pub read_size: usize,
+    /// Acknowledge every (server's window / this) bytes: 1 acknowledges at the window
+    /// (§5.4.4, GStreamer), 2 at half of it (ffmpeg), 10 at a tenth (librtmp, rtmpdump).
+    pub ack_divisor: u32,
 }
 
 impl Default for ClientConfig {
@@ -84,6 +91,8 @@ impl Default for ClientConfig {
             timeout: Duration::from_secs(10),
             max_queued_events: 4096,
             max_message_len: 16 * 1024 * 1024 - 1,
+            read_size: 0,
+            ack_divisor: 1,
         }
     }
 }

@@ -44,6 +44,10 @@ struct Reader {
     window: ReceiveWindow,
     ack_due: Option<u32>,
     amf_limits: AmfLimits,
+    /// [`ClientConfig::read_size`].
+    read_size: usize,
+    /// [`ClientConfig::ack_divisor`], at least 1.
+    ack_divisor: u32,
 }
 
 impl Reader {
@@ -57,8 +61,14 @@ impl Reader {
             if let Some(raw) = self.decoder.decode(&mut self.buf)? {
                 return self.interpret(raw);
             }
-            self.buf.reserve(READ_RESERVE);
-            let n = self.socket.read_buf(&mut self.buf).await?;
+            let n = if self.read_size > 0 {
+                self.buf.reserve(self.read_size);
+                let mut room = bytes::BufMut::limit(&mut self.buf, self.read_size);
+                self.socket.read_buf(&mut room).await?
+            } else {
+                self.buf.reserve(READ_RESERVE);
+                self.socket.read_buf(&mut self.buf).await?
+            };
             if n == 0 {
                 return Err(ClientError::Closed);
             }
@@ -80,7 +90,7 @@ impl Reader {
         Ok(match Message::decode(&raw, &self.amf_limits)? {
             // The decoder already applied Set Chunk Size and Abort at their byte.
             Message::WindowAckSize(size) => {
-                self.window.set_window(size);
+                self.window.set_window(size / self.ack_divisor);
                 Step::Nothing
             }
             Message::UserControl(UserControlEvent::PingRequest { timestamp }) => {
@@ -339,6 +349,8 @@ impl RtmpClient {
                 window: ReceiveWindow::new(0),
                 ack_due: None,
                 amf_limits: AmfLimits::default(),
+                read_size: config.read_size,
+                ack_divisor: config.ack_divisor.max(1),
             },
             writer: Writer {
                 socket: write,

@@ -1,6 +1,12 @@
 //! Library side of the load tool (`src/bin/reflector-load.rs`): a fixed-size latency
 //! histogram, the timing stamp carried in synthetic video frames, and /proc sampling of a
-//! server process (CPU ticks, RSS, per-thread CPU) and of the tool itself.
+//! server process (CPU ticks, RSS, per-thread CPU) and of the tool itself. The players
+//! ([`player`]) run on player threads ([`worker`]); [`fds`] checks a run fits the open-file
+//! limit.
+
+pub mod fds;
+pub mod player;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::fs;
