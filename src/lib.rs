@@ -11,7 +11,7 @@
 //! - [`auth`]: who may publish and play (open, stream key, HTTP callback).
 //! - [`names`]: app and stream names, the canonical resource (`app/name`), log escaping.
 //! - [`config`]: settings and their validation; every limit lives there.
-//! - [`control`]: messages that reach a connection actor from outside (kick, reconnect).
+//! - [`requests`]: what reaches a connection actor from outside it (close, reconnect).
 //! - [`stats`]: the figures actors publish for the admin side.
 //! - [`admin`]: the admin HTTP port: stats API, metrics, health, dashboard.
 //! - [`server`]: start-up: arbiters, registry, listener, signals.
@@ -25,7 +25,7 @@ pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;
-pub mod control;
+pub mod requests;
 pub mod hub;
 pub mod load;
 pub mod names;

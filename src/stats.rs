@@ -28,7 +28,7 @@ use std::time::{Instant, SystemTime};
 use actix::Recipient;
 use dashmap::DashMap;
 
-use crate::control::{CloseConnection, RequestReconnect};
+use crate::requests::{CloseConnection, RequestReconnect};
 
 /// How many gone subscribers each stream remembers for the admin API.
 pub const GONE_SUBSCRIBERS_KEPT: usize = 16;

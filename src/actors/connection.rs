@@ -2,7 +2,7 @@
 //! stream, answers protocol control messages and NetConnection commands, and starts a stream
 //! actor per publishing or playing NetStream.
 
-pub use crate::control::{CloseConnection, RequestReconnect};
+pub use crate::requests::{CloseConnection, RequestReconnect};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
