@@ -83,6 +83,14 @@ fn refusal(e: ClientError) -> (String, String) {
     }
 }
 
+/// A connect to `app` that must be refused: its error.
+async fn connect_refused(port: u16, app: &str) -> ClientError {
+    match RtmpClient::connect(&url(port, app, "x"), &config()).await {
+        Ok(_) => panic!("connect to {app:?} was accepted"),
+        Err(e) => e,
+    }
+}
+
 /// Connect to `app` and publish `name`: the client, or the refusal's code and description.
 async fn try_publish(
     port: u16,
@@ -543,10 +551,7 @@ async fn banned_address_is_refused_at_connect_until_expiry_or_lift() {
     );
     assert_eq!(status, 201, "{ban}");
     let banned_at = Instant::now();
-    let err = RtmpClient::connect(&url(port, "live", "x"), &config())
-        .await
-        .err()
-        .expect("a banned address must be refused");
+    let err = connect_refused(port, "live").await;
     let (code, description) = refusal(err);
     assert_eq!(code, CONNECT_REJECTED);
     assert!(
@@ -563,19 +568,14 @@ async fn banned_address_is_refused_at_connect_until_expiry_or_lift() {
     assert_eq!(list["count"], 4, "{list}");
     // Refused until the expiry, accepted after it.
     let mut refused = 1;
-    loop {
-        match RtmpClient::connect(&url(port, "live", "x"), &config()).await {
-            Err(e) => {
-                assert_eq!(refusal(e).0, CONNECT_REJECTED);
-                refused += 1;
-                assert!(
-                    banned_at.elapsed() < Duration::from_secs(4),
-                    "still banned after 4 s"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Ok(_) => break,
-        }
+    while let Err(e) = RtmpClient::connect(&url(port, "live", "x"), &config()).await {
+        assert_eq!(refusal(e).0, CONNECT_REJECTED);
+        refused += 1;
+        assert!(
+            banned_at.elapsed() < Duration::from_secs(4),
+            "still banned after 4 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let lifted_after = banned_at.elapsed();
     eprintln!("2 s ban: {refused} connects refused, accepted after {lifted_after:?}");
@@ -625,10 +625,7 @@ async fn banned_address_is_refused_at_connect_until_expiry_or_lift() {
     // A configured ban (auth.banned_ips) holds for good.
     let (server, _cfg) =
         reflector_with_config("[auth]\nkeys_file = \"\"\nbanned_ips = [\"127.0.0.0/8\"]\n");
-    let err = RtmpClient::connect(&url(server.port(), "live", "x"), &config())
-        .await
-        .err()
-        .expect("refused");
+    let err = connect_refused(server.port(), "live").await;
     let (code, description) = refusal(err);
     assert_eq!(code, CONNECT_REJECTED);
     assert!(description.contains("auth.banned_ips"), "{description}");
@@ -761,10 +758,7 @@ async fn apps_allow_list_refuses_a_typo_with_a_clear_message() {
         "[server]\napps = [\"live\", \"studio\"]\n[auth]\nkeys_file = \"\"\n",
     );
     let port = server.port();
-    let err = RtmpClient::connect(&url(port, "typo", "x"), &config())
-        .await
-        .err()
-        .expect("typo app accepted");
+    let err = connect_refused(port, "typo").await;
     let (code, description) = refusal(err);
     assert_eq!(code, CONNECT_REJECTED);
     assert!(

@@ -16,37 +16,47 @@ use crate::auth::control::{unix_ms, Ban, BanTarget, ControlError, IpNet, KeyActi
 const NO_TOKEN: &str = "key and ban management needs an admin token (admin.token or \
                         REFLECTOR_ADMIN__TOKEN): keys are secrets and bans lock clients out";
 
+/// A refused request: its status and message (an `HttpResponse` is too big for an `Err`).
+pub struct Refused(StatusCode, String);
+
+impl Refused {
+    fn new(status: StatusCode, message: &str) -> Refused {
+        Refused(status, message.to_owned())
+    }
+
+    pub fn response(self) -> HttpResponse {
+        error(self.0, &self.1)
+    }
+}
+
 /// 403 unless the admin port has a token (the guard has already checked it was presented).
-fn require_token(state: &AdminState) -> Result<(), HttpResponse> {
+fn require_token(state: &AdminState) -> Result<(), Refused> {
     if state.access.has_token() {
         Ok(())
     } else {
-        Err(error(StatusCode::FORBIDDEN, NO_TOKEN))
+        Err(Refused::new(StatusCode::FORBIDDEN, NO_TOKEN))
     }
 }
 
 /// A JSON body, or the 400 that says what was expected.
-fn body<T: for<'de> Deserialize<'de> + Default>(
-    bytes: &[u8],
-    example: &str,
-) -> Result<T, HttpResponse> {
+fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &[u8], example: &str) -> Result<T, Refused> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     serde_json::from_slice(bytes).map_err(|e| {
-        error(
+        Refused(
             StatusCode::BAD_REQUEST,
-            &format!("expected a JSON object like {example}: {e}"),
+            format!("expected a JSON object like {example}: {e}"),
         )
     })
 }
 
-fn control_error(e: ControlError) -> HttpResponse {
+fn control_error(e: ControlError) -> Refused {
     match e {
-        ControlError::Invalid(reason) => error(StatusCode::BAD_REQUEST, &reason),
+        ControlError::Invalid(reason) => Refused(StatusCode::BAD_REQUEST, reason),
         other => {
             tracing::error!(error = %other, "admin: keys file not written; change not made");
-            error(StatusCode::INTERNAL_SERVER_ERROR, &other.to_string())
+            Refused(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
         }
     }
 }
@@ -80,7 +90,7 @@ pub async fn list_keys(
     filter: web::Query<KeyFilter>,
 ) -> HttpResponse {
     if let Err(r) = require_token(&state) {
-        return r;
+        return r.response();
     }
     let keys: Vec<_> = state
         .control
@@ -103,11 +113,11 @@ pub async fn add_key(
     bytes: web::Bytes,
 ) -> HttpResponse {
     if let Err(r) = require_token(&state) {
-        return r;
+        return r.response();
     }
     let b: KeyBody = match body(&bytes, KEY_EXAMPLE) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.response(),
     };
     let (Some(app), Some(action)) = (b.app, b.action) else {
         return error(
@@ -136,7 +146,7 @@ pub async fn add_key(
                 .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
                 .body(serde_json::json!({ "added": added, "key": k }).to_string())
         }
-        Err(e) => control_error(e),
+        Err(e) => control_error(e).response(),
     }
 }
 
@@ -149,11 +159,11 @@ pub async fn revoke_key(
     bytes: web::Bytes,
 ) -> HttpResponse {
     if let Err(r) = require_token(&state) {
-        return r;
+        return r.response();
     }
     let b: KeyBody = match body(&bytes, KEY_EXAMPLE) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.response(),
     };
     let (Some(app), Some(action), Some(key)) = (b.app, b.action, b.key) else {
         return error(
@@ -170,7 +180,7 @@ pub async fn revoke_key(
             StatusCode::NOT_FOUND,
             "no such API key (keys from the configuration file are changed there)",
         ),
-        Err(e) => control_error(e),
+        Err(e) => control_error(e).response(),
     }
 }
 
@@ -223,7 +233,7 @@ pub fn expiry(duration_s: Option<f64>, expires_at: Option<f64>) -> Result<Option
 /// `GET /api/v1/bans`: the bans in force, and the configured `auth.banned_ips`.
 pub async fn list_bans(state: web::Data<AdminState>) -> HttpResponse {
     if let Err(r) = require_token(&state) {
-        return r;
+        return r.response();
     }
     let bans: Vec<_> = state.control.bans().iter().map(ban_json).collect();
     json(serde_json::json!({
@@ -242,11 +252,11 @@ pub async fn add_ban(
     bytes: web::Bytes,
 ) -> HttpResponse {
     if let Err(r) = require_token(&state) {
-        return r;
+        return r.response();
     }
     let b: BanBody = match body(&bytes, BAN_EXAMPLE) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.response(),
     };
     let target = match (b.ip, b.key, b.stream) {
         (Some(ip), None, None) => match IpNet::parse(&ip) {
@@ -274,7 +284,7 @@ pub async fn add_ban(
                 .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
                 .body(serde_json::json!({ "ban": ban_json(&ban) }).to_string())
         }
-        Err(e) => control_error(e),
+        Err(e) => control_error(e).response(),
     }
 }
 
@@ -285,7 +295,7 @@ pub async fn lift_ban(
     id: web::Path<u64>,
 ) -> HttpResponse {
     if let Err(r) = require_token(&state) {
-        return r;
+        return r.response();
     }
     let id = id.into_inner();
     match state.control.lift(id) {
@@ -294,7 +304,7 @@ pub async fn lift_ban(
             json(serde_json::json!({ "lifted": id }))
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such ban (or it has expired)"),
-        Err(e) => control_error(e),
+        Err(e) => control_error(e).response(),
     }
 }
 
@@ -327,10 +337,10 @@ pub fn ban_publisher(
     resource: &str,
     connection: u64,
     stream_key: Option<String>,
-) -> Result<Option<Ban>, HttpResponse> {
+) -> Result<Option<Ban>, Refused> {
     let Some(seconds) = body.ban_s else {
         if body.ban.is_some() {
-            return Err(error(
+            return Err(Refused::new(
                 StatusCode::BAD_REQUEST,
                 "\"ban\" needs \"ban_s\" (seconds)",
             ));
@@ -338,7 +348,7 @@ pub fn ban_publisher(
         return Ok(None);
     };
     require_token(state)?;
-    let expires = expiry(Some(seconds), None).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?;
+    let expires = expiry(Some(seconds), None).map_err(|e| Refused(StatusCode::BAD_REQUEST, e))?;
     let by = body.ban.unwrap_or(if stream_key.is_some() {
         BanBy::Key
     } else {
@@ -346,7 +356,7 @@ pub fn ban_publisher(
     });
     let target = match by {
         BanBy::Key => BanTarget::Key(stream_key.ok_or_else(|| {
-            error(
+            Refused::new(
                 StatusCode::CONFLICT,
                 "the publisher presented no stream key: ban by \"ip\" or \"stream\"",
             )
@@ -359,11 +369,11 @@ pub fn ban_publisher(
                 .get(&connection)
                 .map(|c| c.peer.ip())
                 .ok_or_else(|| {
-                    error(StatusCode::NOT_FOUND, "the publisher's connection is gone")
+                    Refused::new(StatusCode::NOT_FOUND, "the publisher's connection is gone")
                 })?;
             BanTarget::Ip(
                 IpNet::parse(&peer.to_string())
-                    .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, &e))?,
+                    .map_err(|e| Refused(StatusCode::INTERNAL_SERVER_ERROR, e))?,
             )
         }
     };

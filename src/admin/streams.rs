@@ -105,7 +105,7 @@ pub async fn stop(
         };
         match control::ban_publisher(&state, &ban_request, &key, connection, stream_key) {
             Ok(ban) => ban,
-            Err(response) => return response,
+            Err(refused) => return refused.response(),
         }
     } else {
         None
