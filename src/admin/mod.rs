@@ -1,5 +1,6 @@
-//! The admin HTTP port: a JSON stats API, Prometheus metrics, health probes, two operator
-//! actions (kick a connection, stop a publisher) and a self-contained dashboard.
+//! The admin HTTP port: a JSON stats API, Prometheus metrics, health probes, operator
+//! actions (kick a connection, stop a publisher, optionally banning it), run-time keys and
+//! bans ([`control`], token required) and a self-contained dashboard.
 //!
 //! Reading stats never messages a media actor: every figure comes from [`ServerStats`]
 //! (atomics and shared maps the actors update), and rates from a once-a-second
