@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod control;
+
 /// How one action (publish or play) is authorized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,6 +109,13 @@ pub struct AuthSettings {
     pub shared_object_keys: Vec<String>,
     pub on_shared_object: String,
     pub callback_timeout_ms: u64,
+    /// Where keys and bans added through the admin API are kept ([`control`]); empty = in
+    /// memory only.
+    #[serde(default)]
+    pub keys_file: String,
+    /// Addresses and CIDR blocks refused at `connect`, for good (nginx-rtmp's `deny`).
+    #[serde(default)]
+    pub banned_ips: Vec<String>,
     /// Per-app rules, replacing the defaults above for that app.
     #[serde(default)]
     pub apps: HashMap<String, AuthRules>,

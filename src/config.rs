@@ -84,6 +84,9 @@ pub struct ServerSettings {
     pub log_format: String,
     pub drain_timeout_ms: u64,
     pub drain_reconnect_url: String,
+    /// The apps clients may connect to (the first segment of `connect`'s app); empty = any.
+    #[serde(default)]
+    pub apps: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,6 +149,10 @@ pub struct LiveSettings {
     pub drop_video_bytes: usize,
     pub drop_audio_bytes: usize,
     pub max_lag_ms: u64,
+    /// A player of a stream nobody publishes gets NetStream.Play.StreamNotFound after this
+    /// long and its play ends; 0 = it waits for a publisher as long as it likes.
+    #[serde(default)]
+    pub play_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -427,7 +434,9 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("admin.allowed_hosts"),
+                .with_list_parse_key("admin.allowed_hosts")
+                .with_list_parse_key("server.apps")
+                .with_list_parse_key("auth.banned_ips"),
         );
         let settings: Settings = builder
             .build()
@@ -704,6 +713,14 @@ impl Settings {
             "1..=10000000",
         )?;
         range(
+            "live.play_wait_ms",
+            l.play_wait_ms,
+            0,
+            3_600_000,
+            "0..=3600000",
+        )?;
+        self.validate_control()?;
+        range(
             "auth.callback_timeout_ms",
             self.auth.callback_timeout_ms,
             10,
@@ -900,6 +917,39 @@ impl Settings {
 }
 
 impl Settings {
+    /// `server.apps`, `auth.banned_ips` and `auth.keys_file` (issue #19).
+    fn validate_control(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for app in &self.server.apps {
+            crate::auth::control::check_app(app).map_err(|e| ConfigError::Invalid {
+                key: "server.apps",
+                reason: format!(
+                    "{app:?}: {e} (an app is the first segment of rtmp://host/APP/...)"
+                ),
+            })?;
+            if !seen.insert(app) {
+                return Err(ConfigError::Invalid {
+                    key: "server.apps",
+                    reason: format!("{app:?} is listed twice"),
+                });
+            }
+        }
+        for ip in &self.auth.banned_ips {
+            crate::auth::control::IpNet::parse(ip).map_err(|reason| ConfigError::Invalid {
+                key: "auth.banned_ips",
+                reason: format!("{reason} (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/32)"),
+            })?;
+        }
+        let file = self.auth.keys_file.trim();
+        if !file.is_empty() && (file.ends_with('/') || Path::new(file).is_dir()) {
+            return Err(ConfigError::Invalid {
+                key: "auth.keys_file",
+                reason: format!("{file:?} is a directory; name a file (e.g. state/control.json)"),
+            });
+        }
+        Ok(())
+    }
+
     /// The dotted keys whose values differ between `self` and `other`.
     pub fn changed_keys(&self, other: &Settings) -> Vec<String> {
         fn walk(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::actors::registry::{Registry, Reload};
 use crate::actors::{listener, ServerContext};
 use crate::admin;
+use crate::auth::control::Control;
 use crate::config::{ConfigError, Settings};
 use crate::relay::{Discovery, Relays};
 use crate::stats::ServerStats;
@@ -52,6 +53,10 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
     let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(Arbiter::handle).collect();
     let stats = Arc::new(ServerStats::default());
+    let control = Arc::new(
+        Control::open(&settings.auth.keys_file)
+            .map_err(|e| anyhow::anyhow!("auth.keys_file: {e}"))?,
+    );
     let registry = Registry::new(settings.clone(), stats.clone())
         .with_relays(relays(&settings, &stats)?)
         .start();
@@ -61,7 +66,7 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
     let local = listener.local_addr()?;
-    let admin = admin::start(&settings, stats.clone(), registry.clone())?;
+    let admin = admin::start(&settings, stats.clone(), registry.clone(), control.clone())?;
     // Counted once the listeners and arbiters hold their descriptors.
     if let Some(files) = open_files::prepare(settings.limits.max_connections) {
         stats.open_files_limit.store(files.soft, Relaxed);
@@ -78,6 +83,7 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         arbiters: handles,
         next_connection_id: AtomicU64::new(1),
         connections_per_ip: DashMap::new(),
+        control,
         draining: drain_rx,
     });
     let accept = actix::spawn(listener::run(listener, ctx.clone()));
@@ -125,6 +131,9 @@ fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
             return;
         }
     };
+    // The keys file is read again on every SIGHUP, changed configuration or not: its keys
+    // add to the configured ones (both count), so a reload never loses either.
+    ctx.control.reload(&next.auth.keys_file);
     let current = ctx.settings.load_full();
     let changed = current.changed_keys(&next);
     if changed.is_empty() {

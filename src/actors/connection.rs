@@ -30,7 +30,7 @@ use crate::protocol::chunk::{ChunkDecoder, ChunkError, ReceiveWindow};
 use crate::protocol::command::{self, caps_ex, fourcc_info, status, Command, ConnectCommand};
 use crate::protocol::handshake::{HandshakeState, ServerHandshake};
 use crate::protocol::message::{type_id, LimitType, Message, RawMessage, UserControlEvent};
-use crate::stats::{ConnectionState, ConnectionStats, SubscriberStats};
+use crate::stats::{ConnectionState, ConnectionStats, RefusalReason, SubscriberStats};
 
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -755,6 +755,14 @@ impl Connection {
             );
             return self.protocol_error(ctx, reason);
         }
+        if let Some(description) = self.connect_refusal(&app) {
+            self.send_command(
+                csid::COMMAND,
+                0,
+                command::error(c.transaction_id, status::CONNECT_REJECTED, &description),
+            );
+            return self.close(ctx, format!("connect rejected: {description}"));
+        }
         let rtmp = &self.settings.rtmp;
         self.outbox.send(
             csid::CONTROL,
@@ -806,6 +814,37 @@ impl Connection {
         self.send_command(csid::COMMAND, 0, command::on_bw_done());
     }
 
+    /// Why `connect` to `app` is refused before anything else, if it is: the client's address
+    /// is banned (`auth.banned_ips`, `/api/v1/bans`), or the app is not in `server.apps`.
+    /// Logged and counted here.
+    fn connect_refusal(&self, app: &str) -> Option<String> {
+        let ip = self.peer.ip();
+        let banned = self
+            .settings
+            .auth
+            .banned_ips
+            .iter()
+            .filter_map(|b| crate::auth::control::IpNet::parse(b).ok())
+            .find(|net| net.contains(ip))
+            .map(|net| format!("address {net} is banned (auth.banned_ips)"))
+            .or_else(|| self.server.control.ip_ban(ip).map(|b| b.describe()));
+        if let Some(description) = banned {
+            self.server.stats.refusals.count(RefusalReason::Banned);
+            tracing::warn!(connection = self.id, peer = %self.peer, reason = %description, "connect refused: banned");
+            return Some(description);
+        }
+        let apps = &self.settings.server.apps;
+        let (first, _) = names::split_app(app);
+        if !apps.is_empty() && !apps.iter().any(|a| a == first) {
+            self.server.stats.refusals.count(RefusalReason::UnknownApp);
+            tracing::warn!(connection = self.id, peer = %self.peer, app = %Esc(first), "connect refused: app not configured (server.apps)");
+            return Some(format!(
+                "app {first:?} is not configured on this server (server.apps)"
+            ));
+        }
+        None
+    }
+
     /// The resource a `publish`/`play` names: the `connect` app and the stream name joined
     /// and split again after the app's first segment ([`Resource::canonical`]), with the
     /// query string and its `key=`. A refused name answers `failure` and closes.
@@ -854,9 +893,32 @@ impl Connection {
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, Resource, Option<DoneHook>, &mut Context<Self>) + 'static,
     ) {
+        let failure = match action {
+            Action::Publish => status::PUBLISH_BAD_NAME,
+            // Shared objects are authorized by their session, never here.
+            Action::Play | Action::SharedObject => status::PLAY_FAILED,
+        };
+        let ban = self
+            .server
+            .control
+            .stream_ban(action, &resource.key(), stream_key.as_deref());
+        if let Some(ban) = ban {
+            let description = ban.describe();
+            self.server.stats.refusals.count(RefusalReason::Banned);
+            tracing::warn!(connection = self.id, peer = %self.peer, action = action.as_str(), stream = %Esc(&resource.key()), reason = %description, "refused: banned");
+            self.stream_status(
+                stream_id,
+                "error",
+                failure,
+                format!("{}: {description}", resource.name),
+            );
+            return self.close(ctx, format!("{} refused: {description}", action.as_str()));
+        }
         let tc_url = self.session.as_ref().and_then(|s| s.tc_url.clone());
         let auth = &self.settings.auth;
-        let rules = auth.rules(&resource.app);
+        let mut rules = auth.rules(&resource.app);
+        // Keys added through the admin API count at once, next to the configured ones.
+        self.server.control.extend_rules(&resource.app, &mut rules);
         let timeout = Duration::from_millis(auth.callback_timeout_ms);
         let request = AuthRequest {
             action,
@@ -867,11 +929,6 @@ impl Connection {
             peer: self.peer,
             connection: self.id,
             tc_url,
-        };
-        let failure = match action {
-            Action::Publish => status::PUBLISH_BAD_NAME,
-            // Shared objects are authorized by their session, never here.
-            Action::Play | Action::SharedObject => status::PLAY_FAILED,
         };
         let fut = async move {
             let decision = auth::authorize(&rules, &request, timeout).await;
@@ -1073,9 +1130,10 @@ impl Connection {
                             act.session.as_ref().map(|s| s.caps.clone()).unwrap_or_default(),
                         )
                         .start();
-                        act.streams.insert(stream_id, StreamSlot::Playing { addr: subscriber, done });
+                        act.streams.insert(stream_id, StreamSlot::Playing { addr: subscriber.clone(), done });
                         act.stats.set_state(ConnectionState::Playing);
                         tracing::info!(connection = act.id, stream = %Esc(&resource.key()), "play");
+                        act.schedule_play_wait(stream_id, resource, subscriber, ctx);
                     }
                     Err(refusal) => {
                         act.stream_status(stream_id, "error", status::PLAY_FAILED, format!("{}: {refusal}", resource.name));
@@ -1085,6 +1143,49 @@ impl Connection {
                 }),
         );
     }
+    /// `live.play_wait_ms`: unless the stream is published by then, tell the player
+    /// NetStream.Play.StreamNotFound and end its play. The message stream stays created, so
+    /// the client may play again on it; the connection stays until `rtmp.idle_timeout_ms`.
+    /// A stream published within the wait (or already) is played as usual.
+    fn schedule_play_wait(
+        &mut self,
+        stream_id: u32,
+        resource: Resource,
+        subscriber: Addr<Subscriber>,
+        ctx: &mut Context<Self>,
+    ) {
+        let wait = self.settings.live.play_wait_ms;
+        if wait == 0 {
+            return;
+        }
+        ctx.run_later(Duration::from_millis(wait), move |act, _| {
+            let same = matches!(act.streams.get(&stream_id), Some(StreamSlot::Playing { addr, .. }) if *addr == subscriber);
+            let key = resource.key();
+            let live = act.server.stats.streams.get(&key).is_some_and(|s| {
+                s.publish_started_ms.load(Relaxed) != 0
+                    || s.origin.lock().is_ok_and(|o| o.is_some())
+            });
+            if !same || live {
+                return;
+            }
+            act.stop_stream(stream_id, true);
+            act.stream_status(
+                stream_id,
+                "error",
+                status::PLAY_STREAM_NOT_FOUND,
+                format!("{}: no one published it within {wait} ms (live.play_wait_ms).", resource.name),
+            );
+            act.outbox.send(
+                csid::CONTROL,
+                0,
+                0,
+                &Message::UserControl(UserControlEvent::StreamEof { stream_id }),
+            );
+            act.last_activity = Instant::now();
+            tracing::info!(connection = act.id, stream = %Esc(&key), wait_ms = wait, "play ended: stream not found");
+        });
+    }
+
     /// End what a message stream does; `keep` leaves the id usable (closeStream).
     fn stop_stream(&mut self, stream_id: u32, keep: bool) {
         let slot = if keep {

@@ -53,6 +53,8 @@ pub struct ServerContext {
     pub arbiters: Vec<ArbiterHandle>,
     pub next_connection_id: AtomicU64,
     pub connections_per_ip: DashMap<IpAddr, usize>,
+    /// Keys and bans changed through the admin API (`auth.keys_file`).
+    pub control: Arc<crate::auth::control::Control>,
     /// Becomes true when the server drains (SIGTERM/SIGINT): connections end cleanly.
     pub draining: tokio::sync::watch::Receiver<bool>,
 }

@@ -389,6 +389,24 @@ impl Handler<Lookup> for Registry {
     }
 }
 
+/// The current publisher of a resource: its connection and the `?key=` it presented (the
+/// admin API bans by it when it stops the publisher).
+#[derive(Message)]
+#[rtype(result = "Option<(ConnectionId, Option<String>)>")]
+pub struct PublisherOf {
+    pub key: String,
+}
+
+impl Handler<PublisherOf> for Registry {
+    type Result = Option<(ConnectionId, Option<String>)>;
+
+    fn handle(&mut self, msg: PublisherOf, _: &mut Context<Self>) -> Self::Result {
+        self.stats.registry_handled.fetch_add(1, Relaxed);
+        let publisher = self.entries.get(&msg.key)?.publisher.as_ref()?;
+        Some((publisher.connection, publisher.stream_key.clone()))
+    }
+}
+
 /// New settings after a reload (SIGHUP): limits apply to new streams and subscribers.
 #[derive(Message)]
 #[rtype(result = "()")]

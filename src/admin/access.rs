@@ -85,6 +85,11 @@ impl Access {
         }
     }
 
+    /// Whether a bearer token is configured (key and ban routes need one).
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     /// `Ok` when the request may reach its handler. `authority` is the request target's
     /// authority, if it had one (absolute-form request line, HTTP/2).
     pub fn check(

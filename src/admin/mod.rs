@@ -1,5 +1,6 @@
-//! The admin HTTP port: a JSON stats API, Prometheus metrics, health probes, two operator
-//! actions (kick a connection, stop a publisher) and a self-contained dashboard.
+//! The admin HTTP port: a JSON stats API, Prometheus metrics, health probes, operator
+//! actions (kick a connection, stop a publisher, optionally banning it), run-time keys and
+//! bans ([`control`], token required) and a self-contained dashboard.
 //!
 //! Reading stats never messages a media actor: every figure comes from [`ServerStats`]
 //! (atomics and shared maps the actors update), and rates from a once-a-second
@@ -12,6 +13,7 @@
 //! runs. The configuration refuses a non-loopback admin address without a token.
 
 pub mod access;
+mod control;
 pub mod metrics;
 pub mod sampler;
 mod streams;
@@ -49,6 +51,8 @@ pub struct AdminState {
     pub sampler: Arc<Sampler>,
     pub registry: Addr<Registry>,
     access: Access,
+    /// Keys and bans changed at run time.
+    pub control: Arc<crate::auth::control::Control>,
 }
 
 /// The running admin server.
@@ -382,6 +386,12 @@ fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(reconnect),
     )
     .route("/api/v1/shared_objects", web::get().to(shared_objects))
+    .route("/api/v1/keys", web::get().to(control::list_keys))
+    .route("/api/v1/keys", web::post().to(control::add_key))
+    .route("/api/v1/keys", web::delete().to(control::revoke_key))
+    .route("/api/v1/bans", web::get().to(control::list_bans))
+    .route("/api/v1/bans", web::post().to(control::add_ban))
+    .route("/api/v1/bans/{id}", web::delete().to(control::lift_ban))
     .default_service(web::to(not_found));
 }
 
@@ -390,6 +400,7 @@ pub fn start(
     settings: &Settings,
     stats: Arc<ServerStats>,
     registry: Addr<Registry>,
+    control: Arc<crate::auth::control::Control>,
 ) -> anyhow::Result<AdminServer> {
     let sampler = Arc::new(Sampler::new(
         settings.admin.history_seconds,
@@ -400,6 +411,7 @@ pub fn start(
         sampler: sampler.clone(),
         registry,
         access: Access::new(settings.admin.token(), settings.admin.allowed_hosts()),
+        control,
     });
     let server = HttpServer::new(move || {
         App::new()

@@ -8,9 +8,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{error, json, views, AdminState, HISTORY_POINTS};
+use super::{control, error, json, views, AdminState, HISTORY_POINTS};
 use crate::actors::publisher::StopPublisher;
-use crate::actors::registry::Lookup;
+use crate::actors::registry::{Lookup, PublisherOf};
 
 /// `?app=&name=` of `GET /api/v1/streams`: exact filters, each optional.
 #[derive(Debug, Default, Deserialize)]
@@ -56,14 +56,30 @@ pub async fn detail(state: web::Data<AdminState>, id: web::Path<String>) -> Http
     }
 }
 
-/// `POST /api/v1/streams/{id}/stop`: stop the publisher of exactly that stream entry.
+/// `POST /api/v1/streams/{id}/stop`: stop the publisher of exactly that stream entry. An
+/// optional body `{"ban_s": N, "ban": "key"|"ip"|"stream"}` bans it first (see
+/// [`control::StopBody`]), so that an encoder reconnecting at once is refused until then.
 pub async fn stop(
     req: HttpRequest,
     state: web::Data<AdminState>,
     id: web::Path<String>,
+    bytes: web::Bytes,
 ) -> HttpResponse {
     let Some(id) = parse_id(&id) else {
         return error(StatusCode::NOT_FOUND, BY_ID);
+    };
+    let ban_request: control::StopBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        control::StopBody::default()
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("expected a JSON object like {}: {e}", control::STOP_EXAMPLE),
+                )
+            }
+        }
     };
     let Some((key, _)) = state.stats.stream_by_id(id) else {
         return error(StatusCode::NOT_FOUND, "no such stream");
@@ -80,16 +96,36 @@ pub async fn stop(
         Ok(_) => return error(StatusCode::NOT_FOUND, "no publisher"),
         Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "registry unavailable"),
     };
+    // Banned before it is stopped: an encoder that reconnects at once meets the ban.
+    let ban = if ban_request.ban_s.is_some() || ban_request.ban.is_some() {
+        let stream_key = match state.registry.send(PublisherOf { key: key.clone() }).await {
+            Ok(Some((c, k))) if c == connection => k,
+            Ok(_) => return error(StatusCode::NOT_FOUND, "no publisher"),
+            Err(_) => return error(StatusCode::SERVICE_UNAVAILABLE, "registry unavailable"),
+        };
+        match control::ban_publisher(&state, &ban_request, &key, connection, stream_key) {
+            Ok(ban) => ban,
+            Err(refused) => return refused.response(),
+        }
+    } else {
+        None
+    };
     match publisher.send(StopPublisher).await {
         Ok(true) => {
             tracing::info!(
                 stream_id = id,
                 stream = ?key,
                 connection,
+                ban = ?ban.as_ref().map(|b| b.id),
                 peer = %req.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
                 "admin: publisher stopped"
             );
-            json(serde_json::json!({ "stopped": id, "key": key, "connection": connection }))
+            json(serde_json::json!({
+                "stopped": id,
+                "key": key,
+                "connection": connection,
+                "ban": ban.as_ref().map(control::ban_json),
+            }))
         }
         Ok(false) => error(StatusCode::NOT_FOUND, "no publisher"),
         Err(_) => error(StatusCode::NOT_FOUND, "stream is gone"),

@@ -66,6 +66,7 @@ macro_rules! app {
             sampler: Arc::new(Sampler::new(60, 5)),
             registry: Registry::new(settings, $stats.clone()).start(),
             access: Access::new($token, vec![]),
+            control: Arc::new(crate::auth::control::Control::in_memory()),
         });
         test::init_service(
             App::new()
