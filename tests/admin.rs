@@ -848,3 +848,69 @@ fn a_slow_player_is_logged_when_it_falls_behind_and_when_it_catches_up() {
     assert!(alternate(&all), "lines alternate: {all:#?}");
     drop(publisher);
 }
+
+/// The per-core fan-out, counted from outside: with players spread over two workers, the
+/// publisher sends each frame once per worker that has players (at most 2 messages per
+/// frame), not once per player (8), and every player gets the frames.
+#[tokio::test]
+async fn each_frame_is_one_message_per_worker_with_players_not_per_player() {
+    use reflector::client::{ClientConfig, ClientEvent, RtmpClient, RtmpUrl};
+    if common::should_skip("per-core fan-out", &["ffmpeg"]) {
+        return;
+    }
+    let server = Server::reflector(&["--workers", "2"]);
+    let url = server.rtmp_url("live", "fan");
+    let _publisher = publish(Publisher::Ffmpeg, shared_clip(), &url, server.dir());
+    let rtmp = RtmpUrl {
+        host: "127.0.0.1".into(),
+        port: server.port(),
+        app: "live".into(),
+        stream: "fan".into(),
+    };
+    let mut players = Vec::new();
+    for _ in 0..8 {
+        let rtmp = rtmp.clone();
+        players.push(async move {
+            let config = ClientConfig {
+                timeout: Duration::from_secs(10),
+                ..ClientConfig::default()
+            };
+            let mut client = RtmpClient::connect(&rtmp, &config).await.expect("connect");
+            let id = client.create_stream().await.expect("createStream");
+            client.play(id, "fan").await.expect("play");
+            let mut media = 0_u32;
+            let end = tokio::time::Instant::now() + Duration::from_secs(4);
+            while let Ok(Ok(event)) = tokio::time::timeout_at(end, client.next_event()).await {
+                if matches!(event, ClientEvent::Media(_)) {
+                    media += 1;
+                }
+            }
+            media
+        });
+    }
+    let (received, stream) = tokio::join!(futures_util::future::join_all(players), async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // A short blocking call: the players wait a moment on this thread.
+        stream_json(&server, "live/fan").expect("the stream")
+    });
+    assert!(
+        received.iter().all(|&m| m > 30),
+        "every player got media: {received:?}"
+    );
+    assert_eq!(stream["subscriber_count"], 8, "{stream}");
+    let fanout = &stream["fanout"];
+    let frames = stream["messages_in"].as_u64().expect("messages_in");
+    let messages = fanout["messages"].as_u64().expect("fanout.messages");
+    assert_eq!(
+        fanout["edges"], 2,
+        "one edge per worker with players: {fanout}"
+    );
+    assert!(
+        messages <= 2 * frames && messages >= frames / 2,
+        "one message per worker per frame, not per player: {messages} for {frames} frames"
+    );
+    assert!(
+        fanout["cross_thread_messages"].as_u64() <= Some(messages),
+        "{fanout}"
+    );
+}
