@@ -29,7 +29,7 @@ use crate::protocol::chunk::{ChunkDecoder, ChunkError, ReceiveWindow};
 use crate::protocol::command::{self, caps_ex, fourcc_info, status, Command, ConnectCommand};
 use crate::protocol::handshake::{HandshakeState, ServerHandshake};
 use crate::protocol::message::{type_id, LimitType, Message, RawMessage, UserControlEvent};
-use crate::stats::{ConnectionState, ConnectionStats, SubscriberStats};
+use crate::stats::{ConnectionState, ConnectionStats, RefusalReason, SubscriberStats};
 
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -569,6 +569,7 @@ impl Connection {
             Command::CreateStream { transaction_id } => {
                 let limit = self.settings.rtmp.max_streams_per_connection;
                 if self.streams.len() as u32 >= limit {
+                    self.server.stats.refusals.count(RefusalReason::Limits);
                     self.send_command(
                         csid::COMMAND,
                         0,
@@ -742,6 +743,7 @@ impl Connection {
             .trim_end_matches('/')
             .to_owned();
         if let Err(reason) = names::check("app", &app, self.settings.rtmp.max_name_len) {
+            self.server.stats.refusals.count(RefusalReason::BadName);
             self.send_command(
                 csid::COMMAND,
                 0,
@@ -831,6 +833,7 @@ impl Connection {
         match Resource::canonical(&self.app(), &name, self.settings.rtmp.max_name_len) {
             Ok(resource) => Some((resource, query, key)),
             Err(reason) => {
+                self.server.stats.refusals.count(RefusalReason::BadName);
                 self.stream_status(stream_id, "error", failure, reason.to_string());
                 self.protocol_error(ctx, reason);
                 None
@@ -898,6 +901,7 @@ impl Connection {
                 }
                 Err(reason) => {
                     act.server.stats.auth_denied.fetch_add(1, Relaxed);
+                    act.server.stats.refusals.count(RefusalReason::Auth);
                     tracing::warn!(connection = act.id, peer = %act.peer, action = action.as_str(), stream = %Esc(&resource.key()), reason = %Esc(&reason), "not authorized");
                     act.stream_status(stream_id, "error", failure, format!("{}: not authorized ({reason})", resource.name));
                     act.close(ctx, format!("{} not authorized: {reason}", action.as_str()));
