@@ -174,6 +174,9 @@ pub struct AdminSettings {
     pub history_seconds: usize,
     /// Window, in seconds, over which ingest and egress bitrates are averaged.
     pub rate_window_seconds: usize,
+    /// Most streams with their own `reflector_stream_*` series on `/metrics` (the most
+    /// watched ones); the rest are summed into one series. Read at start-up.
+    pub metrics_max_streams: usize,
 }
 
 impl AdminSettings {
@@ -489,6 +492,13 @@ impl Settings {
             1,
             300,
             "1..=300",
+        )?;
+        range(
+            "admin.metrics_max_streams",
+            self.admin.metrics_max_streams,
+            0,
+            10_000,
+            "0..=10000",
         )?;
         if let Some(reason) = log_filter_error(&self.server.log_level) {
             return Err(ConfigError::Invalid {

@@ -49,6 +49,8 @@ pub struct AdminState {
     pub sampler: Arc<Sampler>,
     pub registry: Addr<Registry>,
     access: Access,
+    /// Per-stream series kept between scrapes (`admin.metrics_max_streams`).
+    stream_series: metrics::streams::StreamSeries,
 }
 
 /// The running admin server.
@@ -210,7 +212,7 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
-    match metrics::render(&state.stats, &state.sampler) {
+    match metrics::render(&state.stats, &state.stream_series) {
         Ok(text) => HttpResponse::Ok()
             .content_type(metrics::CONTENT_TYPE)
             .body(text),
@@ -400,6 +402,7 @@ pub fn start(
         sampler: sampler.clone(),
         registry,
         access: Access::new(settings.admin.token(), settings.admin.allowed_hosts()),
+        stream_series: metrics::streams::StreamSeries::new(settings.admin.metrics_max_streams),
     });
     let server = HttpServer::new(move || {
         App::new()
