@@ -999,6 +999,20 @@ mod tests {
     }
 
     #[test]
+    fn metrics_max_streams_is_bounded() {
+        let mut s = Settings::defaults();
+        assert_eq!(s.admin.metrics_max_streams, 100);
+        s.admin.metrics_max_streams = 0;
+        s.validate().expect("0: only the summed series");
+        s.admin.metrics_max_streams = 10_001;
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(
+            err.contains("admin.metrics_max_streams") && err.contains("0..=10000"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn shared_object_limits_are_validated() {
         let mut s = Settings::defaults();
         s.shared_objects.max_bytes = 1;
