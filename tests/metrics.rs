@@ -362,3 +362,26 @@ async fn dashboard_metrics_exist_and_count_real_clients() {
         0.0
     );
 }
+
+#[tokio::test]
+async fn connection_limit_refusals_count_as_limits() {
+    let (server, _config) = common::reflector_with_config("[limits]\nmax_connections = 1\n");
+    let addr = format!("127.0.0.1:{}", server.port());
+    let _first = std::net::TcpStream::connect(&addr).expect("first connection");
+    until("the first connection", Duration::from_secs(5), || {
+        (get(&scrape(&server), "reflector_connections") == 1.0).then_some(())
+    })
+    .await;
+    let _second = std::net::TcpStream::connect(&addr).expect("second connection");
+    let m = until("the refusal", Duration::from_secs(5), || {
+        let m = scrape(&server);
+        (get(&m, "reflector_connections_refused_total") == 1.0).then_some(m)
+    })
+    .await;
+    let got = refusals(&m);
+    let want: Vec<(String, f64)> = got
+        .iter()
+        .map(|(r, _)| (r.clone(), if r == "limits" { 1.0 } else { 0.0 }))
+        .collect();
+    assert_eq!(got, want);
+}
