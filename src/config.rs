@@ -181,6 +181,9 @@ pub struct AdminSettings {
     pub history_seconds: usize,
     /// Window, in seconds, over which ingest and egress bitrates are averaged.
     pub rate_window_seconds: usize,
+    /// Most streams with their own `reflector_stream_*` series on `/metrics` (the most
+    /// watched ones); the rest are summed into one series. Read at start-up.
+    pub metrics_max_streams: usize,
 }
 
 impl AdminSettings {
@@ -526,6 +529,13 @@ impl Settings {
             1,
             300,
             "1..=300",
+        )?;
+        range(
+            "admin.metrics_max_streams",
+            self.admin.metrics_max_streams,
+            0,
+            10_000,
+            "0..=10000",
         )?;
         if let Some(reason) = log_filter_error(&self.server.log_level) {
             return Err(ConfigError::Invalid {
@@ -1064,6 +1074,20 @@ mod tests {
         s.rtmp.out_chunk_size = 1;
         let err = s.validate().expect_err("invalid").to_string();
         assert!(err.contains("rtmp.out_chunk_size"), "{err}");
+    }
+
+    #[test]
+    fn metrics_max_streams_is_bounded() {
+        let mut s = Settings::defaults();
+        assert_eq!(s.admin.metrics_max_streams, 100);
+        s.admin.metrics_max_streams = 0;
+        s.validate().expect("0: only the summed series");
+        s.admin.metrics_max_streams = 10_001;
+        let err = s.validate().expect_err("invalid").to_string();
+        assert!(
+            err.contains("admin.metrics_max_streams") && err.contains("0..=10000"),
+            "{err}"
+        );
     }
 
     #[test]

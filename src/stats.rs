@@ -232,6 +232,15 @@ pub struct DropCounters {
 }
 
 impl DropCounters {
+    /// The `reason` label of each counter, in [`DropCounters::values`] order.
+    pub const REASONS: [&'static str; 5] = [
+        "mailbox_full",
+        "disposable",
+        "video",
+        "audio",
+        "awaiting_keyframe",
+    ];
+
     /// Add `other`'s counts to these.
     pub fn add(&self, other: &DropCounters) {
         for (to, from) in [
@@ -243,6 +252,17 @@ impl DropCounters {
         ] {
             to.fetch_add(from.load(Relaxed), Relaxed);
         }
+    }
+
+    /// The counts in [`DropCounters::REASONS`] order.
+    pub fn values(&self) -> [u64; 5] {
+        [
+            self.mailbox_full.load(Relaxed),
+            self.disposable.load(Relaxed),
+            self.video.load(Relaxed),
+            self.audio.load(Relaxed),
+            self.awaiting_keyframe.load(Relaxed),
+        ]
     }
 
     pub fn total(&self) -> u64 {
@@ -381,6 +401,8 @@ pub struct StreamStats {
     pub gone_messages_sent: AtomicU64,
     /// The last [`GONE_SUBSCRIBERS_KEPT`] subscribers that left.
     pub gone: Mutex<VecDeque<GoneSubscriber>>,
+    /// Drops of subscribers that already left, so the stream's drop counters are monotonic.
+    pub gone_drops: DropCounters,
     /// Relay hops: `None` while the stream is published here (or not at all);
     /// `Some("host:port")` while it is pulled from that instance (see [`crate::relay`]).
     pub origin: Mutex<Option<String>>,
@@ -417,6 +439,7 @@ impl StreamStats {
             gone_bytes_sent: AtomicU64::new(0),
             gone_messages_sent: AtomicU64::new(0),
             gone: Mutex::new(VecDeque::with_capacity(GONE_SUBSCRIBERS_KEPT)),
+            gone_drops: DropCounters::default(),
             origin: Mutex::new(None),
             pushes: DashMap::new(),
         }
@@ -429,6 +452,7 @@ impl StreamStats {
             return;
         };
         server.closed_drops.add(&sub.drops);
+        self.gone_drops.add(&sub.drops);
         server.subscribers_closed.fetch_add(1, Relaxed);
         let bytes = sub.bytes_sent.load(Relaxed);
         let messages = sub.messages_sent.load(Relaxed);
@@ -461,6 +485,16 @@ impl StreamStats {
                 .iter()
                 .map(|s| s.bytes_sent.load(Relaxed))
                 .sum::<u64>()
+    }
+
+    /// Frames its players lost, gone players included, by reason.
+    pub fn drops(&self) -> DropCounters {
+        let drops = DropCounters::default();
+        drops.add(&self.gone_drops);
+        for sub in self.subscribers.iter() {
+            drops.add(&sub.drops);
+        }
+        drops
     }
 
     pub fn video_codec(&self) -> Option<String> {
@@ -579,6 +613,18 @@ impl Refusals {
     }
 }
 
+/// Totals of streams that are gone (released by the registry), so that sums over the
+/// per-stream counters never go back when a stream ends.
+#[derive(Debug, Default)]
+pub struct GoneStreams {
+    pub count: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub drops: DropCounters,
+    pub fanout_messages: AtomicU64,
+    pub cross_thread_messages: AtomicU64,
+}
+
 /// Everything the admin side can read.
 #[derive(Debug)]
 pub struct ServerStats {
@@ -617,6 +663,8 @@ pub struct ServerStats {
     pub open_files_limit: AtomicU64,
     /// Most RTMP connections the open-file limit leaves room for (0 = no such cap).
     pub connection_cap_by_open_files: AtomicU64,
+    /// Totals of the streams that are gone.
+    pub gone_streams: GoneStreams,
     pub started: Instant,
 }
 
@@ -639,6 +687,22 @@ impl ServerStats {
     pub fn at_open_file_cap(&self) -> bool {
         let cap = self.connection_cap_by_open_files.load(Relaxed);
         cap != 0 && self.connections.len() as u64 >= cap
+    }
+
+    /// Remove a stream's entry (the registry released it), keeping its totals in
+    /// [`ServerStats::gone_streams`].
+    pub fn remove_stream(&self, key: &str) {
+        if let Some((_, s)) = self.streams.remove(key) {
+            let gone = &self.gone_streams;
+            gone.count.fetch_add(1, Relaxed);
+            gone.bytes_in.fetch_add(s.bytes_in.load(Relaxed), Relaxed);
+            gone.bytes_out.fetch_add(s.bytes_out(), Relaxed);
+            gone.drops.add(&s.drops());
+            gone.fanout_messages
+                .fetch_add(s.fanout_messages.load(Relaxed), Relaxed);
+            gone.cross_thread_messages
+                .fetch_add(s.cross_thread_messages.load(Relaxed), Relaxed);
+        }
     }
 
     /// The stream entry with this id and its registry key, if it still exists.
@@ -675,6 +739,7 @@ impl Default for ServerStats {
             last_accept_error_ms: AtomicU64::new(0),
             open_files_limit: AtomicU64::new(0),
             connection_cap_by_open_files: AtomicU64::new(0),
+            gone_streams: GoneStreams::default(),
             started: Instant::now(),
         }
     }

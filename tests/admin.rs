@@ -376,12 +376,13 @@ fn stream_codecs_players_and_counters() {
     assert_eq!(metrics["reflector_connections"], 2.0, "{text}");
     assert_eq!(metrics["reflector_subscribers"], 1.0);
     assert_eq!(metrics["reflector_streams_live"], 1.0);
-    assert!(metrics["reflector_bytes_sent_total"] > 0.0);
-    assert!(metrics["reflector_bytes_received_total"] > 0.0);
+    assert!(metrics["reflector_sent_bytes_total"] > 0.0);
+    assert!(metrics["reflector_received_bytes_total"] > 0.0);
     assert_eq!(
-        metrics["reflector_top_stream_subscribers{stream=\"live/cam\"}"],
+        metrics["reflector_stream_players{app=\"live\",name=\"cam\"}"],
         1.0
     );
+    assert!(metrics["reflector_stream_received_bytes_total{app=\"live\",name=\"cam\"}"] > 0.0);
     assert_eq!(metrics["reflector_actors{kind=\"publisher\"}"], 1.0);
 
     // The player leaves by itself (ffmpeg -t): it moves to the gone ring with a reason.

@@ -571,6 +571,7 @@ impl Connection {
             Command::CreateStream { transaction_id } => {
                 let limit = self.settings.rtmp.max_streams_per_connection;
                 if self.streams.len() as u32 >= limit {
+                    self.server.stats.refusals.count(RefusalReason::Limits);
                     self.send_command(
                         csid::COMMAND,
                         0,
@@ -744,6 +745,7 @@ impl Connection {
             .trim_end_matches('/')
             .to_owned();
         if let Err(reason) = names::check("app", &app, self.settings.rtmp.max_name_len) {
+            self.server.stats.refusals.count(RefusalReason::BadName);
             self.send_command(
                 csid::COMMAND,
                 0,
@@ -872,6 +874,7 @@ impl Connection {
         match Resource::canonical(&self.app(), &name, self.settings.rtmp.max_name_len) {
             Ok(resource) => Some((resource, query, key)),
             Err(reason) => {
+                self.server.stats.refusals.count(RefusalReason::BadName);
                 self.stream_status(stream_id, "error", failure, reason.to_string());
                 self.protocol_error(ctx, reason);
                 None
@@ -957,6 +960,7 @@ impl Connection {
                 }
                 Err(reason) => {
                     act.server.stats.auth_denied.fetch_add(1, Relaxed);
+                    act.server.stats.refusals.count(RefusalReason::Auth);
                     tracing::warn!(connection = act.id, peer = %act.peer, action = action.as_str(), stream = %Esc(&resource.key()), reason = %Esc(&reason), "not authorized");
                     act.stream_status(stream_id, "error", failure, format!("{}: not authorized ({reason})", resource.name));
                     act.close(ctx, format!("{} not authorized: {reason}", action.as_str()));

@@ -121,6 +121,10 @@ pub async fn run(listener: TcpListener, server: Arc<ServerContext>) {
         };
         if let Some(limit) = refused_by {
             server.stats.connections_refused.fetch_add(1, Relaxed);
+            server
+                .stats
+                .refusals
+                .count(crate::stats::RefusalReason::Limits);
             if let Some(refused) = refusals.count(Instant::now()) {
                 tracing::warn!(%peer, limit, total, from_ip, refused, "connection refused: limit reached (logged at most every 10 s)");
             }

@@ -13,7 +13,7 @@ use super::ConnectionId;
 use crate::config::{PublishConflict, Settings};
 use crate::names::Esc;
 use crate::relay::{EntryRelay, Relays, Resource};
-use crate::stats::{ServerStats, StreamStats};
+use crate::stats::{RefusalReason, ServerStats, StreamStats};
 
 /// The key of a resource: `app/name` (the query string is not part of it).
 pub fn resource_key(app: &str, name: &str) -> String {
@@ -140,7 +140,7 @@ impl Registry {
         if unused {
             if let Some(mut entry) = self.entries.remove(key) {
                 self.relays.stop_pull(&mut entry.relay);
-                self.stats.streams.remove(key);
+                self.stats.remove_stream(key);
                 entry.addr.do_send(Shutdown);
             }
         }
@@ -190,6 +190,19 @@ pub enum Refusal {
     Internal,
 }
 
+impl Refusal {
+    /// The `reflector_refusals_total` reason it counts as (none for an internal failure).
+    pub fn reason(&self) -> Option<RefusalReason> {
+        match self {
+            Refusal::InUse => Some(RefusalReason::Conflict),
+            Refusal::TooManyStreams { .. } | Refusal::TooManySubscribers { .. } => {
+                Some(RefusalReason::Limits)
+            }
+            Refusal::Internal => None,
+        }
+    }
+}
+
 /// A grant to publish: the publisher actor to feed and the session id to tag frames with.
 #[derive(Debug, Clone)]
 pub struct PublishGrant {
@@ -216,6 +229,21 @@ impl Handler<Publish> for Registry {
 
     fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
         self.stats.registry_handled.fetch_add(1, Relaxed);
+        let granted = self.publish(msg);
+        self.count_refusal(&granted);
+        granted
+    }
+}
+
+impl Registry {
+    /// Count a publish or play refusal by reason (`reflector_refusals_total`).
+    fn count_refusal<T>(&self, result: &Result<T, Refusal>) {
+        if let Some(reason) = result.as_ref().err().and_then(Refusal::reason) {
+            self.stats.refusals.count(reason);
+        }
+    }
+
+    fn publish(&mut self, msg: Publish) -> Result<PublishGrant, Refusal> {
         let policy = self.settings.live.publish_conflict;
         let stale_ms = self.settings.live.stale_publisher_ms;
         let session = self.next_session;
@@ -330,6 +358,14 @@ impl Handler<Play> for Registry {
 
     fn handle(&mut self, msg: Play, _: &mut Context<Self>) -> Self::Result {
         self.stats.registry_handled.fetch_add(1, Relaxed);
+        let granted = self.play(msg);
+        self.count_refusal(&granted);
+        granted
+    }
+}
+
+impl Registry {
+    fn play(&mut self, msg: Play) -> Result<Addr<Publisher>, Refusal> {
         let limit = self.settings.limits.max_subscribers_per_stream;
         let entry = self.entry(&msg.app, &msg.name, &msg.arbiter)?;
         if entry.players >= limit {

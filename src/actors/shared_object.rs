@@ -48,7 +48,7 @@ use crate::config::Settings;
 use crate::output::outbox::Outbox;
 use crate::protocol::amf0::{self, Amf0Value, AmfLimits};
 use crate::protocol::message::{Message, RawMessage, SharedObjectEvent, SharedObjectMessage};
-use crate::stats::{ServerStats, SharedObjectStats};
+use crate::stats::{RefusalReason, ServerStats, SharedObjectStats};
 
 /// Status event codes (event type 7) the server sends, all with level `error`.
 pub mod code {
@@ -975,6 +975,21 @@ pub enum UseRefusal {
 }
 
 impl UseRefusal {
+    /// Count it in `reflector_refusals_total` (limits, names, authorization; not the
+    /// disabled feature or a persistence mismatch, which are no refusal of the client).
+    fn count(&self, stats: &ServerStats) {
+        let reason = match self {
+            UseRefusal::TooManyObjects { .. }
+            | UseRefusal::ServerFull { .. }
+            | UseRefusal::TooManyApps { .. }
+            | UseRefusal::ConnectionFull { .. } => RefusalReason::Limits,
+            UseRefusal::NotAuthorized { .. } => RefusalReason::Auth,
+            UseRefusal::BadName { .. } => RefusalReason::BadName,
+            UseRefusal::Disabled | UseRefusal::BadPersistence => return,
+        };
+        stats.refusals.count(reason);
+    }
+
     /// The status code the client gets.
     pub fn code(&self) -> &'static str {
         match self {
@@ -1321,12 +1336,14 @@ impl Handler<Incoming> for ClientSession {
             return;
         }
         if let Err(refusal) = self.check_name(&name) {
+            refusal.count(&self.stats);
             tracing::info!(connection = self.id, object = ?name, reason = %refusal, "shared object use refused");
             return self.status(amf3, &name, persistent, refusal.code());
         }
         let limit = self.settings.shared_objects.max_objects_per_connection;
         if self.joined.len() >= limit {
             let refusal = UseRefusal::ConnectionFull { limit };
+            refusal.count(&self.stats);
             tracing::info!(connection = self.id, app = ?self.app, object = ?name, reason = %refusal, "shared object use refused");
             return self.status(amf3, &name, persistent, refusal.code());
         }
@@ -1383,11 +1400,13 @@ impl Handler<Incoming> for ClientSession {
                     }
                     Ok(Err(refusal @ UseRefusal::NotAuthorized { .. })) => {
                         act.stats.auth_denied.fetch_add(1, Relaxed);
+                        act.stats.refusals.count(RefusalReason::Auth);
                         act.quota.refused();
                         tracing::warn!(connection = act.id, peer = %act.client.peer, app = ?act.app, object = ?name, reason = %refusal, "shared object use not authorized");
                         return act.status(amf3, &name, persistent, refusal.code());
                     }
                     Ok(Err(refusal)) => {
+                        refusal.count(&act.stats);
                         tracing::info!(connection = act.id, app = ?act.app, object = ?name, reason = %refusal, "shared object use refused");
                         return act.status(amf3, &name, persistent, refusal.code());
                     }

@@ -5,6 +5,7 @@
 //! encoder that outruns the server is slowed by TCP.
 
 use crate::names::Esc;
+use start_log::{Known, StartLog};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct PublishingStream {
     frames: FrameBuilder,
     /// Its connection's figures, for the admin's mailbox depth (set in `started`).
     connection_stats: Option<Arc<ConnectionStats>>,
+    /// The publish-start line, until it is logged.
+    start_log: StartLog,
 }
 
 /// Turns a source's media and data messages into [`Frame`]s: inspected, classified,
@@ -93,7 +96,24 @@ impl PublishingStream {
             last_media_ms,
             frames: FrameBuilder::new(connection_id, settings_for_frames, stats_for_frames),
             connection_stats: None,
+            start_log: StartLog::default(),
         }
+    }
+
+    /// The publish-start line: what is published, once (see [`start_log`]).
+    fn log_start(&self, s: &start_log::Summary) {
+        let unknown = || "unknown".to_owned();
+        tracing::info!(
+            connection = self.connection_id,
+            stream = %Esc(&format!("{}/{}", self.app, self.name)),
+            video = %Esc(&s.video.clone().unwrap_or_else(unknown)),
+            audio = %Esc(&s.audio.clone().unwrap_or_else(unknown)),
+            resolution = %Known(s.size),
+            fps = %Known(s.fps),
+            bitrate_kbps = %Known(s.kbps),
+            encoder = %Esc(&s.encoder.clone().unwrap_or_else(unknown)),
+            "publish media"
+        );
     }
 
     fn ingest(&mut self, raw: RawMessage, ctx: &mut Context<Self>) {
@@ -125,6 +145,11 @@ impl PublishingStream {
         };
         if frame.kind != FrameKind::Data {
             self.last_media_ms.store(now_ms(), Relaxed);
+        }
+        if !self.start_log.done() {
+            if let Some(summary) = self.start_log.frame(&frame, &self.settings.amf_limits()) {
+                self.log_start(&summary);
+            }
         }
         let msg = Ingest {
             session: self.session,
@@ -171,6 +196,15 @@ impl Actor for PublishingStream {
                     Err(_) => ctx.stop(),
                 }),
         );
+        // Media whose timestamps do not advance never reaches GIVE_UP_MS of media time.
+        ctx.run_later(
+            Duration::from_millis(u64::from(start_log::GIVE_UP_MS) * 2),
+            |act, _| {
+                if let Some(summary) = act.start_log.finish() {
+                    act.log_start(&summary);
+                }
+            },
+        );
         let idle_ms = self.settings.live.publisher_idle_timeout_ms;
         if idle_ms > 0 {
             ctx.run_interval(Duration::from_secs(1), move |act, ctx| {
@@ -187,6 +221,9 @@ impl Actor for PublishingStream {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(summary) = self.start_log.finish() {
+            self.log_start(&summary);
+        }
         self.server_stats
             .actors
             .publishing_streams
@@ -497,6 +534,8 @@ fn audio_header_role(tag: &media::AudioTag) -> Option<HeaderRole> {
         None
     }
 }
+
+mod start_log;
 
 #[cfg(test)]
 mod tests;

@@ -53,6 +53,8 @@ pub struct AdminState {
     access: Access,
     /// Keys and bans changed at run time.
     pub control: Arc<crate::auth::control::Control>,
+    /// Per-stream series kept between scrapes (`admin.metrics_max_streams`).
+    stream_series: metrics::streams::StreamSeries,
 }
 
 /// The running admin server.
@@ -214,7 +216,7 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
-    match metrics::render(&state.stats, &state.sampler) {
+    match metrics::render(&state.stats, &state.stream_series) {
         Ok(text) => HttpResponse::Ok()
             .content_type(metrics::CONTENT_TYPE)
             .body(text),
@@ -412,6 +414,7 @@ pub fn start(
         registry,
         access: Access::new(settings.admin.token(), settings.admin.allowed_hosts()),
         control,
+        stream_series: metrics::streams::StreamSeries::new(settings.admin.metrics_max_streams),
     });
     let server = HttpServer::new(move || {
         App::new()

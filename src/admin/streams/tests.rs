@@ -64,6 +64,7 @@ macro_rules! app {
         let state = web::Data::new(AdminState {
             stats: $stats.clone(),
             sampler: Arc::new(Sampler::new(60, 5)),
+            stream_series: crate::admin::metrics::streams::StreamSeries::new(100),
             registry: Registry::new(settings, $stats.clone()).start(),
             access: Access::new($token, vec![]),
             control: Arc::new(crate::auth::control::Control::in_memory()),
