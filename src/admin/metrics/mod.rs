@@ -226,6 +226,7 @@ fn media(r: &mut Registry, stats: &ServerStats) {
         ("publishing_stream", a.publishing_streams.load(Relaxed)),
         ("publisher", a.publishers.load(Relaxed)),
         ("subscriber", a.subscribers.load(Relaxed)),
+        ("fanout", a.fanouts.load(Relaxed)),
         ("shared_object", a.shared_objects.load(Relaxed)),
         ("registry", 1),
     ] {
