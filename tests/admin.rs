@@ -636,6 +636,7 @@ async fn reconnect_action_and_shared_objects_in_the_api() {
         port: server.port(),
         app: "live".into(),
         stream: "moving".into(),
+        tls: false,
     };
     let capable = ClientConfig {
         extra_connect_properties: vec![("capsEx".into(), Amf0Value::Number(1.0))],
