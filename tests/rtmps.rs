@@ -30,13 +30,13 @@ struct Ca {
 }
 
 impl Ca {
-    fn new() -> Ca {
+    fn new(name: &str) -> Ca {
         let key = rcgen::KeyPair::generate().expect("CA key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "reflector test CA");
+            .push(rcgen::DnType::CommonName, name);
         let cert = params.self_signed(&key).expect("CA cert");
         let dir = tempfile::tempdir().expect("dir");
         std::fs::write(dir.path().join("ca.pem"), cert.pem()).expect("write CA");
@@ -184,13 +184,17 @@ fn gst_rtmps_play(url: &str, dir: &Path) -> (Proc, PathBuf) {
     (proc, out)
 }
 
-/// ffmpeg publishes over RTMPS; ffmpeg, rtmpdump (librtmp with GnuTLS) and GStreamer
-/// rtmp2src play over RTMPS at once; each recording is frame-exact. The admin API marks the
-/// connections as TLS; they are all gone afterwards.
+/// ffmpeg publishes over RTMPS; ffmpeg and GStreamer rtmp2src play over RTMPS at once; each
+/// recording is frame-exact. The admin API marks the connections as TLS; they are all gone
+/// afterwards.
+///
+/// rtmpdump is not here: Debian's librtmp (2.4, GnuTLS) fails every `rtmps://` URL with
+/// "RTMP_Connect1, handshake failed" before writing a byte of RTMP, against
+/// `openssl s_server` (TLS 1.2 or 1.3) just as against this server.
 #[test]
 fn real_clients_publish_and_play_over_rtmps() {
-    skip_unless_have!("ffmpeg", "ffprobe", "rtmpdump", "gst-launch-1.0", "openssl");
-    let ca = Ca::new();
+    skip_unless_have!("ffmpeg", "ffprobe", "gst-launch-1.0", "openssl");
+    let ca = Ca::new("reflector test CA");
     let (cert, key) = ca.leaf("server");
     let (server, _config, port) = rtmps_server(&cert, &key, "");
     let clip = shared_clip();
@@ -198,7 +202,6 @@ fn real_clients_publish_and_play_over_rtmps() {
     let mut publisher = publish(Publisher::Ffmpeg, clip, &url, server.dir());
     sleep(JOIN_DELAY);
     let ffmpeg = play(Player::Ffmpeg, &url, server.dir(), RECORD);
-    let rtmpdump = play(Player::Rtmpdump, &url, server.dir(), RECORD);
     let (mut gst, gst_out) = gst_rtmps_play(&url, server.dir());
     sleep(Duration::from_secs(2));
     let conns = connections(&server);
@@ -206,7 +209,7 @@ fn real_clients_publish_and_play_over_rtmps() {
         .iter()
         .filter(|c| c["tls"] == Value::Bool(true))
         .count();
-    assert!(tls >= 4, "publisher and 3 players over TLS: {conns:#?}");
+    assert!(tls >= 3, "publisher and 2 players over TLS: {conns:#?}");
     assert!(
         conns.iter().all(|c| c["tls"] == Value::Bool(true)),
         "{conns:#?}"
@@ -214,11 +217,7 @@ fn real_clients_publish_and_play_over_rtmps() {
     sleep(RECORD - Duration::from_secs(2));
     gst.stop_with("INT", Duration::from_secs(5));
     let mut failures = Vec::new();
-    for (name, rec) in [
-        ("ffmpeg", ffmpeg.finish()),
-        ("rtmpdump", rtmpdump.finish()),
-        ("gst-rtmp2src", gst_out),
-    ] {
+    for (name, rec) in [("ffmpeg", ffmpeg.finish()), ("gst-rtmp2src", gst_out)] {
         let verdict = verify_recording(&rec, clip);
         eprintln!("rtmps ffmpeg-publish -> {name}: {verdict}");
         if !verdict.is_ok() || verdict.frame_count < MIN_FRAMES {
@@ -243,7 +242,7 @@ fn real_clients_publish_and_play_over_rtmps() {
 #[test]
 fn certificate_rotation_under_a_live_stream() {
     skip_unless_have!("ffmpeg", "ffprobe", "openssl");
-    let ca = Ca::new();
+    let ca = Ca::new("reflector test CA");
     let (cert, key) = ca.leaf("live");
     let (old_cert, _) = ca.leaf("old");
     std::fs::copy(&cert, &old_cert).expect("keep the first chain");
@@ -329,7 +328,7 @@ fn read_until_closed(socket: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool)
 #[test]
 fn hostile_input_on_the_tls_port() {
     skip_unless_have!("openssl");
-    let ca = Ca::new();
+    let ca = Ca::new("reflector test CA");
     let (cert, key) = ca.leaf("hostile");
     let (server, _config, port) =
         rtmps_server(&cert, &key, "[rtmp]\nhandshake_timeout_ms = 1500\n");
@@ -417,10 +416,10 @@ fn hostile_input_on_the_tls_port() {
 #[test]
 fn push_relay_to_rtmps_verified_against_a_test_ca() {
     skip_unless_have!("ffmpeg", "ffprobe", "openssl");
-    let ca = Ca::new();
+    let ca = Ca::new("reflector test CA");
     let (cert, key) = ca.leaf("b");
     let (b, _b_config, b_port) = rtmps_server(&cert, &key, "");
-    let rogue = Ca::new();
+    let rogue = Ca::new("an untrusted CA");
     let (rogue_cert, rogue_key) = rogue.leaf("c");
     let (c, _c_config, c_port) = rtmps_server(&rogue_cert, &rogue_key, "");
     let toml = format!(
@@ -467,7 +466,7 @@ fn push_relay_to_rtmps_verified_against_a_test_ca() {
         })
         .unwrap_or_else(|| panic!("no refusal line for C:\n{}", a.log_tail(30)));
     assert!(
-        refused.contains("TLS") && refused.contains("UnknownIssuer"),
+        refused.contains("TLS: invalid peer certificate: UnknownIssuer"),
         "{refused}"
     );
     assert!(
@@ -484,7 +483,7 @@ fn push_relay_to_rtmps_verified_against_a_test_ca() {
 /// start-up with an error naming the file.
 #[test]
 fn bad_certificates_stop_the_start_up_naming_the_file() {
-    let ca = Ca::new();
+    let ca = Ca::new("reflector test CA");
     let (cert, _) = ca.leaf("one");
     let (_, other_key) = ca.leaf("two");
     let expired_key = rcgen::KeyPair::generate().expect("key");

@@ -230,7 +230,7 @@ mod tests {
             "",
             "live/x",
             "http://h/live/x",
-            "rtmps://h/live/x",
+            "rtmpt://h/live/x",
             "rtmp://h",
             "rtmp://h/",
             "rtmp:///live/x",
