@@ -219,6 +219,24 @@ fn valid_host_name(host: &str) -> bool {
     }
 }
 
+/// The RTMPS listener (`[rtmps]`): RTMP inside TLS, beside the plain listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpsSettings {
+    /// `address:port`; empty = no RTMPS listener.
+    pub listen: String,
+    /// PEM certificate chain, the server's certificate first (Let's Encrypt's fullchain.pem).
+    pub cert_file: String,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1; privkey.pem).
+    pub key_file: String,
+}
+
+impl RtmpsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.listen.trim().is_empty()
+    }
+}
+
 /// Remote shared objects (RTMP §7.1.3): where persistent ones are stored, and the limits
 /// past which a request gets a Status error event instead of more memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -319,6 +337,10 @@ pub struct RelaySettings {
     /// Foreign origins to pull from, first match wins (before Redis discovery).
     #[serde(default)]
     pub pull: Vec<PullSource>,
+    /// PEM file of the CA certificates `rtmps://` relay targets are verified against; empty =
+    /// the public roots (Mozilla's list, built in).
+    #[serde(default)]
+    pub ca_file: String,
 }
 
 /// The whole effective configuration.
@@ -327,6 +349,7 @@ pub struct RelaySettings {
 pub struct Settings {
     pub server: ServerSettings,
     pub rtmp: RtmpSettings,
+    pub rtmps: RtmpsSettings,
     pub live: LiveSettings,
     pub limits: LimitSettings,
     pub auth: AuthSettings,
@@ -481,6 +504,7 @@ impl Settings {
                 })?;
         }
         range("server.workers", self.server.workers, 0, 256, "0..=256")?;
+        self.validate_rtmps()?;
         range(
             "server.drain_timeout_ms",
             self.server.drain_timeout_ms,
@@ -818,6 +842,42 @@ impl Settings {
                 key: "auth",
                 reason,
             })?;
+        Ok(())
+    }
+
+    /// The RTMPS listener's address and files. Whether the files hold a valid certificate and
+    /// its key is checked when the server loads them, naming the file.
+    fn validate_rtmps(&self) -> Result<(), ConfigError> {
+        let t = &self.rtmps;
+        if !t.enabled() {
+            return Ok(());
+        }
+        let addr = t
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::Invalid {
+                key: "rtmps.listen",
+                reason: format!("{:?} is not an address:port ({e})", t.listen),
+            })?;
+        if self.server.listen.parse::<SocketAddr>().ok() == Some(addr) && addr.port() != 0 {
+            return Err(ConfigError::Invalid {
+                key: "rtmps.listen",
+                reason: format!("{addr} is server.listen too; RTMPS needs a port of its own"),
+            });
+        }
+        for (key, file) in [
+            ("rtmps.cert_file", &t.cert_file),
+            ("rtmps.key_file", &t.key_file),
+        ] {
+            if file.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "is empty, and rtmps.listen is set: RTMPS needs a certificate chain \
+                             and its key (PEM files)"
+                        .into(),
+                });
+            }
+        }
         Ok(())
     }
 

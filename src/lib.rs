@@ -18,6 +18,8 @@
 //! - [`relay`]: scale-out across instances: pull and push relays, discovery through Redis.
 //! - [`client`]: the project's own RTMP client on tokio (tests, load tool, relays), and
 //!   synthetic numbered media.
+//! - [`tls`]: RTMPS: the server certificate (loaded, reloaded), the relays' TLS settings,
+//!   a connection's byte stream (plain or TLS).
 //! - [`load`]: pieces of the load tool (`reflector-load`): latency histogram, /proc sampling.
 
 pub mod actors;
@@ -34,3 +36,4 @@ pub mod relay;
 pub mod requests;
 pub mod server;
 pub mod stats;
+pub mod tls;

@@ -13,6 +13,15 @@ struct Cli {
     /// RTMP listen address (server.listen).
     #[arg(long)]
     listen: Option<String>,
+    /// RTMPS listen address, e.g. 0.0.0.0:1936; empty = off (rtmps.listen).
+    #[arg(long)]
+    rtmps_listen: Option<String>,
+    /// PEM certificate chain of the RTMPS listener, e.g. fullchain.pem (rtmps.cert_file).
+    #[arg(long, value_name = "FILE")]
+    rtmps_cert_file: Option<String>,
+    /// PEM private key of that certificate, e.g. privkey.pem (rtmps.key_file).
+    #[arg(long, value_name = "FILE")]
+    rtmps_key_file: Option<String>,
     /// Admin HTTP listen address (server.admin_listen).
     #[arg(long)]
     admin_listen: Option<String>,
@@ -56,6 +65,15 @@ fn load(cli: &Cli) -> Result<Settings, ConfigError> {
     if let Some(v) = &cli.admin_listen {
         settings.server.admin_listen = v.clone();
     }
+    if let Some(v) = &cli.rtmps_listen {
+        settings.rtmps.listen = v.clone();
+    }
+    if let Some(v) = &cli.rtmps_cert_file {
+        settings.rtmps.cert_file = v.clone();
+    }
+    if let Some(v) = &cli.rtmps_key_file {
+        settings.rtmps.key_file = v.clone();
+    }
     if !cli.admin_allowed_hosts.is_empty() {
         settings.admin.allowed_hosts = cli.admin_allowed_hosts.clone();
     }
@@ -81,6 +99,17 @@ fn load(cli: &Cli) -> Result<Settings, ConfigError> {
                 "--admin-listen",
             ),
             ("server.workers", cli.workers.is_some(), "--workers"),
+            ("rtmps.listen", cli.rtmps_listen.is_some(), "--rtmps-listen"),
+            (
+                "rtmps.cert_file",
+                cli.rtmps_cert_file.is_some(),
+                "--rtmps-cert-file",
+            ),
+            (
+                "rtmps.key_file",
+                cli.rtmps_key_file.is_some(),
+                "--rtmps-key-file",
+            ),
             ("server.log_level", cli.log_level.is_some(), "--log-level"),
             ("cluster.redis_url", cli.redis_url.is_some(), "--redis-url"),
             ("cluster.advertise", cli.advertise.is_some(), "--advertise"),

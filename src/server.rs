@@ -18,6 +18,7 @@ use crate::auth::control::Control;
 use crate::config::{ConfigError, Settings};
 use crate::relay::{Discovery, Relays};
 use crate::stats::ServerStats;
+use crate::tls::ServerTls;
 
 pub mod open_files;
 
@@ -39,7 +40,11 @@ const RESTART_KEYS: &[&str] = &[
     "server.admin_listen",
     "server.workers",
     "server.log_format",
+    "rtmps.listen",
 ];
+
+/// How often the RTMPS certificate files are checked for a change (a renewal).
+const CERT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 enum Signal {
     Reload,
@@ -66,6 +71,7 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
     let local = listener.local_addr()?;
+    let rtmps = rtmps_listener(&settings).await?;
     let admin = admin::start(&settings, stats.clone(), registry.clone(), control.clone())?;
     // Counted once the listeners and arbiters hold their descriptors.
     if let Some(files) = open_files::prepare(settings.limits.max_connections) {
@@ -74,7 +80,11 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
             .connection_cap_by_open_files
             .store(files.connection_cap, Relaxed);
     }
-    tracing::info!(rtmp = %local, admin = %admin.local_addr, workers, "reflector listening");
+    let rtmps_addr = match &rtmps {
+        Some((l, _)) => l.local_addr()?.to_string(),
+        None => "off".to_owned(),
+    };
+    tracing::info!(rtmp = %local, rtmps = %rtmps_addr, admin = %admin.local_addr, workers, "reflector listening");
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ServerContext {
         settings: arc_swap::ArcSwap::new(settings.clone()),
@@ -86,21 +96,89 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         control,
         draining: drain_rx,
     });
-    let accept = actix::spawn(listener::run(listener, ctx.clone()));
+    let accept = actix::spawn(listener::run(listener, None, ctx.clone()));
+    let (accept_tls, tls) = match rtmps {
+        Some((l, tls)) => {
+            let acceptor = tls.acceptor()?;
+            let task = actix::spawn(listener::run(l, Some(acceptor), ctx.clone()));
+            let watch = actix::spawn(watch_certificate(tls.clone()));
+            (Some((task, watch)), Some(tls))
+        }
+        None => (None, None),
+    };
     stats.ready.store(true, Relaxed);
     let mut signals = Signals::new()?;
     let reason = loop {
         match signals.next().await {
-            Signal::Reload => reload(&ctx, &registry, &hooks),
+            Signal::Reload => {
+                reload(&ctx, &registry, &hooks);
+                if let Some(tls) = &tls {
+                    reload_certificate(tls, &ctx.settings.load());
+                }
+            }
             Signal::Stop(reason) => break reason,
         }
     };
+    if let Some((task, watch)) = accept_tls {
+        task.abort();
+        watch.abort();
+    }
     drain(&ctx, accept, drain_tx, reason).await;
     admin.stop().await;
     for arbiter in arbiters {
         arbiter.stop();
     }
     Ok(())
+}
+
+/// The RTMPS listener and its certificate when `rtmps.listen` is set. A certificate or key
+/// that is unreadable, expired or not a pair stops the start-up, naming the file.
+async fn rtmps_listener(
+    settings: &Settings,
+) -> anyhow::Result<Option<(TcpListener, Arc<ServerTls>)>> {
+    let t = &settings.rtmps;
+    if !t.enabled() {
+        return Ok(None);
+    }
+    let tls = ServerTls::load(t.cert_file.as_ref(), t.key_file.as_ref())
+        .map_err(|e| anyhow::anyhow!("rtmps: {e}"))?;
+    let listener = TcpListener::bind(&t.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (rtmps.listen): {e}", t.listen))?;
+    Ok(Some((listener, tls)))
+}
+
+/// SIGHUP: load the certificate again (from the paths of the reloaded configuration). New
+/// TLS handshakes take it; open connections keep theirs. A bad file keeps the running one.
+fn reload_certificate(tls: &ServerTls, settings: &Settings) {
+    let (cert, key) = (&settings.rtmps.cert_file, &settings.rtmps.key_file);
+    match tls.reload(cert.as_ref(), key.as_ref()) {
+        Ok(()) => {
+            tracing::info!(cert_file = %cert, key_file = %key, "rtmps: certificate loaded for new connections")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "rtmps: certificate reload refused; keeping the running one")
+        }
+    }
+}
+
+/// Load the certificate again when its files change (certbot renewing, a secret updated).
+async fn watch_certificate(tls: Arc<ServerTls>) {
+    let mut tick = tokio::time::interval(CERT_CHECK_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let (cert, key) = tls.files();
+        match tls.reload_if_changed() {
+            None => {}
+            Some(Ok(())) => {
+                tracing::info!(cert_file = %cert.display(), key_file = %key.display(), "rtmps: certificate files changed; loaded for new connections")
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "rtmps: changed certificate refused; keeping the running one")
+            }
+        }
+    }
 }
 
 /// Pull and push relays, with discovery through Redis when `cluster.redis_url` is set.
@@ -113,7 +191,12 @@ fn relays(settings: &Arc<Settings>, stats: &Arc<ServerStats>) -> anyhow::Result<
     } else {
         None
     };
-    Ok(Relays::new(settings.clone(), discovery))
+    // Always built, so that a bad relay.ca_file stops the start-up naming the file.
+    let ca_file = &settings.relay.ca_file;
+    let ca_file = (!ca_file.trim().is_empty()).then(|| std::path::Path::new(ca_file));
+    let tls =
+        crate::tls::client_config(ca_file).map_err(|e| anyhow::anyhow!("relay.ca_file: {e}"))?;
+    Ok(Relays::new(settings.clone(), discovery).with_tls(tls))
 }
 
 /// Whether a changed key only takes effect at restart.
@@ -147,6 +230,7 @@ fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
         next.server.admin_listen = current.server.admin_listen.clone();
         next.server.workers = current.server.workers;
         next.server.log_format = current.server.log_format.clone();
+        next.rtmps.listen = current.rtmps.listen.clone();
         next.cluster = current.cluster.clone();
         next.relay = current.relay.clone();
     }

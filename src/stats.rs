@@ -92,6 +92,8 @@ pub struct ConnectionStats {
     pub id: u64,
     pub peer: SocketAddr,
     pub worker: usize,
+    /// Accepted on the RTMPS listener.
+    pub tls: bool,
     pub started: Instant,
     pub started_wall: SystemTime,
     state: AtomicU8,
@@ -121,6 +123,7 @@ impl ConnectionStats {
             id,
             peer,
             worker,
+            tls: false,
             started: Instant::now(),
             started_wall: SystemTime::now(),
             state: AtomicU8::new(ConnectionState::Handshake as u8),
@@ -408,6 +411,9 @@ pub struct StreamStats {
     pub origin: Mutex<Option<String>>,
     /// Push relays currently forwarding this stream: `(target URL, connected)`.
     pub pushes: DashMap<String, bool>,
+    /// Failed relay connections of this stream (push or pull): refused, unreachable, lost,
+    /// or a TLS certificate that did not verify. Each is retried.
+    pub relay_errors: AtomicU64,
 }
 
 impl StreamStats {
@@ -442,6 +448,7 @@ impl StreamStats {
             gone_drops: DropCounters::default(),
             origin: Mutex::new(None),
             pushes: DashMap::new(),
+            relay_errors: AtomicU64::new(0),
         }
     }
 

@@ -637,6 +637,7 @@ async fn reconnect_action_and_shared_objects_in_the_api() {
         port: server.port(),
         app: "live".into(),
         stream: "moving".into(),
+        tls: false,
     };
     let capable = ClientConfig {
         extra_connect_properties: vec![("capsEx".into(), Amf0Value::Number(1.0))],
@@ -867,6 +868,7 @@ async fn each_frame_is_one_message_per_worker_with_players_not_per_player() {
         port: server.port(),
         app: "live".into(),
         stream: "fan".into(),
+        tls: false,
     };
     let mut players = Vec::new();
     for _ in 0..8 {

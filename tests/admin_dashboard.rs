@@ -422,6 +422,7 @@ async fn dashboard_stop_stops_the_stream_of_its_row() {
             port: server.port(),
             app: app.into(),
             stream: name.into(),
+            tls: false,
         };
         let config = ClientConfig {
             timeout: Duration::from_secs(5),

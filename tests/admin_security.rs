@@ -101,6 +101,7 @@ async fn publisher(server: &Server, app: &str, name: &str) -> Result<RtmpClient,
         port: server.port(),
         app: app.into(),
         stream: name.into(),
+        tls: false,
     };
     let mut client = RtmpClient::connect(&url, &client_config())
         .await

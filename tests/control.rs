@@ -61,6 +61,7 @@ fn url(port: u16, app: &str, stream: &str) -> RtmpUrl {
         port,
         app: app.into(),
         stream: stream.into(),
+        tls: false,
     }
 }
 

@@ -194,6 +194,7 @@ fn url(port: u16, name: &str) -> RtmpUrl {
         port,
         app: "live".into(),
         stream: name.into(),
+        tls: false,
     }
 }
 

@@ -458,6 +458,7 @@ fn stream_zero_media_from_our_own_client() {
         port: us.port(),
         app: "live".into(),
         stream: name.into(),
+        tls: false,
     };
     let config = ClientConfig {
         timeout: Duration::from_secs(5),

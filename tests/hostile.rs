@@ -65,6 +65,7 @@ fn url(port: u16, app: &str, name: &str) -> RtmpUrl {
         port,
         app: app.into(),
         stream: name.into(),
+        tls: false,
     }
 }
 

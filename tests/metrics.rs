@@ -129,6 +129,7 @@ fn url(server: &Server, name: &str) -> RtmpUrl {
         port: server.port(),
         app: "live".into(),
         stream: name.into(),
+        tls: false,
     }
 }
 

@@ -35,6 +35,7 @@ fn url(server: &Server, app: &str, name: &str) -> RtmpUrl {
         port: server.port(),
         app: app.into(),
         stream: name.into(),
+        tls: false,
     }
 }
 

@@ -41,6 +41,7 @@ fn url(port: u16, app: &str, stream: &str) -> RtmpUrl {
         port,
         app: app.into(),
         stream: stream.into(),
+        tls: false,
     }
 }
 

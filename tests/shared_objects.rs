@@ -39,6 +39,7 @@ async fn client_at(server: &Server, app: &str, amf3: bool) -> RtmpClient {
         port: server.port(),
         app: app.into(),
         stream: "so".into(),
+        tls: false,
     };
     let config = ClientConfig {
         timeout: WAIT,
@@ -1079,6 +1080,7 @@ async fn attack(port: u16, who: usize, objects: usize) -> Attack {
         port,
         app: "live".into(),
         stream: "so".into(),
+        tls: false,
     };
     let config = ClientConfig {
         timeout: WAIT,

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{Decoder, FramedRead};
 
 use super::registry::{self, PublishGrant, Refusal};
@@ -31,6 +32,7 @@ use crate::protocol::command::{self, caps_ex, fourcc_info, status, Command, Conn
 use crate::protocol::handshake::{HandshakeState, ServerHandshake};
 use crate::protocol::message::{type_id, LimitType, Message, RawMessage, UserControlEvent};
 use crate::stats::{ConnectionState, ConnectionStats, RefusalReason, SubscriberStats};
+use crate::tls::transport::Transport;
 
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum ConnectionError {
     Handshake(#[from] crate::protocol::handshake::HandshakeError),
     #[error("handshake not finished within {0:?}")]
     HandshakeTimeout(Duration),
+    #[error("TLS handshake: {0}")]
+    Tls(std::io::Error),
 }
 
 /// Frames the socket's bytes into messages with the protocol core's chunk decoder.
@@ -181,18 +185,43 @@ pub struct Connection {
     stream_zero_noted: bool,
 }
 
-/// Take a freshly accepted socket through the handshake, then start its connection actor on
-/// the current arbiter.
-pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<ConnectionStats>) {
+/// Take a freshly accepted socket through the handshakes (TLS first on the RTMPS port, both
+/// within `rtmp.handshake_timeout_ms`), then start its connection actor on the current arbiter.
+pub async fn serve(
+    socket: TcpStream,
+    tls: Option<TlsAcceptor>,
+    server: Arc<ServerContext>,
+    stats: Arc<ConnectionStats>,
+) {
     let id = stats.id;
     let peer = stats.peer;
     let _ = socket.set_nodelay(true);
     let settings = server.settings.load_full();
     let timeout = Duration::from_millis(settings.rtmp.handshake_timeout_ms);
-    let mut socket = socket;
-    let result = tokio::time::timeout(timeout, handshake(&mut socket, &stats)).await;
-    let leftover = match result {
-        Ok(Ok(leftover)) => leftover,
+    let handshakes = async {
+        let mut socket = match tls {
+            Some(acceptor) => Transport::Tls(Box::new(
+                acceptor
+                    .accept(socket)
+                    .await
+                    .map_err(ConnectionError::Tls)?
+                    .into(),
+            )),
+            None => Transport::Plain(socket),
+        };
+        let leftover = handshake(&mut socket, &stats).await?;
+        Ok::<_, ConnectionError>((socket, leftover))
+    };
+    let result = tokio::time::timeout(timeout, handshakes).await;
+    let (socket, leftover) = match result {
+        Ok(Ok(done)) => done,
+        Ok(Err(e @ ConnectionError::Tls(_))) => {
+            // Garbage, plain RTMP, an unknown CA on the client's side, a reset mid-way.
+            tracing::info!(connection = id, %peer, error = %Esc(&e.to_string()), "TLS handshake failed");
+            server.stats.protocol_errors.fetch_add(1, Relaxed);
+            finish(&server, &stats);
+            return;
+        }
         Ok(Err(e)) => {
             if stats.bytes_in.load(Relaxed) == 0 {
                 // A port probe or a health check: nothing was said, nothing was wrong.
@@ -259,7 +288,7 @@ pub async fn serve(socket: TcpStream, server: Arc<ServerContext>, stats: Arc<Con
 }
 
 async fn handshake(
-    socket: &mut TcpStream,
+    socket: &mut (impl AsyncRead + AsyncWrite + Unpin),
     stats: &ConnectionStats,
 ) -> Result<BytesMut, ConnectionError> {
     let mut hs = ServerHandshake::new();

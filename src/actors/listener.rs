@@ -1,11 +1,13 @@
 //! The listener: accepts TCP connections, applies the connection limits, and spreads
-//! connections over the arbiters round-robin so that every core serves players.
+//! connections over the arbiters round-robin so that every core serves players. The RTMPS
+//! listener is the same loop with a TLS acceptor: the limits count both together.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::connection;
 use super::ServerContext;
@@ -86,8 +88,9 @@ impl AcceptFailures {
     }
 }
 
-/// Accept connections until the listener fails or the task is dropped.
-pub async fn run(listener: TcpListener, server: Arc<ServerContext>) {
+/// Accept connections until the listener fails or the task is dropped; with `tls`, each
+/// connection starts with a TLS handshake (RTMPS).
+pub async fn run(listener: TcpListener, tls: Option<TlsAcceptor>, server: Arc<ServerContext>) {
     let mut next = 0usize;
     let mut failures = AcceptFailures::default();
     let mut refusals = LogThrottle::default();
@@ -135,7 +138,9 @@ pub async fn run(listener: TcpListener, server: Arc<ServerContext>) {
         let id = server.next_connection_id.fetch_add(1, Relaxed);
         let worker = next % server.arbiters.len();
         next = next.wrapping_add(1);
-        let stats = Arc::new(ConnectionStats::new(id, peer, worker));
+        let mut stats = ConnectionStats::new(id, peer, worker);
+        stats.tls = tls.is_some();
+        let stats = Arc::new(stats);
         server.stats.connections.insert(id, stats.clone());
         server.stats.connections_total.fetch_add(1, Relaxed);
         // A tokio socket is bound to the reactor that accepted it: move it as a std socket.
@@ -147,9 +152,10 @@ pub async fn run(listener: TcpListener, server: Arc<ServerContext>) {
             }
         };
         let ctx = server.clone();
+        let tls = tls.clone();
         let spawned = server.arbiters[worker].spawn(async move {
             match tokio::net::TcpStream::from_std(std_socket) {
-                Ok(socket) => connection::serve(socket, ctx, stats).await,
+                Ok(socket) => connection::serve(socket, tls, ctx, stats).await,
                 Err(e) => tracing::warn!(connection = id, error = %e, "could not adopt the socket"),
             }
         });

@@ -28,6 +28,7 @@ pub fn connection(c: &ConnectionStats) -> Value {
         "id": c.id,
         "peer": c.peer.to_string(),
         "worker": c.worker,
+        "tls": c.tls,
         "state": c.state().as_str(),
         "app": app,
         "client": client,
@@ -131,6 +132,7 @@ pub fn stream(stats: &ServerStats, sampler: &Sampler, key: &str, s: &StreamStats
         // Relay hops: "local" when published here, else the instance it is pulled from.
         "origin": s.origin.lock().ok().and_then(|o| o.clone()).unwrap_or_else(|| "local".into()),
         "pushes": s.pushes.iter().map(|p| json!({ "target": p.key(), "connected": *p.value() })).collect::<Vec<_>>(),
+        "relay_errors": s.relay_errors.load(Relaxed),
         "publisher": publisher,
         "video": {
             "codec": s.video_codec(),

@@ -29,7 +29,7 @@ use crate::protocol::handshake::HandshakeError;
 use crate::protocol::message::{MessageError, RawMessage, SharedObjectMessage, UserControlEvent};
 
 pub use session::{ClientReader, ClientWriter, RtmpClient};
-pub use url::{RtmpUrl, DEFAULT_PORT};
+pub use url::{RtmpUrl, DEFAULT_PORT, DEFAULT_TLS_PORT};
 
 /// Chunk stream ids the client sends on. Protocol control on 2 (§5.4); NetConnection
 /// commands on 3 and NetStream commands on 8, audio on 4 and video on 6, as ffmpeg does; data
@@ -76,6 +76,8 @@ pub struct ClientConfig {
     /// Acknowledge every (server's window / this) bytes: 1 acknowledges at the window
     /// (§5.4.4, GStreamer), 2 at half of it (ffmpeg), 10 at a tenth (librtmp, rtmpdump).
     pub ack_divisor: u32,
+    /// TLS settings of `rtmps://` URLs (trusted roots); `None` = the public roots.
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -93,6 +95,7 @@ impl Default for ClientConfig {
             max_message_len: 16 * 1024 * 1024 - 1,
             read_size: 0,
             ack_divisor: 1,
+            tls: None,
         }
     }
 }
@@ -186,6 +189,9 @@ pub enum ClientError {
     /// The server closed the connection.
     #[error("connection closed by the server")]
     Closed,
+    /// The TLS handshake of an `rtmps://` URL failed (e.g. an untrusted certificate).
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
 }
 
 impl ClientError {

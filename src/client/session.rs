@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
@@ -23,6 +22,7 @@ use crate::protocol::handshake::{ClientHandshake, HandshakeState, HANDSHAKE_SIZE
 use crate::protocol::message::{
     type_id, Message, RawMessage, SharedObjectMessage, UserControlEvent,
 };
+use crate::tls::transport::{Transport, TransportRead, TransportWrite};
 
 /// Room made in the read buffer before each read, so that reads are not tiny.
 const READ_RESERVE: usize = 8 * 1024;
@@ -38,7 +38,7 @@ enum Step {
 /// The read side: socket, buffered bytes, chunk decoder and acknowledgement window.
 #[derive(Debug)]
 struct Reader {
-    socket: OwnedReadHalf,
+    socket: TransportRead,
     buf: BytesMut,
     decoder: ChunkDecoder,
     window: ReceiveWindow,
@@ -162,7 +162,8 @@ fn error_info(values: &[Amf0Value]) -> (String, String) {
 /// The write side: socket, header-compressing chunk encoder, one reused output buffer.
 #[derive(Debug)]
 struct Writer {
-    socket: OwnedWriteHalf,
+    socket: TransportWrite,
+    local_addr: std::io::Result<SocketAddr>,
     encoder: ChunkEncoder,
     out: BytesMut,
     /// Commands go as AMF3 command messages (type 17) after an AMF3 `connect`.
@@ -264,7 +265,10 @@ pub struct RtmpClient {
     limits: Limits,
 }
 
-async fn handshake(socket: &mut TcpStream, digest: bool) -> Result<BytesMut, ClientError> {
+async fn handshake(
+    socket: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    digest: bool,
+) -> Result<BytesMut, ClientError> {
     let mut hs = ClientHandshake::new(digest);
     let mut out = BytesMut::with_capacity(1 + 2 * HANDSHAKE_SIZE);
     hs.start(&mut out);
@@ -311,6 +315,29 @@ async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     }
 }
 
+/// The TLS handshake of an `rtmps://` URL: the certificate verified against the configured
+/// roots (the public ones by default) for the URL's host, which is also sent as SNI.
+async fn tls_connect(
+    socket: TcpStream,
+    url: &RtmpUrl,
+    config: &ClientConfig,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
+    use tokio_rustls::rustls::pki_types::ServerName;
+    let tls = match &config.tls {
+        Some(tls) => tls.clone(),
+        None => crate::tls::client_config(None)
+            .map_err(|e| ClientError::Tls(std::io::Error::other(e.to_string())))?,
+    };
+    let name = ServerName::try_from(url.host.clone()).map_err(|_| ClientError::BadUrl {
+        url: url.to_string(),
+        reason: "the host is not a valid TLS server name",
+    })?;
+    tokio_rustls::TlsConnector::from(tls)
+        .connect(name, socket)
+        .await
+        .map_err(ClientError::Tls)
+}
+
 impl RtmpClient {
     /// TCP connection and handshake only: no `connect` yet (for tests of what a server does
     /// with commands before `connect`). [`RtmpClient::connect_app`] continues from here.
@@ -323,19 +350,25 @@ impl RtmpClient {
         let setup = async {
             let addrs = resolve(&url.host, url.port).await?;
             step.set("TCP connection");
-            let mut socket = TcpStream::connect(&addrs[..]).await?;
+            let socket = TcpStream::connect(&addrs[..]).await?;
             socket.set_nodelay(true)?;
+            let local_addr = socket.local_addr();
+            let mut socket = if url.tls {
+                step.set("TLS handshake");
+                Transport::Tls(Box::new(tls_connect(socket, url, config).await?.into()))
+            } else {
+                Transport::Plain(socket)
+            };
             step.set("RTMP handshake");
             let leftover = handshake(&mut socket, config.digest_handshake).await?;
-            Ok::<_, ClientError>((socket, leftover))
+            Ok::<_, ClientError>(((socket, local_addr), leftover))
         };
-        let (socket, leftover) =
-            tokio::time::timeout(timeout, setup)
-                .await
-                .map_err(|_| ClientError::Timeout {
-                    what: step.get(),
-                    after: timeout,
-                })??;
+        let ((socket, local_addr), leftover) = tokio::time::timeout(timeout, setup)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: step.get(),
+                after: timeout,
+            })??;
         let (read, write) = socket.into_split();
         let limits = ChunkLimits {
             max_message_len: config.max_message_len,
@@ -354,6 +387,7 @@ impl RtmpClient {
             },
             writer: Writer {
                 socket: write,
+                local_addr,
                 encoder: ChunkEncoder::new(),
                 out: BytesMut::new(),
                 amf3: false,
@@ -705,7 +739,10 @@ impl RtmpClient {
 
     /// The local address of the connection (how a server's log names this client).
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.writer.socket.local_addr()
+        match &self.writer.local_addr {
+            Ok(addr) => Ok(*addr),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        }
     }
 
     /// Send a media or data message as given (stream id, timestamp, payload) and flush.

@@ -4,8 +4,10 @@ use super::ClientError;
 
 /// The port RTMP servers listen on when the URL names none.
 pub const DEFAULT_PORT: u16 = 1935;
+/// The port of an `rtmps://` URL that names none (as ffmpeg, OBS and librtmp assume).
+pub const DEFAULT_TLS_PORT: u16 = 443;
 
-/// A parsed `rtmp://host[:port]/app[/more/app]/stream[?query]` URL.
+/// A parsed `rtmp[s]://host[:port]/app[/more/app]/stream[?query]` URL.
 ///
 /// The app is every path segment but the last and the stream name is the last segment plus
 /// the query string, which goes to the server unchanged (it carries e.g. `key=`). This is
@@ -21,6 +23,8 @@ pub struct RtmpUrl {
     pub app: String,
     /// Stream name sent in `publish`/`play`, including `?query` if the URL had one.
     pub stream: String,
+    /// `rtmps://`: RTMP inside TLS, the host name verified and sent as SNI.
+    pub tls: bool,
 }
 
 fn bad(url: &str, reason: &'static str) -> ClientError {
@@ -31,19 +35,23 @@ fn bad(url: &str, reason: &'static str) -> ClientError {
 }
 
 impl RtmpUrl {
-    /// Parses an `rtmp://` URL. Other schemes (rtmps, rtmpt, rtmpe) are refused: this client
-    /// speaks plain RTMP over TCP only.
+    /// Parses an `rtmp://` or `rtmps://` URL. Other schemes (rtmpt, rtmpe) are refused.
     pub fn parse(url: &str) -> Result<Self, ClientError> {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad(url, "missing scheme://"))?;
-        if !scheme.eq_ignore_ascii_case("rtmp") {
-            return Err(bad(url, "only rtmp:// is supported"));
-        }
+        let tls = if scheme.eq_ignore_ascii_case("rtmp") {
+            false
+        } else if scheme.eq_ignore_ascii_case("rtmps") {
+            true
+        } else {
+            return Err(bad(url, "only rtmp:// and rtmps:// are supported"));
+        };
         let (authority, path) = rest
             .split_once('/')
             .ok_or_else(|| bad(url, "missing /app"))?;
-        let (host, port) = split_authority(url, authority)?;
+        let default_port = if tls { DEFAULT_TLS_PORT } else { DEFAULT_PORT };
+        let (host, port) = split_authority(url, authority, default_port)?;
         // The query belongs to the stream name, and may itself contain '/'.
         let (path, query) = match path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -73,15 +81,17 @@ impl RtmpUrl {
             port,
             app: app.to_owned(),
             stream,
+            tls,
         })
     }
 
-    /// The `tcUrl` sent in `connect`: `rtmp://host:port/app`.
+    /// The `tcUrl` sent in `connect`: `rtmp[s]://host:port/app`.
     pub fn tc_url(&self) -> String {
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
         if self.host.contains(':') {
-            format!("rtmp://[{}]:{}/{}", self.host, self.port, self.app)
+            format!("{scheme}://[{}]:{}/{}", self.host, self.port, self.app)
         } else {
-            format!("rtmp://{}:{}/{}", self.host, self.port, self.app)
+            format!("{scheme}://{}:{}/{}", self.host, self.port, self.app)
         }
     }
 
@@ -94,7 +104,11 @@ impl RtmpUrl {
     }
 }
 
-fn split_authority(url: &str, authority: &str) -> Result<(String, u16), ClientError> {
+fn split_authority(
+    url: &str,
+    authority: &str,
+    default_port: u16,
+) -> Result<(String, u16), ClientError> {
     if authority.contains('@') {
         return Err(bad(url, "user info in the URL is not supported"));
     }
@@ -121,7 +135,7 @@ fn split_authority(url: &str, authority: &str) -> Result<(String, u16), ClientEr
         return Err(bad(url, "missing host"));
     }
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 => n,
             _ => return Err(bad(url, "port is not a number in 1..=65535")),
@@ -157,6 +171,17 @@ mod tests {
         assert_eq!(u.stream, "cam1");
         assert_eq!(u.tc_url(), "rtmp://127.0.0.1:1936/live");
         assert_eq!(u.to_string(), "rtmp://127.0.0.1:1936/live/cam1");
+        assert!(!u.tls);
+    }
+
+    #[test]
+    fn rtmps_urls_default_to_port_443() {
+        let u = parse("rtmps://live.example/app/key1");
+        assert!(u.tls);
+        assert_eq!((u.host.as_str(), u.port), ("live.example", 443));
+        assert_eq!(u.tc_url(), "rtmps://live.example:443/app");
+        assert_eq!(parse("RTMPS://h:1936/a/b").port, 1936);
+        assert!(RtmpUrl::parse("rtmpt://h/a/b").is_err());
     }
 
     #[test]
@@ -205,7 +230,7 @@ mod tests {
             "",
             "live/x",
             "http://h/live/x",
-            "rtmps://h/live/x",
+            "rtmpt://h/live/x",
             "rtmp://h",
             "rtmp://h/",
             "rtmp:///live/x",

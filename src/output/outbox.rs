@@ -1,5 +1,5 @@
 //! The outgoing side of one connection: a byte queue with a writer task that drains it into
-//! the socket with vectored writes.
+//! the socket with vectored writes (plain TCP), or into TLS records (RTMPS).
 //!
 //! Not an actor: the connection actor and its stream actors live on the same arbiter and share
 //! it through an `Rc`, so a player's frames go from its subscriber actor to the socket without
@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use crate::protocol::chunk::ChunkEncoder;
 use crate::protocol::message::{Message, RawMessage};
 use crate::stats::ConnectionStats;
+use crate::tls::transport::TransportWrite;
 
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 64;
@@ -170,14 +172,23 @@ impl Outbox {
     /// One vectored write of the front of the queue, without waiting; consumes what the
     /// socket took.
     fn write_some(&self, socket: &OwnedWriteHalf) -> std::io::Result<usize> {
+        let n = {
+            let state = self.state.borrow();
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, queued) in slices.iter_mut().zip(state.queue.iter()) {
+                *slot = IoSlice::new(&queued.bytes);
+                count += 1;
+            }
+            socket.try_write_vectored(&slices[..count])?
+        };
+        self.consume(n);
+        Ok(n)
+    }
+
+    /// Drop the first `n` queued bytes: the transport took them.
+    fn consume(&self, n: usize) {
         let mut state = self.state.borrow_mut();
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let mut count = 0;
-        for (slot, queued) in slices.iter_mut().zip(state.queue.iter()) {
-            *slot = IoSlice::new(&queued.bytes);
-            count += 1;
-        }
-        let n = socket.try_write_vectored(&slices[..count])?;
         let mut left = n;
         while left > 0 {
             let Some(front) = state.queue.front_mut() else {
@@ -194,14 +205,79 @@ impl Outbox {
         state.queued_bytes = state.queued_bytes.saturating_sub(n);
         self.stats.queued_bytes.store(state.queued_bytes, Relaxed);
         self.stats.bytes_out.fetch_add(n as u64, Relaxed);
-        Ok(n)
     }
 
     /// The writer task: drains the queue into the socket, waiting for it to become writable,
     /// until closed or the socket fails. Returns the error that ended it, if any; the socket's
     /// write half is dropped (shut down) when it returns.
-    pub async fn run_writer(self: Rc<Self>, socket: OwnedWriteHalf) -> std::io::Result<()> {
-        self.drain(&socket).await
+    pub async fn run_writer(self: Rc<Self>, socket: TransportWrite) -> std::io::Result<()> {
+        match socket {
+            TransportWrite::Plain(socket) => self.drain(&socket).await,
+            TransportWrite::Tls(socket) => self.drain_tls(socket).await,
+        }
+    }
+
+    /// The TLS writer: hands the queued frames to the TLS layer as one vectored write, which
+    /// seals them into records of up to 16 KiB (several frames per record, no copy of the
+    /// frames beyond the encryption itself) and writes the records out; then a flush once
+    /// the queue is empty. The stream's `poll_write_vectored` only reports bytes the TLS
+    /// layer took, so a write abandoned for a close never sends a byte twice.
+    async fn drain_tls<W: AsyncWrite + Unpin>(&self, mut socket: W) -> std::io::Result<()> {
+        let mut close_deadline = None;
+        loop {
+            let (empty, closed, failed) = {
+                let state = self.state.borrow();
+                (state.queue.is_empty(), state.closed, state.failed)
+            };
+            if failed {
+                return Ok(());
+            }
+            if empty {
+                if closed {
+                    // close_notify, bounded like the rest of the closing flush.
+                    let deadline = close_deadline
+                        .unwrap_or_else(|| tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT);
+                    let _ = tokio::time::timeout_at(deadline, socket.shutdown()).await;
+                    return Ok(());
+                }
+                tokio::select! {
+                    r = socket.flush() => r?,
+                    () = self.closing.notified() => {}
+                }
+                if self.state.borrow().queue.is_empty() {
+                    self.notify.notified().await;
+                }
+                continue;
+            }
+            if closed && close_deadline.is_none() {
+                close_deadline = Some(tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT);
+            }
+            let write = std::future::poll_fn(|cx| {
+                let state = self.state.borrow();
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (slot, queued) in slices.iter_mut().zip(state.queue.iter()) {
+                    *slot = IoSlice::new(&queued.bytes);
+                    count += 1;
+                }
+                std::pin::Pin::new(&mut socket).poll_write_vectored(cx, &slices[..count])
+            });
+            let written = match close_deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, write).await {
+                    Ok(r) => r,
+                    Err(_) => return Ok(()),
+                },
+                None => tokio::select! {
+                    r = write => r,
+                    () = self.closing.notified() => continue,
+                },
+            };
+            match written {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consume(n),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn drain(&self, socket: &OwnedWriteHalf) -> std::io::Result<()> {

@@ -43,8 +43,10 @@ pub fn is_relay(flash_ver: &str) -> bool {
 
 /// How relays connect: announced as relays, Enhanced RTMP capable (so the origin forwards
 /// HEVC, AV1, Opus... untouched), short timeouts (a dead origin is found quickly).
-pub fn client_config() -> ClientConfig {
+/// `tls`: the roots `rtmps://` servers are verified against (`None`: the public ones).
+pub fn client_config(tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>) -> ClientConfig {
     ClientConfig {
+        tls,
         flash_ver: RELAY_FLASH_VER.to_owned(),
         extra_connect_properties: vec![(
             "fourCcList".to_owned(),
@@ -103,6 +105,7 @@ pub struct Resource<'a> {
 pub struct Relays {
     settings: Arc<Settings>,
     discovery: Option<Arc<Discovery>>,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl Relays {
@@ -111,7 +114,14 @@ impl Relays {
         Relays {
             settings,
             discovery,
+            tls: None,
         }
+    }
+
+    /// Verify `rtmps://` relay servers against these roots (from `relay.ca_file`).
+    pub fn with_tls(mut self, tls: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// No discovery and no push targets: every hook is a no-op (the single-instance default).
@@ -141,7 +151,8 @@ impl Relays {
                 r.name.to_owned(),
                 r.publisher.clone(),
                 r.stats.clone(),
-            );
+            )
+            .with_tls(self.tls.clone());
             relay
                 .pushes
                 .push(push::Pusher::start_in_arbiter(r.arbiter, move |_| pusher));
@@ -199,7 +210,8 @@ impl Relays {
             self.settings.clone(),
             stats,
             origin,
-        );
+        )
+        .with_tls(self.tls.clone());
         relay.pull = Some(pull::Puller::start_in_arbiter(r.arbiter, move |_| puller));
         true
     }

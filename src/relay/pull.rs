@@ -8,6 +8,7 @@
 //! back. The registry stops it when the last player leaves (unless static) or a local
 //! publisher arrives.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,9 +42,16 @@ pub struct Puller {
     settings: Arc<Settings>,
     stats: Arc<StreamStats>,
     origin: Origin,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl Puller {
+    /// Verify `rtmps://` origins against these roots (`None`: the public ones).
+    pub fn with_tls(mut self, tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         key: String,
@@ -64,6 +72,7 @@ impl Puller {
             settings,
             stats,
             origin,
+            tls: None,
         }
     }
 
@@ -84,6 +93,7 @@ struct PullTask {
     settings: Arc<Settings>,
     stats: Arc<StreamStats>,
     origin: Origin,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     source: Recipient<SourceEvent>,
 }
 
@@ -121,6 +131,7 @@ impl PullTask {
                         tracing::info!(stream = %self.key, origin = %origin, end = ?end, "pull ended")
                     }
                     Err(e) => {
+                        self.stats.relay_errors.fetch_add(1, Relaxed);
                         tracing::warn!(stream = %self.key, origin = %origin, error = %e, "pull failed")
                     }
                 }
@@ -143,7 +154,7 @@ impl PullTask {
                 RtmpUrl::parse(&format!("rtmp://{origin}/{}/{}", self.app, self.name))?
             }
         };
-        let mut client = RtmpClient::connect(&url, &super::client_config()).await?;
+        let mut client = RtmpClient::connect(&url, &super::client_config(self.tls.clone())).await?;
         let stream_id = client.create_stream().await?;
         client.play(stream_id, &self.name).await?;
         let interval = Duration::from_millis(self.settings.cluster.lookup_interval_ms);
@@ -258,6 +269,7 @@ impl Actor for Puller {
             settings: self.settings.clone(),
             stats: self.stats.clone(),
             origin: self.origin.clone(),
+            tls: self.tls.clone(),
             source: ctx.address().recipient(),
         };
         // Spawned in the actor's context: stopping the actor drops the task and its

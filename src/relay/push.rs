@@ -46,6 +46,8 @@ pub struct Pusher {
     name: String,
     publisher: Addr<Publisher>,
     stream_stats: Option<Arc<StreamStats>>,
+    /// Trusted roots of `rtmps://` targets (`None`: the public ones).
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     edge: EdgeId,
     tx: Option<mpsc::UnboundedSender<Item>>,
     /// Payload bytes handed to the sending task and not sent yet.
@@ -75,12 +77,19 @@ impl Pusher {
             name,
             publisher,
             stream_stats,
+            tls: None,
             edge: next_edge_id(),
             tx: None,
             queued: Arc::new(AtomicUsize::new(0)),
             mailbox: Arc::new(AtomicUsize::new(0)),
             gate: DeliveryGate::new(budgets, PlayerCaps::any()),
         }
+    }
+
+    /// Verify `rtmps://` targets against these roots.
+    pub fn with_tls(mut self, tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     fn offer(&mut self, frame: &Arc<Frame>, after_gap: bool) {
@@ -114,6 +123,7 @@ impl Actor for Pusher {
             name: self.name.clone(),
             queued: self.queued.clone(),
             stream_stats: self.stream_stats.clone(),
+            tls: self.tls.clone(),
             headers: Vec::new(),
             gop: Vec::new(),
             gop_bytes: 0,
@@ -194,6 +204,7 @@ struct PushTask {
     name: String,
     queued: Arc<AtomicUsize>,
     stream_stats: Option<Arc<StreamStats>>,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Metadata and sequence headers seen so far, resent after a reconnect.
     headers: Vec<Arc<Frame>>,
     /// The frames since the last keyframe (from it), resent after the headers on a
@@ -217,11 +228,13 @@ impl PushTask {
                     match result {
                         Ok(()) => return, // the actor stopped: the channel closed
                         Err(e) => {
+                            self.count_error();
                             tracing::warn!(stream = %self.key, target = %self.target, error = %e, "push connection lost; retrying")
                         }
                     }
                 }
                 Err(e) => {
+                    self.count_error();
                     tracing::warn!(stream = %self.key, target = %self.target, error = %e, "push: upstream unreachable; retrying")
                 }
             }
@@ -231,6 +244,12 @@ impl PushTask {
             while let Ok(item) = rx.try_recv() {
                 self.take(&item);
             }
+        }
+    }
+
+    fn count_error(&self) {
+        if let Some(s) = &self.stream_stats {
+            s.relay_errors.fetch_add(1, Relaxed);
         }
     }
 
@@ -287,7 +306,7 @@ impl PushTask {
 
     async fn connect(&self) -> Result<(ClientReader, ClientWriter, u32), ClientError> {
         let url = RtmpUrl::parse(&format!("{}/{}", self.target, self.name))?;
-        let mut client = RtmpClient::connect(&url, &super::client_config()).await?;
+        let mut client = RtmpClient::connect(&url, &super::client_config(self.tls.clone())).await?;
         let stream_id = client.create_stream().await?;
         client.publish(stream_id, &self.name).await?;
         let (reader, writer) = client.into_split();

@@ -24,6 +24,7 @@ fn task() -> PushTask {
         name: "cam".into(),
         queued: Arc::new(AtomicUsize::new(0)),
         stream_stats: None,
+        tls: None,
         headers: Vec::new(),
         gop: Vec::new(),
         gop_bytes: 0,
