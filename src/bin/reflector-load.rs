@@ -139,6 +139,10 @@ struct Cli {
     /// SetBufferLength players send after play, ms (ffmpeg: 3000).
     #[arg(long, default_value_t = 3000)]
     buffer_ms: u32,
+    /// For `rtmps://` URLs: trust only the CA certificates in this PEM file (e.g. a test CA
+    /// or a self-signed server certificate) instead of the public roots.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// How the players read and acknowledge, after what real players were seen to do
@@ -852,6 +856,10 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
         read_size,
         ack_divisor,
         buffer_ms: cli.buffer_ms,
+        tls: match &cli.ca_file {
+            Some(path) => Some(reflector::tls::client_config(Some(path))?),
+            None => None,
+        },
         ..ClientConfig::default()
     };
     let ctl = Rc::new(Control {
