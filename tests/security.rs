@@ -356,7 +356,7 @@ async fn keyless_publishers_cannot_enter_a_keyed_app() {
     let log = server.log();
     let owner_lines = log
         .lines()
-        .filter(|l| l.contains(": publish ") && l.contains("stream=live/x/cam"))
+        .filter(|l| l.contains(": publish connection=") && l.contains("stream=live/x/cam"))
         .count();
     assert_eq!(owner_lines, 1, "{}", server.log_tail(20));
 }
@@ -639,7 +639,7 @@ fn ffmpeg_and_librtmp_splits_meet_on_one_resource() {
             .count()
     };
     assert_eq!(
-        (count(": publish "), count(": play ")),
+        (count(": publish connection="), count(": play connection=")),
         (1, 1),
         "{}",
         server.log_tail(30)
