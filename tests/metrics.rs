@@ -368,21 +368,36 @@ async fn dashboard_metrics_exist_and_count_real_clients() {
 async fn connection_limit_refusals_count_as_limits() {
     let (server, _config) = common::reflector_with_config("[limits]\nmax_connections = 1\n");
     let addr = format!("127.0.0.1:{}", server.port());
+    // The harness's readiness probe is a connection too: wait until it was taken and is gone.
+    until("the probe gone", Duration::from_secs(10), || {
+        let m = scrape(&server);
+        let seen = get(&m, "reflector_connections_accepted_total")
+            + get(&m, "reflector_connections_refused_total");
+        (seen >= 1.0 && get(&m, "reflector_connections") == 0.0).then_some(())
+    })
+    .await;
     let _first = std::net::TcpStream::connect(&addr).expect("first connection");
-    until("the first connection", Duration::from_secs(5), || {
+    until("the first connection", Duration::from_secs(10), || {
         (get(&scrape(&server), "reflector_connections") == 1.0).then_some(())
     })
     .await;
+    let before = scrape(&server);
+    let refused_before = get(&before, "reflector_connections_refused_total");
+    let baseline = refusals(&before);
     let _second = std::net::TcpStream::connect(&addr).expect("second connection");
-    let m = until("the refusal", Duration::from_secs(5), || {
+    let m = until("the refusal", Duration::from_secs(10), || {
         let m = scrape(&server);
-        (get(&m, "reflector_connections_refused_total") == 1.0).then_some(m)
+        (get(&m, "reflector_connections_refused_total") == refused_before + 1.0).then_some(m)
     })
     .await;
-    let got = refusals(&m);
+    let got: Vec<(String, f64)> = refusals(&m)
+        .into_iter()
+        .zip(&baseline)
+        .map(|((r, n), (_, b))| (r, n - b))
+        .collect();
     let want: Vec<(String, f64)> = got
         .iter()
         .map(|(r, _)| (r.clone(), if r == "limits" { 1.0 } else { 0.0 }))
         .collect();
-    assert_eq!(got, want);
+    assert_eq!(got, want, "refusals added by the second connection");
 }

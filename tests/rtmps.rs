@@ -532,3 +532,56 @@ fn bad_certificates_stop_the_start_up_naming_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rtmps.cert_file"), "{err}");
 }
+
+/// A client that asks to renegotiate (TLS 1.2, `openssl s_client`'s `R` command) gets no new
+/// handshake (rustls implements none): the server ends that connection, stays up, holds no
+/// connection afterwards, and serves a new client.
+#[test]
+fn a_renegotiation_attempt_is_refused_cleanly() {
+    skip_unless_have!("openssl");
+    let ca = Ca::new("reflector test CA");
+    let (cert, key) = ca.leaf("renegotiation");
+    let (server, _config, port) = rtmps_server(&cert, &key, "");
+    let mut client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-tls1_2",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["-servername", "localhost", "-CAfile"])
+        .arg(ca.file())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl s_client");
+    let mut stdin = client.stdin.take().expect("stdin");
+    sleep(Duration::from_millis(700));
+    // `R` alone on a line asks s_client to renegotiate.
+    let _ = stdin.write_all(b"R\n");
+    sleep(Duration::from_millis(1500));
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "s_client did not end");
+        sleep(Duration::from_millis(100));
+    }
+    let out = client.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("s_client:\n{text}");
+    assert!(text.contains("RENEGOTIATING"), "the client tried: {text}");
+    assert!(
+        text.contains("unexpected eof") || text.contains("alert"),
+        "the server ended the connection instead of renegotiating: {text}"
+    );
+    wait_for("the connection gone", Duration::from_secs(10), || {
+        connections(&server).is_empty().then_some(())
+    });
+    let _ = served_fingerprint(port, &ca.file());
+    assert!(!server.log().contains("panic"), "{}", server.log_tail(20));
+}
