@@ -585,3 +585,70 @@ fn a_renegotiation_attempt_is_refused_cleanly() {
     let _ = served_fingerprint(port, &ca.file());
     assert!(!server.log().contains("panic"), "{}", server.log_tail(20));
 }
+
+/// GStreamer's `rtmp2sink` publishes over RTMPS (a live 30 fps test pattern, H.264); ffmpeg
+/// plays it back over RTMPS and decodes 320x240 frames.
+#[test]
+fn gstreamer_rtmp2sink_publishes_over_rtmps() {
+    skip_unless_have!("ffmpeg", "gst-launch-1.0", "openssl");
+    let ca = Ca::new("reflector test CA");
+    let (cert, key) = ca.leaf("gst-publish");
+    let (server, _config, port) = rtmps_server(&cert, &key, "");
+    let url = rtmps_url(port, "gst");
+    let args: Vec<String> = [
+        "-e",
+        "videotestsrc",
+        "is-live=true",
+        "num-buffers=360",
+        "!",
+        "video/x-raw,width=320,height=240,framerate=30/1",
+        "!",
+        "x264enc",
+        "tune=zerolatency",
+        "key-int-max=30",
+        "!",
+        "h264parse",
+        "!",
+        "flvmux",
+        "streamable=true",
+        "!",
+        "rtmp2sink",
+        &format!("location={url}"),
+        "tls-validation-flags=0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let _publisher = Proc::spawn(
+        "gst-rtmps-publish",
+        "gst-launch-1.0",
+        &args,
+        &[],
+        &server.dir().join("gst-rtmps-publish.log"),
+    );
+    wait_for("the GStreamer publish", Duration::from_secs(10), || {
+        server.log().contains("publish connection=").then_some(())
+    });
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-tls_verify", "0", "-i", &url])
+        .args(["-t", "3", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let frames = text.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(
+        frames >= 60,
+        "ffmpeg decoded {frames} frames over RTMPS: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log_tail(20)
+    );
+    assert!(
+        text.contains("#dimensions 0: 320x240"),
+        "the published picture: {text:.400}"
+    );
+    let tls = connections(&server)
+        .iter()
+        .filter(|c| c["tls"] == true)
+        .count();
+    assert!(tls >= 1, "the publisher is a TLS connection");
+}
