@@ -71,7 +71,6 @@ fn player(id: u64, settings: &Settings) -> (Rc<RefCell<Drained>>, Arc<Subscriber
         gate: DeliveryGate::new(Budgets::from(&settings.live), PlayerCaps::default()),
         reset: false,
         notify: true,
-        joined: false,
         ended: false,
     };
     (Rc::new(RefCell::new(Drained(p))), stats)

@@ -20,10 +20,11 @@ use tokio_util::codec::{Decoder, FramedRead};
 use super::registry::{self, PublishGrant, Refusal};
 use super::shared_object::{ClientHandle as SharedObjects, SharedObjectClient};
 use super::stream::{Media, PublishingStream, StopStream};
-use super::subscriber::{PlayControl, PlayerCaps, Subscriber};
+use super::subscriber::{PlayControl, Subscriber};
 use super::{csid, ConnectionId, ServerContext};
 use crate::auth::{self, Action, AuthDecision, AuthRequest};
 use crate::config::Settings;
+use crate::hub::gate::PlayerCaps;
 use crate::names::{self, Esc, Resource};
 use crate::output::outbox::Outbox;
 use crate::protocol::amf0::Amf0Value;
@@ -826,6 +827,7 @@ impl Connection {
             caps: Arc::new(PlayerCaps {
                 enhanced,
                 video_fourccs,
+                ..PlayerCaps::default()
             }),
             caps_ex: c.caps_ex(),
             tc_url: c.tc_url.clone(),

@@ -18,20 +18,11 @@ use super::publisher::Publisher;
 use super::registry::{Leave, Registry};
 use super::ConnectionId;
 use crate::config::{LegacyPlayers, Settings};
-use crate::hub::gate::PlayerCaps as GateCaps;
+use crate::hub::gate::PlayerCaps;
 use crate::hub::{Budgets, DeliveryGate, Player};
 use crate::output::outbox::Outbox;
 use crate::output::rtmp::RtmpPlayer;
 use crate::stats::{ServerStats, StreamStats, SubscriberStats};
-
-/// What a player announced in `connect` about Enhanced RTMP.
-#[derive(Debug, Clone, Default)]
-pub struct PlayerCaps {
-    /// It announced Enhanced RTMP (`fourCcList` or a v2 property).
-    pub enhanced: bool,
-    /// Video FourCCs it listed (`fourCcList`, `videoFourCcInfoMap` keys); `*` is any.
-    pub video_fourccs: Vec<String>,
-}
 
 /// Plays one resource to one NetStream of a connection.
 pub struct Subscriber {
@@ -47,7 +38,6 @@ pub struct Subscriber {
     stats: Arc<SubscriberStats>,
     player: Rc<RefCell<RtmpPlayer>>,
     stream_stats: Option<Arc<StreamStats>>,
-    joined: bool,
 }
 
 impl Subscriber {
@@ -67,14 +57,11 @@ impl Subscriber {
         reset: bool,
         caps: Arc<PlayerCaps>,
     ) -> Self {
-        let gate = DeliveryGate::new(
-            Budgets::from(&settings.live),
-            GateCaps {
-                enhanced: caps.enhanced,
-                video_fourccs: caps.video_fourccs.clone(),
-                forward_all: settings.live.legacy_players == LegacyPlayers::Forward,
-            },
-        );
+        let caps = PlayerCaps {
+            forward_all: settings.live.legacy_players == LegacyPlayers::Forward,
+            ..(*caps).clone()
+        };
+        let gate = DeliveryGate::new(Budgets::from(&settings.live), caps);
         let player = RtmpPlayer {
             connection_id,
             stream_id,
@@ -85,7 +72,6 @@ impl Subscriber {
             gate,
             reset,
             notify: settings.live.unpublish_notify,
-            joined: false,
             ended: false,
         };
         Subscriber {
@@ -101,7 +87,6 @@ impl Subscriber {
             stats,
             player: Rc::new(RefCell::new(player)),
             stream_stats: None,
-            joined: false,
         }
     }
 
@@ -163,16 +148,14 @@ impl Actor for Subscriber {
             player,
         );
         let _ = self.stats.mailbox.set(queue);
-        self.joined = true;
         ctx.run_interval(Duration::from_millis(250), |act, ctx| act.check_lag(ctx));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.server_stats.actors.subscribers.fetch_sub(1, Relaxed);
         let key = (self.connection_id, self.stream_id);
-        if self.joined {
-            fanout::leave(&self.resource(), &self.publisher, key);
-        }
+        // `started` always joined before this runs.
+        fanout::leave(&self.resource(), &self.publisher, key);
         if let Some(s) = &self.stream_stats {
             s.subscriber_gone(&key, &self.server_stats);
         }

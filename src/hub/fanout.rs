@@ -100,10 +100,6 @@ impl LocalFanout {
         self.players.is_empty() && self.waiting.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.players.len() + self.waiting.len()
-    }
-
     /// A live frame; `missed` frames before it never reached this core.
     pub fn frame(&mut self, frame: &Arc<Frame>, missed: u64) {
         self.cache.record(frame, &self.live_settings);

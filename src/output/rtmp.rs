@@ -71,8 +71,6 @@ pub struct RtmpPlayer {
     pub reset: bool,
     /// Send PublishNotify / UnpublishNotify (`live.unpublish_notify`).
     pub notify: bool,
-    /// It has started (the play sequence went out).
-    pub joined: bool,
     /// Its stream's fan-out is gone: the subscriber actor ends the play.
     pub ended: bool,
 }
@@ -252,7 +250,6 @@ impl RtmpPlayer {
 
 impl Player for RtmpPlayer {
     fn start(&mut self, live: bool, burst: &mut dyn Iterator<Item = &Arc<Frame>>) {
-        self.joined = true;
         self.start_playing();
         if live {
             self.status(
