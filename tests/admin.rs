@@ -406,19 +406,25 @@ fn stream_codecs_players_and_counters() {
     );
 }
 
-#[test]
-fn stalled_player_drops_and_lag_rise_then_kick_and_stop() {
-    skip_unless_have!("ffmpeg", "ffprobe");
-    let (_cfg_dir, cfg) = config_file(
+/// A 2-worker server whose drop budgets (16 KiB) a stalled player passes within seconds, and
+/// which keeps a lagging player for 2 minutes.
+fn small_budget_server() -> (tempfile::TempDir, Server) {
+    let (dir, cfg) = config_file(
         "[live]\ndrop_disposable_bytes = 16384\ndrop_video_bytes = 16384\n\
          drop_audio_bytes = 16384\nmax_lag_ms = 120000\n",
     );
     let cfg = cfg.display().to_string();
-    let server = Server::reflector(&["--workers", "2", "--config", &cfg]);
-    let admin = server.admin_url();
-    let url = server.rtmp_url("live", "cam");
-    // The clip looped at 20x real time (about 1 MB/s): enough to fill the kernel's socket
-    // buffers (which autotune to megabytes on loopback) in a few seconds.
+    (
+        dir,
+        Server::reflector(&["--workers", "2", "--config", &cfg]),
+    )
+}
+
+/// ffmpeg publishing the clip looped at 20x real time (about 1 MB/s: enough to fill the
+/// kernel's socket buffers, which autotune to megabytes on loopback, in a few seconds) to
+/// `live/NAME`, once the stream is live.
+fn fast_publish(server: &Server, name: &str) -> common::Proc {
+    let url = server.rtmp_url("live", name);
     let clip = shared_clip().path().display().to_string();
     let args: Vec<String> = [
         "-nostdin",
@@ -439,11 +445,20 @@ fn stalled_player_drops_and_lag_rise_then_kick_and_stop() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let log = server.dir().join("ffmpeg-fast-publish.log");
-    let mut publisher = common::Proc::spawn("ffmpeg-fast-publish", "ffmpeg", &args, &[], &log);
+    let log = server.dir().join(format!("ffmpeg-fast-publish-{name}.log"));
+    let publisher = common::Proc::spawn("ffmpeg-fast-publish", "ffmpeg", &args, &[], &log);
     wait_for("the stream", Duration::from_secs(10), || {
-        stream_json(&server, "live/cam").filter(|s| s["live"] == true)
+        stream_json(server, &format!("live/{name}")).filter(|s| s["live"] == true)
     });
+    publisher
+}
+
+#[test]
+fn stalled_player_drops_and_lag_rise_then_kick_and_stop() {
+    skip_unless_have!("ffmpeg", "ffprobe");
+    let (_cfg_dir, server) = small_budget_server();
+    let admin = server.admin_url();
+    let mut publisher = fast_publish(&server, "cam");
     let _stalled = stalled_player(server.port(), "live", "cam");
 
     let mut last = None;
@@ -727,38 +742,8 @@ async fn reconnect_action_and_shared_objects_in_the_api() {
 #[test]
 fn a_slow_player_is_logged_when_it_falls_behind_and_when_it_catches_up() {
     skip_unless_have!("ffmpeg", "ffprobe");
-    let (_cfg_dir, cfg) = config_file(
-        "[live]\ndrop_disposable_bytes = 16384\ndrop_video_bytes = 16384\n\
-         drop_audio_bytes = 16384\nmax_lag_ms = 120000\n",
-    );
-    let cfg = cfg.display().to_string();
-    let server = Server::reflector(&["--workers", "2", "--config", &cfg]);
-    let url = server.rtmp_url("live", "slow");
-    let clip = shared_clip().path().display().to_string();
-    let args: Vec<String> = [
-        "-nostdin",
-        "-v",
-        "warning",
-        "-stream_loop",
-        "-1",
-        "-readrate",
-        "20",
-        "-i",
-        &clip,
-        "-c",
-        "copy",
-        "-f",
-        "flv",
-        &url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let log = server.dir().join("ffmpeg-slow-publish.log");
-    let publisher = common::Proc::spawn("ffmpeg-slow-publish", "ffmpeg", &args, &[], &log);
-    wait_for("the stream", Duration::from_secs(10), || {
-        stream_json(&server, "live/slow").filter(|s| s["live"] == true)
-    });
+    let (_cfg_dir, server) = small_budget_server();
+    let publisher = fast_publish(&server, "slow");
     let mut stalled = stalled_player(server.port(), "live", "slow");
     // Stalled for real: drops, and a queue that no longer moves (the kernel's buffers are
     // full). Until then the socket still takes bursts, and at 20x real time 5 s of media
