@@ -70,35 +70,42 @@ impl AsyncRead for Transport {
     }
 }
 
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        dispatch!(self, s => Pin::new(s).poll_write(cx, buf))
-    }
+/// `AsyncWrite` by dispatch, for a type with a `Plain` and a `Tls` variant.
+macro_rules! dispatch_async_write {
+    ($ty:ty) => {
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<std::io::Result<usize>> {
+                dispatch!(self, s => Pin::new(s).poll_write(cx, buf))
+            }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        dispatch!(self, s => Pin::new(s).poll_flush(cx))
-    }
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+                dispatch!(self, s => Pin::new(s).poll_flush(cx))
+            }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        dispatch!(self, s => Pin::new(s).poll_shutdown(cx))
-    }
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+                dispatch!(self, s => Pin::new(s).poll_shutdown(cx))
+            }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        dispatch!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
-    }
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<std::io::Result<usize>> {
+                dispatch!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+            }
 
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+        }
+    };
 }
+
+dispatch_async_write!(Transport);
 
 impl AsyncRead for TransportRead {
     fn poll_read(
@@ -110,35 +117,7 @@ impl AsyncRead for TransportRead {
     }
 }
 
-impl AsyncWrite for TransportWrite {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        dispatch!(self, s => Pin::new(s).poll_write(cx, buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        dispatch!(self, s => Pin::new(s).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        dispatch!(self, s => Pin::new(s).poll_shutdown(cx))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        dispatch!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-}
+dispatch_async_write!(TransportWrite);
 
 impl std::fmt::Debug for TransportRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
