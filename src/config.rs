@@ -87,6 +87,29 @@ pub struct ServerSettings {
     /// The apps clients may connect to (the first segment of `connect`'s app); empty = any.
     #[serde(default)]
     pub apps: Vec<String>,
+    /// Public HTTP-FLV / WebSocket-FLV address; empty = off.
+    #[serde(default)]
+    pub http_listen: String,
+}
+
+impl ServerSettings {
+    pub fn http_enabled(&self) -> bool {
+        !self.http_listen.trim().is_empty()
+    }
+}
+
+/// HTTP-FLV and WebSocket-FLV players (`[http]`), served on `server.http_listen`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `Access-Control-Allow-Origin`; empty = none.
+    pub allow_origin: String,
+    /// The request head must arrive within this time.
+    pub request_timeout_ms: u64,
+    /// Largest request head accepted (431 beyond).
+    pub max_request_head_bytes: usize,
+    /// Wait for a publisher (true) or answer 404 at once (false).
+    pub wait_for_publisher: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,6 +373,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub rtmp: RtmpSettings,
     pub rtmps: RtmpsSettings,
+    pub http: HttpSettings,
     pub live: LiveSettings,
     pub limits: LimitSettings,
     pub auth: AuthSettings,
@@ -505,6 +529,7 @@ impl Settings {
         }
         range("server.workers", self.server.workers, 0, 256, "0..=256")?;
         self.validate_rtmps()?;
+        self.validate_http()?;
         range(
             "server.drain_timeout_ms",
             self.server.drain_timeout_ms,
@@ -875,6 +900,56 @@ impl Settings {
                     reason: "is empty, and rtmps.listen is set: RTMPS needs a certificate chain \
                              and its key (PEM files)"
                         .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The public HTTP listener's address (a port of its own) and its request limits.
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let h = &self.http;
+        range(
+            "http.request_timeout_ms",
+            h.request_timeout_ms,
+            100,
+            600_000,
+            "100..=600000",
+        )?;
+        range(
+            "http.max_request_head_bytes",
+            h.max_request_head_bytes,
+            1024,
+            1 << 20,
+            "1024..=1048576",
+        )?;
+        if h.allow_origin.chars().any(|c| c.is_control()) {
+            return Err(ConfigError::Invalid {
+                key: "http.allow_origin",
+                reason: "holds a control character".into(),
+            });
+        }
+        if !self.server.http_enabled() {
+            return Ok(());
+        }
+        let addr =
+            self.server
+                .http_listen
+                .parse::<SocketAddr>()
+                .map_err(|e| ConfigError::Invalid {
+                    key: "server.http_listen",
+                    reason: format!("{:?} is not an address:port ({e})", self.server.http_listen),
+                })?;
+        let taken = [
+            ("server.listen", &self.server.listen),
+            ("server.admin_listen", &self.server.admin_listen),
+            ("rtmps.listen", &self.rtmps.listen),
+        ];
+        for (key, other) in taken {
+            if other.parse::<SocketAddr>().ok() == Some(addr) && addr.port() != 0 {
+                return Err(ConfigError::Invalid {
+                    key: "server.http_listen",
+                    reason: format!("{addr} is {key} too; HTTP-FLV needs a port of its own"),
                 });
             }
         }

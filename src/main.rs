@@ -22,6 +22,9 @@ struct Cli {
     /// PEM private key of that certificate, e.g. privkey.pem (rtmps.key_file).
     #[arg(long, value_name = "FILE")]
     rtmps_key_file: Option<String>,
+    /// Public HTTP-FLV / WebSocket-FLV listen address, e.g. 0.0.0.0:8000 (server.http_listen).
+    #[arg(long)]
+    http_listen: Option<String>,
     /// Admin HTTP listen address (server.admin_listen).
     #[arg(long)]
     admin_listen: Option<String>,
@@ -65,6 +68,9 @@ fn load(cli: &Cli) -> Result<Settings, ConfigError> {
     if let Some(v) = &cli.admin_listen {
         settings.server.admin_listen = v.clone();
     }
+    if let Some(v) = &cli.http_listen {
+        settings.server.http_listen = v.clone();
+    }
     if let Some(v) = &cli.rtmps_listen {
         settings.rtmps.listen = v.clone();
     }
@@ -99,6 +105,11 @@ fn load(cli: &Cli) -> Result<Settings, ConfigError> {
                 "--admin-listen",
             ),
             ("server.workers", cli.workers.is_some(), "--workers"),
+            (
+                "server.http_listen",
+                cli.http_listen.is_some(),
+                "--http-listen",
+            ),
             ("rtmps.listen", cli.rtmps_listen.is_some(), "--rtmps-listen"),
             (
                 "rtmps.cert_file",
