@@ -244,7 +244,7 @@ pub fn parse_request_head(
 }
 
 /// The index of the CR of the next CRLF at or after `from`, `None` if none yet.
-fn find_line_end(buf: &[u8], from: usize) -> Result<Option<usize>, HttpError> {
+pub(crate) fn find_line_end(buf: &[u8], from: usize) -> Result<Option<usize>, HttpError> {
     for (i, &b) in buf.iter().enumerate().skip(from) {
         if b == b'\n' {
             // §2.2 allows accepting a bare LF; we never do, so every line ends the same way.
@@ -296,7 +296,7 @@ fn parse_request_line(line: &[u8]) -> Result<(&str, &str, u8), HttpError> {
 }
 
 /// `field-name ":" OWS field-value OWS` (§5), no whitespace before the colon, no obs-fold.
-fn parse_field(line: &[u8]) -> Result<(String, String), HttpError> {
+pub(crate) fn parse_field(line: &[u8]) -> Result<(String, String), HttpError> {
     let bad = |reason| HttpError::BadHeader { reason };
     if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
         // §5.2: obs-fold (or whitespace before the first field, §2.2): refuse.
@@ -550,6 +550,9 @@ pub fn plain_response(status: u16, body: &str, extra: &[(&str, &str)]) -> Bytes 
     out.put_slice(body.as_bytes());
     out.freeze()
 }
+
+mod client;
+pub use client::{parse_response_head, ChunkedDecoder, ResponseHead};
 
 #[cfg(test)]
 mod tests;

@@ -1,3 +1,4 @@
+use bytes::BytesMut;
 use proptest::prelude::*;
 
 use super::*;
@@ -300,5 +301,111 @@ proptest! {
         prop_assert_eq!(used, s.len());
         prop_assert_eq!(h.path, path);
         prop_assert_eq!(&h.headers[1..], &fields[..]);
+    }
+}
+
+#[test]
+fn response_heads() {
+    let s = "HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nTransfer-Encoding: chunked\r\n\r\nFLV";
+    let (h, used) = parse_response_head(s.as_bytes(), &HeadLimits::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (h.minor_version, h.status, h.reason.as_str()),
+        (1, 200, "OK")
+    );
+    assert_eq!(used, s.len() - 3);
+    assert!(h.has_token("transfer-encoding", "CHUNKED"));
+    assert_eq!(h.header("content-type"), Some("video/x-flv"));
+    let (h, _) = parse_response_head(b"HTTP/1.0 404 \r\n\r\n", &HeadLimits::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!((h.status, h.reason.as_str()), (404, ""));
+    // Our own responses parse back.
+    let ours = plain_response(431, "too large", &[("X", "y")]);
+    let (h, used) = parse_response_head(&ours, &HeadLimits::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (h.status, h.reason.as_str()),
+        (431, "Request Header Fields Too Large")
+    );
+    assert_eq!(&ours[used..], b"too large");
+    assert_eq!(h.header("content-length"), Some("9"));
+    for bad in [
+        "HTTP/2 200 OK\r\n\r\n",
+        "HTTP/1.1 20 OK\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\n\r\n",
+    ] {
+        assert!(
+            parse_response_head(bad.as_bytes(), &HeadLimits::default()).is_err(),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        parse_response_head(b"HTTP/1.1 200 OK\r\n", &HeadLimits::default()),
+        Ok(None)
+    );
+}
+
+fn dechunk(wire: &[u8], cuts: &[usize]) -> Result<(Vec<u8>, bool, usize), HttpError> {
+    let mut d = ChunkedDecoder::new();
+    let (mut buf, mut body, mut start) = (BytesMut::new(), Vec::new(), 0);
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    cuts.sort_unstable();
+    cuts.push(wire.len());
+    for cut in cuts {
+        buf.extend_from_slice(&wire[start..cut.max(start)]);
+        start = cut.max(start);
+        while let Some(piece) = d.decode(&mut buf)? {
+            body.extend_from_slice(&piece);
+        }
+    }
+    Ok((body, d.is_done(), buf.len()))
+}
+
+#[test]
+fn chunked_bodies() {
+    // RFC 9112 §7.1 style: sizes in hex, an extension, a trailer, then what follows.
+    let wire =
+        b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+    for cut in 0..wire.len() {
+        let (body, done, left) = dechunk(wire, &[cut]).unwrap();
+        assert_eq!(&body[..], b"Wikipedia in\r\n\r\nchunks.");
+        assert!(done);
+        assert_eq!(left, 4);
+    }
+    let (body, done, _) = dechunk(b"A\r\n0123456789\r\n", &[]).unwrap();
+    assert_eq!((&body[..], done), (&b"0123456789"[..], false));
+    for bad in [
+        &b"G\r\n"[..],
+        b"\r\n",
+        b"4x\r\nWiki\r\n",
+        b"4\r\nWikiXX",
+        b"1234567890abcdef0\r\n",
+        b"4\nWiki",
+    ] {
+        assert!(dechunk(bad, &[]).is_err(), "{bad:?}");
+    }
+    assert!(dechunk(&[b'1'; 2000], &[]).is_err());
+}
+
+proptest! {
+    #[test]
+    fn chunked_round_trip(
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..500), 0..6),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let mut wire = Vec::new();
+        for c in &chunks {
+            wire.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            wire.extend_from_slice(c);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        let (body, done, left) = dechunk(&wire, &cuts).unwrap();
+        prop_assert_eq!(body, chunks.concat());
+        prop_assert!(done);
+        prop_assert_eq!(left, 0);
     }
 }
