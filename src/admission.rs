@@ -18,6 +18,8 @@ use crate::stats::{RefusalReason, ServerStats};
 pub struct Refused {
     pub reason: RefusalReason,
     pub description: String,
+    /// The reason alone, without the stream name (for close reasons).
+    pub detail: String,
 }
 
 /// The `on_done` callback to notify when a publish or play ends.
@@ -72,6 +74,7 @@ impl Admission<'_> {
         self.stats.refusals.count(reason);
         Refused {
             reason,
+            detail: description.clone(),
             description,
         }
     }
@@ -202,10 +205,12 @@ impl Admission<'_> {
             Err(reason) => {
                 self.stats.auth_denied.fetch_add(1, Relaxed);
                 tracing::warn!(connection = self.connection, peer = %self.peer, action = request.action.as_str(), stream = %Esc(&resource.key()), reason = %Esc(&reason), "not authorized");
-                Err(self.refuse(
+                let mut refused = self.refuse(
                     RefusalReason::Auth,
                     format!("{}: not authorized ({reason})", resource.name),
-                ))
+                );
+                refused.detail = reason;
+                Err(refused)
             }
         }
     }

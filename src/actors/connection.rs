@@ -907,11 +907,7 @@ impl Connection {
                     act.stream_status(stream_id, "error", failure, refused.description.clone());
                     act.close(
                         ctx,
-                        format!(
-                            "{} not authorized: {}",
-                            action.as_str(),
-                            refused.description
-                        ),
+                        format!("{} not authorized: {}", action.as_str(), refused.detail),
                     );
                 }
             }
