@@ -57,7 +57,7 @@ pub struct AdminState {
     pub control: Arc<crate::auth::control::Control>,
     /// Per-stream series kept between scrapes (`admin.metrics_max_streams`).
     stream_series: metrics::streams::StreamSeries,
-    /// `server.http_listen` when HTTP-FLV is on: the dashboard's preview plays from its port.
+    /// Where HTTP-FLV listens, when it is on: the dashboard's preview plays from its port.
     http_listen: Option<String>,
 }
 
@@ -434,9 +434,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
-/// Bind the admin port and serve it on this actix System; start the sampler.
+/// Bind the admin port and serve it on this actix System; start the sampler. `http_listen`
+/// is the HTTP-FLV listener's bound address, when it is on.
 pub fn start(
     settings: &Settings,
+    http_listen: Option<SocketAddr>,
     stats: Arc<ServerStats>,
     registry: Addr<Registry>,
     control: Arc<crate::auth::control::Control>,
@@ -452,10 +454,7 @@ pub fn start(
         access: Access::new(settings.admin.token(), settings.admin.allowed_hosts()),
         control,
         stream_series: metrics::streams::StreamSeries::new(settings.admin.metrics_max_streams),
-        http_listen: settings
-            .server
-            .http_enabled()
-            .then(|| settings.server.http_listen.trim().to_owned()),
+        http_listen: http_listen.map(|a| a.to_string()),
     });
     let http_listen = state.http_listen.clone();
     let server = HttpServer::new(move || {

@@ -299,7 +299,10 @@ function previewUrl(app, name) {
   return `${scheme}//${location.hostname}:${port[1]}/${encodeURIComponent(app)}/${encodeURIComponent(name)}.flv`;
 }
 
+// The first error is the cause; what follows (a close, a rejected play()) is its echo.
 function previewError(text) {
+  const section = $("preview");
+  if (section.dataset.error || section.classList.contains("hidden")) return;
   const box = $("preview-error");
   box.textContent = text;
   box.classList.remove("hidden");
@@ -324,7 +327,7 @@ async function openPreview(id) {
   closePreview();
   const stream = streamNames.get(id);
   const url = stream && previewUrl(stream.app, stream.name);
-  if (!url || ["." , ".."].includes(stream.app)) return;
+  if (!url || [".", ".."].includes(stream.app)) return;
   const section = $("preview");
   const video = $("preview-video");
   section.dataset.stream = streamKeys.get(id);
@@ -381,14 +384,17 @@ async function openPreview(id) {
   }
   player.load();
   const playing = player.play();
-  if (playing && playing.catch) playing.catch((e) => previewError("Playback did not start: " + e.message));
+  // play() also fails when the load does: give mpegts.js's own report a moment to come first.
+  if (playing && playing.catch) {
+    playing.catch((e) => setTimeout(() => preview.player === player && previewError("Playback did not start: " + e.message), 1000));
+  }
   preview.timers.push(setInterval(() => {
     const b = video.buffered;
     if (b.length && section.dataset.firstFrameMs) {
       const latency = Math.max(0, b.end(b.length - 1) - video.currentTime);
       section.dataset.latencyMs = String(Math.round(latency * 1000));
       $("preview-latency").textContent = `latency ${latency.toFixed(2)} s`;
-    } else if (!section.dataset.error && performance.now() - opened > PREVIEW_NO_PICTURE_MS) {
+    } else if (performance.now() - opened > PREVIEW_NO_PICTURE_MS) {
       previewError(`No picture after ${PREVIEW_NO_PICTURE_MS / 1000} s (no video, or no keyframe yet).`);
     }
   }, 500));
