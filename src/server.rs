@@ -83,7 +83,18 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
     } else {
         None
     };
-    let admin = admin::start(&settings, stats.clone(), registry.clone(), control.clone())?;
+    // The bound address (the configured port may be 0): the dashboard's preview plays from it.
+    let http_local = match &http {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let admin = admin::start(
+        &settings,
+        http_local,
+        stats.clone(),
+        registry.clone(),
+        control.clone(),
+    )?;
     // Counted once the listeners and arbiters hold their descriptors.
     if let Some(files) = open_files::prepare(settings.limits.max_connections) {
         stats.open_files_limit.store(files.soft, Relaxed);
@@ -95,10 +106,7 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         Some((l, _)) => l.local_addr()?.to_string(),
         None => "off".to_owned(),
     };
-    let http_addr = match &http {
-        Some(l) => l.local_addr()?.to_string(),
-        None => "off".to_owned(),
-    };
+    let http_addr = http_local.map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(rtmp = %local, rtmps = %rtmps_addr, http = %http_addr, admin = %admin.local_addr, workers, "reflector listening");
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ServerContext {

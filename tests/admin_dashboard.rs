@@ -130,6 +130,12 @@ fn dashboard_shows_stream_subscriber_and_a_moving_chart() {
         "subscriber row missing:\n{dom}"
     );
     assert!(dom.contains("LNX 9,0,124,2"), "player's flashVer missing");
+    // No server.http_listen here: the preview is offered disabled, saying why.
+    assert!(
+        dom.contains("<button disabled=\"\">Preview</button>")
+            && dom.contains("Set server.http_listen (--http-listen)"),
+        "disabled preview control missing:\n{dom}"
+    );
     let refreshes: u64 = attr(&dom, "<body", "data-refreshes")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);

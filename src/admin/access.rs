@@ -30,6 +30,7 @@ const PUBLIC: &[&str] = &[
     "/",
     "/assets/app.js",
     "/assets/style.css",
+    "/assets/vendor/mpegts.js",
 ];
 
 /// Why a request was refused.

@@ -41,6 +41,8 @@ use crate::stats::ServerStats;
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
+/// mpegts.js 1.8.2 from npm, unmodified (`dashboard/vendor/README.md`): the live preview.
+const MPEGTS_JS: &str = include_str!("dashboard/vendor/mpegts.js");
 
 /// Most chart points returned per stream by `/api/v1/history`.
 const HISTORY_POINTS: usize = 600;
@@ -55,6 +57,8 @@ pub struct AdminState {
     pub control: Arc<crate::auth::control::Control>,
     /// Per-stream series kept between scrapes (`admin.metrics_max_streams`).
     stream_series: metrics::streams::StreamSeries,
+    /// Where HTTP-FLV listens, when it is on: the dashboard's preview plays from its port.
+    http_listen: Option<String>,
 }
 
 /// The running admin server.
@@ -138,16 +142,36 @@ async fn guard(
 
 /// Headers on every answer: no framing (clickjacking of the Stop and Kick buttons), no
 /// sniffing, scripts and styles from this origin only, no referrer.
-fn security_headers() -> DefaultHeaders {
+fn security_headers(http_listen: Option<&str>) -> DefaultHeaders {
     DefaultHeaders::new()
         .add((header::X_FRAME_OPTIONS, "DENY"))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "no-referrer"))
         .add((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-             frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            content_security_policy(http_listen),
         ))
+}
+
+/// The dashboard's policy. The live preview (mpegts.js, no worker, no eval) needs two
+/// sources beyond `'self'`: `media-src blob:` for the Media Source Extensions object URL the
+/// `<video>` plays, and `connect-src` to the HTTP-FLV port's WebSocket, on whatever name
+/// the operator reached this page by (`*` host, that port only).
+fn content_security_policy(http_listen: Option<&str>) -> String {
+    let connect = match http_listen.and_then(listen_port) {
+        Some(port) => format!("connect-src 'self' ws://*:{port} wss://*:{port}; "),
+        None => String::new(),
+    };
+    format!(
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         media-src 'self' blob:; {connect}frame-ancestors 'none'; base-uri 'none'; \
+         form-action 'none'"
+    )
+}
+
+/// The port of an `address:port` (`0.0.0.0:8000`, `[::]:8000`).
+fn listen_port(listen: &str) -> Option<u16> {
+    listen.parse::<SocketAddr>().ok().map(|a| a.port())
 }
 
 async fn index() -> HttpResponse {
@@ -166,6 +190,14 @@ async fn style_css() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
         .body(STYLE_CSS)
+}
+
+/// Loaded by the dashboard only when a preview is opened (it is 270 KB).
+async fn mpegts_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "max-age=3600"))
+        .body(MPEGTS_JS)
 }
 
 async fn healthz() -> HttpResponse {
@@ -228,7 +260,11 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn summary(state: web::Data<AdminState>) -> HttpResponse {
-    json(views::summary(&state.stats, &state.sampler))
+    json(views::summary(
+        &state.stats,
+        &state.sampler,
+        state.http_listen.as_deref(),
+    ))
 }
 
 /// `?limit=` of `/api/v1/actors`.
@@ -370,6 +406,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .route("/", web::get().to(index))
     .route("/assets/app.js", web::get().to(app_js))
     .route("/assets/style.css", web::get().to(style_css))
+    .route("/assets/vendor/mpegts.js", web::get().to(mpegts_js))
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz))
     .route("/metrics", web::get().to(metrics))
@@ -397,9 +434,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
-/// Bind the admin port and serve it on this actix System; start the sampler.
+/// Bind the admin port and serve it on this actix System; start the sampler. `http_listen`
+/// is the HTTP-FLV listener's bound address, when it is on.
 pub fn start(
     settings: &Settings,
+    http_listen: Option<SocketAddr>,
     stats: Arc<ServerStats>,
     registry: Addr<Registry>,
     control: Arc<crate::auth::control::Control>,
@@ -415,11 +454,13 @@ pub fn start(
         access: Access::new(settings.admin.token(), settings.admin.allowed_hosts()),
         control,
         stream_series: metrics::streams::StreamSeries::new(settings.admin.metrics_max_streams),
+        http_listen: http_listen.map(|a| a.to_string()),
     });
+    let http_listen = state.http_listen.clone();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(guard))
-            .wrap(security_headers())
+            .wrap(security_headers(http_listen.as_deref()))
             .app_data(state.clone())
             .configure(routes)
     })
@@ -457,4 +498,56 @@ pub fn start(
         handle,
         sampler_task,
     })
+}
+
+#[cfg(test)]
+mod csp_tests {
+    use super::{content_security_policy, routes, MPEGTS_JS};
+    use actix_web::{test, App};
+    use sha2::{Digest, Sha256};
+
+    /// The embedded player is the file the vendor README vouches for, served as script.
+    #[actix_rt::test]
+    async fn the_vendored_player_is_served_unmodified() {
+        let digest: String = Sha256::digest(MPEGTS_JS.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let readme = include_str!("dashboard/vendor/README.md");
+        assert!(
+            readme.contains(&format!("`{digest}`")),
+            "README: update the sha256 to {digest}"
+        );
+        let app = test::init_service(App::new().configure(routes)).await;
+        let req = test::TestRequest::get()
+            .uri("/assets/vendor/mpegts.js")
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(test::read_body(resp).await, MPEGTS_JS.as_bytes());
+    }
+
+    #[test]
+    fn preview_sources_follow_the_http_port_and_never_allow_eval() {
+        let on = content_security_policy(Some("0.0.0.0:8000"));
+        assert!(
+            on.contains("connect-src 'self' ws://*:8000 wss://*:8000;"),
+            "{on}"
+        );
+        assert!(on.contains("media-src 'self' blob:;"), "{on}");
+        let v6 = content_security_policy(Some("[::]:8443"));
+        assert!(v6.contains("ws://*:8443 "), "{v6}");
+        let off = content_security_policy(None);
+        assert!(!off.contains("connect-src"), "{off}");
+        for csp in [on, v6, off] {
+            assert!(!csp.contains("unsafe-eval") && !csp.contains("worker-src"));
+            assert!(
+                csp.starts_with("default-src 'self';") && csp.contains("frame-ancestors 'none'")
+            );
+        }
+    }
 }

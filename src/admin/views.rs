@@ -325,8 +325,9 @@ pub fn actors(stats: &ServerStats, limit: usize) -> Value {
     })
 }
 
-/// `GET /api/v1/summary`: the dashboard's header figures.
-pub fn summary(stats: &ServerStats, sampler: &Sampler) -> Value {
+/// `GET /api/v1/summary`: the dashboard's header figures, and `http_listen` (the
+/// HTTP-FLV address, `null` when off) from which the dashboard's preview plays.
+pub fn summary(stats: &ServerStats, sampler: &Sampler, http_listen: Option<&str>) -> Value {
     let (mut ingest, mut egress) = (0.0, 0.0);
     for e in stats.streams.iter() {
         let r = sampler.rates(e.key());
@@ -345,5 +346,6 @@ pub fn summary(stats: &ServerStats, sampler: &Sampler) -> Value {
         "connections_total": stats.connections_total.load(Relaxed),
         "connections_refused": stats.connections_refused.load(Relaxed),
         "protocol_errors": stats.protocol_errors.load(Relaxed),
+        "http_listen": http_listen,
     })
 }

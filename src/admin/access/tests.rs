@@ -127,6 +127,7 @@ fn with_a_token_any_host_is_answered_with_the_token() {
         "/",
         "/assets/app.js",
         "/assets/style.css",
+        "/assets/vendor/mpegts.js",
         "/healthz",
         "/readyz",
     ] {
@@ -137,7 +138,14 @@ fn with_a_token_any_host_is_answered_with_the_token() {
         );
     }
     // Unknown paths and look-alikes of public ones need the token.
-    for path in ["/nope", "/healthz/", "//healthz", "/assets/", "/metrics"] {
+    for path in [
+        "/nope",
+        "/healthz/",
+        "//healthz",
+        "/assets/",
+        "/assets/vendor/",
+        "/metrics",
+    ] {
         assert_eq!(
             check(&a, Method::GET, path, &[("host", "localhost")]),
             Err(Refusal::Token),

@@ -7,6 +7,8 @@ let token = sessionStorage.getItem("reflector-token") || "";
 let chartStream = ""; // the charted stream's id
 let history = {};
 let streamKeys = new Map(); // stream id -> key, for the confirm prompt
+let streamNames = new Map(); // stream id -> {app, name}, for the preview's URL
+let httpListen = null; // server.http_listen from the summary; null when HTTP-FLV is off
 
 const $ = (id) => document.getElementById(id);
 
@@ -73,6 +75,14 @@ function renderSummary(s) {
   $("t-ingest").textContent = bits(s.ingest_bps);
   $("t-egress").textContent = bits(s.egress_bps);
   $("t-errors").textContent = num(s.protocol_errors);
+  httpListen = s.http_listen || null;
+}
+
+function previewControl(s) {
+  const off = (why) => `<span class="preview-off" title="${esc(why)}"><button disabled>Preview</button></span>`;
+  if (!httpListen) return off("Set server.http_listen (--http-listen) to preview streams here over WebSocket-FLV.");
+  if (!s.publisher) return off("No publisher to preview.");
+  return `<button data-preview="${Number(s.id)}" title="Play this stream in the page over WebSocket-FLV (muted)">Preview</button>`;
 }
 
 function renderStreams(list) {
@@ -91,7 +101,7 @@ function renderStreams(list) {
       <td class="num subscriber-count">${s.subscriber_count}</td>
       <td class="num">${bytes(s.gop_cache.bytes)} <span class="sub">${s.gop_cache.frames} fr</span></td>
       <td class="num">${p ? dur(p.uptime_ms) : "–"}</td>
-      <td>${p ? `<button class="danger" data-stop="${Number(s.id)}">Stop</button>` : ""}</td></tr>`;
+      <td>${previewControl(s)} ${p ? `<button class="danger" data-stop="${Number(s.id)}">Stop</button>` : ""}</td></tr>`;
   });
   rows($("streams").tBodies[0], html, 11, "No streams. Publish to rtmp://host/app/name.");
   $("streams-note").textContent = list.length ? `${list.length} stream${list.length > 1 ? "s" : ""}` : "";
@@ -120,6 +130,7 @@ function renderStreams(list) {
   rows($("gone").tBodies[0], gone, 7, "None yet.");
 
   streamKeys = new Map(list.map((s) => [String(s.id), s.key]));
+  streamNames = new Map(list.map((s) => [String(s.id), { app: s.app, name: s.name }]));
   const sel = $("chart-stream");
   const ids = list.map((s) => String(s.id));
   if (!ids.includes(chartStream)) chartStream = ids[0] || "";
@@ -260,7 +271,138 @@ async function refresh() {
   }
 }
 
+
+// Live preview: one stream at a time, played over WebSocket-FLV from the public HTTP port
+// (server.http_listen) by the vendored mpegts.js, which is loaded on first use (270 KB).
+// The section's data-* attributes carry the figures shown (tests read them too).
+const preview = { player: null, timers: [] };
+const PREVIEW_NO_PICTURE_MS = 10000;
+
+function loadMpegts() {
+  if (window.mpegts) return Promise.resolve(window.mpegts);
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = "/assets/vendor/mpegts.js";
+    script.onload = () => (window.mpegts ? resolve(window.mpegts) : reject(new Error("mpegts.js did not load")));
+    script.onerror = () => reject(new Error("cannot load /assets/vendor/mpegts.js"));
+    document.head.appendChild(script);
+  });
+}
+
+// ws://<the name this page was reached by>:<HTTP port>/<app>/<name>.flv. Each part is one
+// encoded path segment ('/' as %2F), so the URL parser cannot fold a "." or ".." in a name
+// into another stream's path.
+function previewUrl(app, name) {
+  const port = /:(\d+)$/.exec(httpListen || "");
+  if (!port) return null;
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.hostname}:${port[1]}/${encodeURIComponent(app)}/${encodeURIComponent(name)}.flv`;
+}
+
+// The first error is the cause; what follows (a close, a rejected play()) is its echo.
+function previewError(text) {
+  const section = $("preview");
+  if (section.dataset.error || section.classList.contains("hidden")) return;
+  const box = $("preview-error");
+  box.textContent = text;
+  box.classList.remove("hidden");
+  $("preview").dataset.error = text;
+}
+
+function closePreview() {
+  preview.timers.forEach(clearInterval);
+  preview.timers = [];
+  const player = preview.player;
+  preview.player = null;
+  if (player) {
+    try { player.pause(); player.unload(); player.detachMediaElement(); player.destroy(); } catch (e) { /* already gone */ }
+  }
+  const section = $("preview");
+  section.classList.add("hidden");
+  for (const k of Object.keys(section.dataset)) delete section.dataset[k];
+  $("preview-error").classList.add("hidden");
+}
+
+async function openPreview(id) {
+  closePreview();
+  const stream = streamNames.get(id);
+  const url = stream && previewUrl(stream.app, stream.name);
+  if (!url || [".", ".."].includes(stream.app)) return;
+  const section = $("preview");
+  const video = $("preview-video");
+  section.dataset.stream = streamKeys.get(id);
+  section.dataset.url = url;
+  $("preview-key").textContent = streamKeys.get(id);
+  $("preview-latency").textContent = "latency –";
+  $("preview-first").textContent = "first frame –";
+  section.classList.remove("hidden");
+  const opened = performance.now();
+  let mpegts;
+  try {
+    mpegts = await loadMpegts();
+  } catch (e) {
+    return previewError(e.message);
+  }
+  if (section.dataset.url !== url) return; // closed or replaced meanwhile
+  if (!mpegts.getFeatureList().mseLivePlayback) {
+    return previewError("This browser cannot play live FLV (no Media Source Extensions).");
+  }
+  const player = mpegts.createPlayer(
+    { type: "flv", isLive: true, url },
+    { enableStashBuffer: false, liveBufferLatencyChasing: true, lazyLoad: false },
+  );
+  preview.player = player;
+  // A refused WebSocket (a stream that needs a play key, a limit, no such stream) reaches
+  // mpegts.js as a bare network error: say so rather than showing a black box.
+  player.on(mpegts.Events.ERROR, (type, detail, info) => {
+    const msg = info && (info.msg || info.code) ? ` (${info.msg || info.code})` : "";
+    const hint = type === mpegts.ErrorTypes.NETWORK_ERROR
+      ? " The server refused or closed the WebSocket: a stream that needs a play key cannot be previewed; the server log says why."
+      : "";
+    previewError(`mpegts.js: ${type}: ${detail}${msg}.${hint}`);
+  });
+  player.on(mpegts.Events.LOADING_COMPLETE, () => previewError(section.dataset.firstFrameMs
+    ? "The server ended the stream (the publisher left?)."
+    : "The server closed the connection before any picture: a stream that needs a play key cannot be previewed; the server log says why."));
+  player.on(mpegts.Events.MEDIA_INFO, (info) => {
+    section.dataset.hasAudio = String(Boolean(info.hasAudio));
+    section.dataset.hasVideo = String(Boolean(info.hasVideo));
+  });
+  video.muted = true;
+  player.attachMediaElement(video);
+  const loaded = performance.now();
+  const first = (at) => {
+    if (section.dataset.firstFrameMs || preview.player !== player) return;
+    section.dataset.firstFrameMs = String(Math.round(at - loaded));
+    section.dataset.openedToFirstFrameMs = String(Math.round(at - opened));
+    $("preview-first").textContent = `first frame ${((at - opened) / 1000).toFixed(2)} s`;
+  };
+  if (video.requestVideoFrameCallback) {
+    video.requestVideoFrameCallback((now, meta) => first(meta.presentationTime || now));
+  } else {
+    video.addEventListener("playing", () => first(performance.now()), { once: true });
+  }
+  player.load();
+  const playing = player.play();
+  // play() also fails when the load does: give mpegts.js's own report a moment to come first.
+  if (playing && playing.catch) {
+    playing.catch((e) => setTimeout(() => preview.player === player && previewError("Playback did not start: " + e.message), 1000));
+  }
+  preview.timers.push(setInterval(() => {
+    const b = video.buffered;
+    if (b.length && section.dataset.firstFrameMs) {
+      const latency = Math.max(0, b.end(b.length - 1) - video.currentTime);
+      section.dataset.latencyMs = String(Math.round(latency * 1000));
+      $("preview-latency").textContent = `latency ${latency.toFixed(2)} s`;
+    } else if (performance.now() - opened > PREVIEW_NO_PICTURE_MS) {
+      previewError(`No picture after ${PREVIEW_NO_PICTURE_MS / 1000} s (no video, or no keyframe yet).`);
+    }
+  }, 500));
+}
+
 document.addEventListener("click", async (ev) => {
+  const previewId = ev.target.dataset && ev.target.dataset.preview;
+  if (previewId && /^\d+$/.test(previewId)) return openPreview(previewId);
   const kick = ev.target.dataset && ev.target.dataset.kick;
   const stop = ev.target.dataset && ev.target.dataset.stop;
   try {
@@ -273,6 +415,7 @@ document.addEventListener("click", async (ev) => {
   } catch (e) { /* shown by the next refresh */ }
   if (kick || stop) refresh();
 });
+$("preview-close").addEventListener("click", closePreview);
 $("chart-stream").addEventListener("change", (ev) => { chartStream = ev.target.value; drawChart(); });
 $("token-save").addEventListener("click", () => {
   token = $("token").value.trim();

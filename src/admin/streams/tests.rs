@@ -68,11 +68,12 @@ macro_rules! app {
             registry: Registry::new(settings, $stats.clone()).start(),
             access: Access::new($token, vec![]),
             control: Arc::new(crate::auth::control::Control::in_memory()),
+            http_listen: None,
         });
         test::init_service(
             App::new()
                 .wrap(actix_web::middleware::from_fn(guard))
-                .wrap(security_headers())
+                .wrap(security_headers(None))
                 .app_data(state)
                 .configure(routes),
         )
