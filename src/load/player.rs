@@ -46,6 +46,8 @@ impl std::fmt::Display for PlayUrl {
 /// A playing connection of either kind; FLV tags come out as the RTMP client's events so
 /// that one accounting serves both.
 #[derive(Debug)]
+// One per player, held for its whole life: boxing would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum PlayConn {
     Rtmp(RtmpClient),
     Flv(FlvClient),
