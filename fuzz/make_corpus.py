@@ -201,6 +201,61 @@ def media_seeds():
                           0x67, 0x64, 0x00, 0x1f, 0x01, 0x00]))
 
 
+def http_head_seeds():
+    player = (b"GET /live/cam%201.flv?key=a%2Bb+c&x HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+              b"User-Agent: flv.js\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n")
+    ws = (b"GET /live/a.flv HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+          b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+          b"Sec-WebSocket-Version: 13\r\nOrigin: http://x\r\n\r\n")
+    write("http_head", WHOLE + player)
+    write("http_head", BYTEWISE + player)
+    write("http_head", SMALL + ws)
+    write("http_head", WHOLE + ws.replace(b"Version: 13", b"Version: 8"))
+    write("http_head", MEDIUM + b"\r\nHEAD http://h:1/live/a.flv HTTP/1.0\r\n\r\n")
+    write("http_head", WHOLE + b"OPTIONS * HTTP/1.1\r\nHost: a\r\nOrigin: x\r\n"
+          b"Access-Control-Request-Method: GET\r\n\r\n")
+    write("http_head", WHOLE + b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+    write("http_head", WHOLE + b"GET /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    write("http_head", WHOLE + b"GET /a HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n")
+    write("http_head", SMALL + b"GET /a HTTP/1.1\nHost: a\n\n")
+    write("http_head", WHOLE + b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\n")
+
+
+def ws_frame(op, payload, fin=True, mask=None, rsv=0):
+    h = bytes([(0x80 if fin else 0) | rsv | op])
+    m = 0x80 if mask else 0
+    n = len(payload)
+    if n < 126:
+        h += bytes([m | n])
+    elif n < 65536:
+        h += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        h += bytes([m | 127]) + struct.pack(">Q", n)
+    if mask:
+        h += mask
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return h + payload
+
+
+def websocket_seeds():
+    mask = b"\x37\xfa\x21\x3d"
+    server, client = b"\x00", b"\x01"
+    hello = ws_frame(1, b"Hello", mask=mask)
+    frag = ws_frame(2, b"Hel", fin=False, mask=mask) + ws_frame(9, b"ping", mask=mask) + \
+        ws_frame(0, b"lo", mask=mask)
+    write("websocket", server + WHOLE + hello + ws_frame(8, b"\x03\xe8bye", mask=mask))
+    write("websocket", server + BYTEWISE + frag)
+    write("websocket", server + SMALL + ws_frame(2, bytes(300), mask=mask) + ws_frame(10, b"", mask=mask))
+    write("websocket", server + WHOLE + ws_frame(2, b"x"))  # unmasked
+    write("websocket", server + WHOLE + b"\x82\xff\x80" + bytes(7))  # top bit
+    write("websocket", server + WHOLE + ws_frame(9, b"p", fin=False, mask=mask))
+    write("websocket", server + WHOLE + ws_frame(2, b"r", mask=mask, rsv=0x40))
+    write("websocket", server + WHOLE + ws_frame(8, b"\x03\xe8\xff", mask=mask))
+    flv_tag = b"\x09\x00\x00\x05\x00\x00\x28\x00\x00\x00\x00\x17\x01\x00\x00\x00\x00\x00\x00\x10"
+    write("websocket", client + MEDIUM + ws_frame(2, b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00")
+          + ws_frame(2, flv_tag) + ws_frame(2, bytes(200)) + ws_frame(8, b"\x03\xe9"))
+
+
 def main():
     chunk_seeds()
     amf0_seeds()
@@ -208,6 +263,8 @@ def main():
     handshake_seeds()
     command_seeds()
     media_seeds()
+    http_head_seeds()
+    websocket_seeds()
 
 
 if __name__ == "__main__":

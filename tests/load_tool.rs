@@ -165,3 +165,90 @@ fn load_tool_refuses_more_players_than_open_files_allow() {
     );
     assert_eq!(json["players"], 10_000_000, "{json}");
 }
+
+/// RTMP, HTTP-FLV and WebSocket-FLV players of one publisher in one run, on two threads:
+/// every player of every kind gets every frame, so each kind's frame count is the RTMP
+/// players' exactly.
+#[test]
+fn load_tool_plays_over_http_flv_and_websocket_flv() {
+    let server = common::Server::reflector_http(&["--workers", "2"]);
+    let rtmp = server.rtmp_url("live", "flv");
+    let http = server.http_url("live", "flv");
+    let ws = http.replacen("http://", "ws://", 1);
+    let pid = server.pid().to_string();
+    let (status, stdout, stderr) = run_load(&[
+        rtmp.as_str(),
+        "--play-url",
+        &rtmp,
+        "--play-url",
+        &http,
+        "--play-url",
+        &ws,
+        "--players",
+        "30",
+        "--threads",
+        "2",
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--bitrate-kbps",
+        "1000",
+        "--server-pid",
+        &pid,
+    ]);
+    assert!(
+        status.success(),
+        "reflector-load failed ({status}):\n{stdout}\n{stderr}\n--- server ---\n{}",
+        server.log_tail(30)
+    );
+    let json = last_json(&stdout, &stderr);
+    let num = |v: &serde_json::Value, k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("{k} missing or not a count: {v}"))
+    };
+    assert_eq!(num(&json, "players"), 30, "{json}");
+    assert_eq!(json["delivery_pct"].as_f64(), Some(100.0), "{json}");
+    for k in [
+        "missing",
+        "reordered",
+        "duplicates",
+        "connect_failures",
+        "player_errors",
+    ] {
+        assert_eq!(num(&json, k), 0, "{k}: {json}");
+    }
+    let published = num(&json, "published_frames");
+    assert!((80..=100).contains(&published), "{json}");
+    let urls = json["play_urls"].as_array().expect("play_urls");
+    let seen: Vec<(&str, u64, u64)> = urls
+        .iter()
+        .map(|u| {
+            (
+                u["url"].as_str().unwrap_or_default(),
+                num(u, "players"),
+                num(u, "received_frames"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (rtmp.as_str(), 10, published * 10),
+            (http.as_str(), 10, published * 10),
+            (ws.as_str(), 10, published * 10),
+        ],
+        "{json}"
+    );
+    for u in urls {
+        assert!(u["p99_ms"].as_f64().is_some_and(|p| p < 500.0), "{u}");
+        assert!(u["delivered_gbps"].as_f64().is_some_and(|g| g > 0.0), "{u}");
+    }
+    eprintln!(
+        "FIGURES published={published} per_kind_received={} p99_ms(rtmp/http/ws)={}/{}/{}",
+        published * 10,
+        urls[0]["p99_ms"],
+        urls[1]["p99_ms"],
+        urls[2]["p99_ms"]
+    );
+}

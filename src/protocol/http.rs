@@ -535,14 +535,18 @@ pub fn response_head(status: u16, headers: &[(&str, &str)]) -> Bytes {
 }
 
 /// A complete small answer: `text/plain` body, its `Content-Length`, `Connection: close` and
-/// the `extra` fields (e.g. `Allow` on a 405).
+/// the `extra` fields (e.g. `Allow` on a 405). 1xx, 204 and 304 answers have no content and
+/// no `Content-Length` (RFC 9110 §8.6, §15.3.5), so `body` is left out for them.
 pub fn plain_response(status: u16, body: &str, extra: &[(&str, &str)]) -> Bytes {
+    let bodiless = status < 200 || status == 204 || status == 304;
+    let body = if bodiless { "" } else { body };
     let len = body.len().to_string();
-    let mut headers: Vec<(&str, &str)> = vec![
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", &len),
-        ("Connection", "close"),
-    ];
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(3 + extra.len());
+    if !bodiless {
+        headers.push(("Content-Type", "text/plain; charset=utf-8"));
+        headers.push(("Content-Length", &len));
+    }
+    headers.push(("Connection", "close"));
     headers.extend_from_slice(extra);
     let head = response_head(status, &headers);
     let mut out = BytesMut::with_capacity(head.len() + body.len());

@@ -258,6 +258,10 @@ fn responses() {
            Content-Length: 27\r\nConnection: close\r\nAllow: GET, HEAD, OPTIONS\r\n\r\n\
            only GET, HEAD and OPTIONS\n"[..]
     );
+    assert_eq!(
+        &plain_response(204, "ignored", &[("Access-Control-Max-Age", "600")])[..],
+        b"HTTP/1.1 204 No Content\r\nConnection: close\r\nAccess-Control-Max-Age: 600\r\n\r\n"
+    );
     assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
     assert_eq!(reason_phrase(101), "Switching Protocols");
     assert_eq!(reason_phrase(999), "Unknown");
