@@ -69,14 +69,14 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         .start();
     // Shared objects run on a thread of their own: start it now rather than on first use.
     let _ = crate::actors::shared_object::SharedObjectRegistry::from_registry();
-    let listener = TcpListener::bind(&settings.server.listen)
+    let listener = bind(&settings.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
     let local = listener.local_addr()?;
     let rtmps = rtmps_listener(&settings).await?;
     let http = if settings.server.http_enabled() {
         let addr = &settings.server.http_listen;
-        let l = TcpListener::bind(addr)
+        let l = bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (server.http_listen): {e}"))?;
         Some(l)
@@ -169,7 +169,7 @@ async fn rtmps_listener(
     }
     let tls = ServerTls::load(t.cert_file.as_ref(), t.key_file.as_ref())
         .map_err(|e| anyhow::anyhow!("rtmps: {e}"))?;
-    let listener = TcpListener::bind(&t.listen)
+    let listener = bind(&t.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (rtmps.listen): {e}", t.listen))?;
     Ok(Some((listener, tls)))
@@ -224,6 +224,30 @@ fn relays(settings: &Arc<Settings>, stats: &Arc<ServerStats>) -> anyhow::Result<
     let tls =
         crate::tls::client_config(ca_file).map_err(|e| anyhow::anyhow!("relay.ca_file: {e}"))?;
     Ok(Relays::new(settings.clone(), discovery).with_tls(tls))
+}
+
+/// Connections the kernel queues for `accept` per listener. std and tokio use 128; a burst
+/// of players (a stream going live, a reconnect wave after a restart) overflows that and the
+/// overflow waits a SYN retry (1 s, then 3 s). nginx uses 511; the kernel caps it at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`] (and SO_REUSEADDR, as std sets it).
+async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr}: no address"))))
 }
 
 /// Whether a changed key only takes effect at restart.
