@@ -90,15 +90,16 @@ enum StreamSlot {
     Publishing {
         addr: Addr<PublishingStream>,
         name: String,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
     },
     Playing {
         addr: Addr<Subscriber>,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
     },
 }
 
-/// The `on_done` callback to notify when a publish or play ends.
+/// The `on_done` callback to notify when a publish or play ends (boxed in [`StreamSlot`]:
+/// every connection keeps a map of slots, most without a hook).
 struct DoneHook {
     url: String,
     request: AuthRequest,
@@ -925,7 +926,7 @@ impl Connection {
         query: Option<String>,
         stream_key: Option<String>,
         ctx: &mut Context<Self>,
-        then: impl FnOnce(&mut Self, Resource, Option<DoneHook>, &mut Context<Self>) + 'static,
+        then: impl FnOnce(&mut Self, Resource, Option<Box<DoneHook>>, &mut Context<Self>) + 'static,
     ) {
         let failure = match action {
             Action::Publish => status::PUBLISH_BAD_NAME,
@@ -986,7 +987,7 @@ impl Connection {
             match decision {
                 Ok(resource) => {
                     request.name = resource.name.clone();
-                    let done = (!on_done.is_empty()).then_some(DoneHook { url: on_done, request, timeout });
+                    let done = (!on_done.is_empty()).then(|| Box::new(DoneHook { url: on_done, request, timeout }));
                     then(act, resource, done, ctx);
                 }
                 Err(reason) => {
@@ -1025,7 +1026,7 @@ impl Connection {
         stream_id: u32,
         resource: Resource,
         stream_key: Option<String>,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
         ctx: &mut Context<Self>,
     ) {
         let request = registry::Publish {
@@ -1059,7 +1060,7 @@ impl Connection {
         stream_id: u32,
         resource: Resource,
         grant: PublishGrant,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
         ctx: &mut Context<Self>,
     ) {
         let key = resource.key();
@@ -1124,7 +1125,7 @@ impl Connection {
         stream_id: u32,
         resource: Resource,
         reset: bool,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
         ctx: &mut Context<Self>,
     ) {
         let relay = self.stats.app.lock().is_ok_and(|info| {
