@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -17,7 +18,7 @@ use super::publisher::{
     next_edge_id, EdgeId, HubEvent, JoinInfo, Publisher, Subscribe, Unsubscribe,
 };
 use crate::config::Settings;
-use crate::hub::{LocalFanout, Player, PlayerKey};
+use crate::hub::{Frame, FrameKind, LocalFanout, Player, PlayerKey};
 use crate::names::Esc;
 use crate::stats::ServerStats;
 
@@ -61,6 +62,9 @@ pub fn join(
             hub: hub.clone(),
             queued: queued.clone(),
             server_stats: server_stats.clone(),
+            coalesce: Duration::from_millis(settings.live.write_coalesce_ms),
+            pending: Vec::new(),
+            flush_timer: None,
         };
         let addr = Fanout::create(move |ctx| {
             ctx.set_mailbox_capacity(capacity);
@@ -104,6 +108,43 @@ pub struct Fanout {
     hub: Rc<RefCell<LocalFanout>>,
     queued: Arc<AtomicUsize>,
     server_stats: Arc<ServerStats>,
+    /// `live.write_coalesce_ms`: how long audio and data frames wait for a video frame.
+    coalesce: Duration,
+    /// Frames not yet handed to the players, in order, with the frames missed before each.
+    pending: Vec<(Arc<Frame>, u64)>,
+    /// Hands `pending` over when the oldest of it has waited `coalesce`.
+    flush_timer: Option<SpawnHandle>,
+}
+
+impl Fanout {
+    /// Hand what waits to the players: each takes the batch in one visit and its writer
+    /// sends it in one `writev`.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.flush_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if !self.pending.is_empty() {
+            self.hub.borrow_mut().frames(&self.pending);
+            self.pending.clear();
+        }
+    }
+
+    /// A frame from the publisher. Coalescing over a few milliseconds is the player's write
+    /// cost halved (one syscall, and on loopback one receiver wake-up, per batch instead of
+    /// per frame); video is never held, so it bounds the wait and carries the audio along.
+    fn frame(&mut self, frame: Arc<Frame>, missed: u64, ctx: &mut Context<Self>) {
+        let video = frame.kind == FrameKind::Video;
+        self.pending.push((frame, missed));
+        if video || self.coalesce.is_zero() {
+            self.flush(ctx);
+        } else if self.flush_timer.is_none() {
+            self.flush_timer = Some(ctx.run_later(self.coalesce, |act, ctx| {
+                act.flush_timer = None;
+                let stats = act.server_stats.clone();
+                let _ = super::guard(&stats, "fanout", 0, || act.flush(ctx));
+            }));
+        }
+    }
 }
 
 impl Actor for Fanout {
@@ -149,17 +190,23 @@ impl Actor for Fanout {
 impl Handler<HubEvent> for Fanout {
     type Result = ();
 
-    fn handle(&mut self, msg: HubEvent, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: HubEvent, ctx: &mut Context<Self>) {
         let stats = self.server_stats.clone();
         // A panic in one player's handling loses this frame for this arbiter's players
         // (logged, counted), not the stream.
         let _ = super::guard(&stats, "fanout", 0, || match msg {
             HubEvent::Frame { frame, missed } => {
                 self.queued.fetch_sub(1, Relaxed);
-                self.hub.borrow_mut().frame(&frame, missed);
+                self.frame(frame, missed, ctx);
             }
-            HubEvent::Published => self.hub.borrow_mut().published(),
-            HubEvent::Unpublished => self.hub.borrow_mut().unpublished(),
+            HubEvent::Published => {
+                self.flush(ctx);
+                self.hub.borrow_mut().published();
+            }
+            HubEvent::Unpublished => {
+                self.flush(ctx);
+                self.hub.borrow_mut().unpublished();
+            }
         });
     }
 }
