@@ -18,7 +18,8 @@ use super::publisher::{
     next_edge_id, EdgeId, HubEvent, JoinInfo, Publisher, Subscribe, Unsubscribe,
 };
 use crate::config::Settings;
-use crate::hub::{Frame, FrameKind, LocalFanout, Player, PlayerKey};
+use crate::hub::batch::{Batch, Push};
+use crate::hub::{Frame, LocalFanout, Player, PlayerKey};
 use crate::names::Esc;
 use crate::stats::ServerStats;
 
@@ -62,8 +63,7 @@ pub fn join(
             hub: hub.clone(),
             queued: queued.clone(),
             server_stats: server_stats.clone(),
-            coalesce: Duration::from_millis(settings.live.write_coalesce_ms),
-            pending: Vec::new(),
+            batch: Batch::new(settings.live.write_coalesce_ms),
             flush_timer: None,
         };
         let addr = Fanout::create(move |ctx| {
@@ -108,11 +108,9 @@ pub struct Fanout {
     hub: Rc<RefCell<LocalFanout>>,
     queued: Arc<AtomicUsize>,
     server_stats: Arc<ServerStats>,
-    /// `live.write_coalesce_ms`: how long audio and data frames wait for a video frame.
-    coalesce: Duration,
-    /// Frames not yet handed to the players, in order, with the frames missed before each.
-    pending: Vec<(Arc<Frame>, u64)>,
-    /// Hands `pending` over when the oldest of it has waited `coalesce`.
+    /// Frames not yet handed to the players (`live.write_coalesce_ms`).
+    batch: Batch,
+    /// Hands the batch over when its oldest frame has waited the window.
     flush_timer: Option<SpawnHandle>,
 }
 
@@ -123,26 +121,27 @@ impl Fanout {
         if let Some(timer) = self.flush_timer.take() {
             ctx.cancel_future(timer);
         }
-        if !self.pending.is_empty() {
-            self.hub.borrow_mut().frames(&self.pending);
-            self.pending.clear();
+        if !self.batch.is_empty() {
+            // Taken first: a panic in a player's handling loses this batch, never repeats it.
+            let frames = self.batch.take();
+            self.hub.borrow_mut().frames(&frames);
+            self.batch.recycle(frames);
         }
     }
 
-    /// A frame from the publisher. Coalescing over a few milliseconds is the player's write
-    /// cost halved (one syscall, and on loopback one receiver wake-up, per batch instead of
-    /// per frame); video is never held, so it bounds the wait and carries the audio along.
+    /// A frame from the publisher: handed over now, or batched (see [`Batch`]).
     fn frame(&mut self, frame: Arc<Frame>, missed: u64, ctx: &mut Context<Self>) {
-        let video = frame.kind == FrameKind::Video;
-        self.pending.push((frame, missed));
-        if video || self.coalesce.is_zero() {
-            self.flush(ctx);
-        } else if self.flush_timer.is_none() {
-            self.flush_timer = Some(ctx.run_later(self.coalesce, |act, ctx| {
-                act.flush_timer = None;
-                let stats = act.server_stats.clone();
-                let _ = super::guard(&stats, "fanout", 0, || act.flush(ctx));
-            }));
+        match self.batch.push(frame, missed) {
+            Push::Flush => self.flush(ctx),
+            Push::Wait => {}
+            Push::Arm => {
+                let window = Duration::from_millis(self.batch.window_ms());
+                self.flush_timer = Some(ctx.run_later(window, |act, ctx| {
+                    act.flush_timer = None;
+                    let stats = act.server_stats.clone();
+                    let _ = super::guard(&stats, "fanout", 0, || act.flush(ctx));
+                }));
+            }
         }
     }
 }
