@@ -24,6 +24,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod client;
 pub mod config;

@@ -11,8 +11,9 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use tokio::net::TcpListener;
 
+use crate::actors::listener::{self, Service};
 use crate::actors::registry::{Registry, Reload};
-use crate::actors::{listener, ServerContext};
+use crate::actors::ServerContext;
 use crate::admin;
 use crate::auth::control::Control;
 use crate::config::{ConfigError, Settings};
@@ -41,6 +42,7 @@ const RESTART_KEYS: &[&str] = &[
     "server.workers",
     "server.log_format",
     "rtmps.listen",
+    "server.http_listen",
 ];
 
 /// How often the RTMPS certificate files are checked for a change (a renewal).
@@ -72,6 +74,15 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.server.listen))?;
     let local = listener.local_addr()?;
     let rtmps = rtmps_listener(&settings).await?;
+    let http = if settings.server.http_enabled() {
+        let addr = &settings.server.http_listen;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (server.http_listen): {e}"))?;
+        Some(l)
+    } else {
+        None
+    };
     let admin = admin::start(&settings, stats.clone(), registry.clone(), control.clone())?;
     // Counted once the listeners and arbiters hold their descriptors.
     if let Some(files) = open_files::prepare(settings.limits.max_connections) {
@@ -84,7 +95,11 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         Some((l, _)) => l.local_addr()?.to_string(),
         None => "off".to_owned(),
     };
-    tracing::info!(rtmp = %local, rtmps = %rtmps_addr, admin = %admin.local_addr, workers, "reflector listening");
+    let http_addr = match &http {
+        Some(l) => l.local_addr()?.to_string(),
+        None => "off".to_owned(),
+    };
+    tracing::info!(rtmp = %local, rtmps = %rtmps_addr, http = %http_addr, admin = %admin.local_addr, workers, "reflector listening");
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(ServerContext {
         settings: arc_swap::ArcSwap::new(settings.clone()),
@@ -96,16 +111,17 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         control,
         draining: drain_rx,
     });
-    let accept = actix::spawn(listener::run(listener, None, ctx.clone()));
+    let accept = actix::spawn(listener::run(listener, Service::Rtmp(None), ctx.clone()));
     let (accept_tls, tls) = match rtmps {
         Some((l, tls)) => {
             let acceptor = tls.acceptor()?;
-            let task = actix::spawn(listener::run(l, Some(acceptor), ctx.clone()));
+            let task = actix::spawn(listener::run(l, Service::Rtmp(Some(acceptor)), ctx.clone()));
             let watch = actix::spawn(watch_certificate(tls.clone()));
             (Some((task, watch)), Some(tls))
         }
         None => (None, None),
     };
+    let accept_http = http.map(|l| actix::spawn(listener::run(l, Service::Http, ctx.clone())));
     stats.ready.store(true, Relaxed);
     let mut signals = Signals::new()?;
     let reason = loop {
@@ -122,6 +138,9 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
     if let Some((task, watch)) = accept_tls {
         task.abort();
         watch.abort();
+    }
+    if let Some(task) = accept_http {
+        task.abort();
     }
     drain(&ctx, accept, drain_tx, reason).await;
     admin.stop().await;
@@ -231,6 +250,7 @@ fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
         next.server.workers = current.server.workers;
         next.server.log_format = current.server.log_format.clone();
         next.rtmps.listen = current.rtmps.listen.clone();
+        next.server.http_listen = current.server.http_listen.clone();
         next.cluster = current.cluster.clone();
         next.relay = current.relay.clone();
     }

@@ -53,6 +53,45 @@ impl fmt::Debug for KickHandle {
     }
 }
 
+/// How a client reaches the server, as the admin API and metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Protocol {
+    Rtmp = 0,
+    Rtmps = 1,
+    /// An HTTP connection before its request says which of the two below it is.
+    Http = 2,
+    HttpFlv = 3,
+    WsFlv = 4,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 5] = [
+        Protocol::Rtmp,
+        Protocol::Rtmps,
+        Protocol::Http,
+        Protocol::HttpFlv,
+        Protocol::WsFlv,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::Rtmps => "rtmps",
+            Protocol::Http => "http",
+            Protocol::HttpFlv => "http-flv",
+            Protocol::WsFlv => "ws-flv",
+        }
+    }
+
+    fn from_u8(v: u8) -> Protocol {
+        Protocol::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(Protocol::Rtmp)
+    }
+}
+
 /// What a connection is doing, as the admin API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -94,6 +133,7 @@ pub struct ConnectionStats {
     pub worker: usize,
     /// Accepted on the RTMPS listener.
     pub tls: bool,
+    protocol: AtomicU8,
     pub started: Instant,
     pub started_wall: SystemTime,
     state: AtomicU8,
@@ -124,6 +164,7 @@ impl ConnectionStats {
             peer,
             worker,
             tls: false,
+            protocol: AtomicU8::new(Protocol::Rtmp as u8),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             state: AtomicU8::new(ConnectionState::Handshake as u8),
@@ -202,6 +243,14 @@ impl ConnectionStats {
 
     pub fn state(&self) -> ConnectionState {
         ConnectionState::from_u8(self.state.load(Relaxed))
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        Protocol::from_u8(self.protocol.load(Relaxed))
+    }
+
+    pub fn set_protocol(&self, protocol: Protocol) {
+        self.protocol.store(protocol as u8, Relaxed);
     }
 
     pub fn set_state(&self, state: ConnectionState) {
@@ -564,6 +613,8 @@ pub struct ActorCounts {
     pub shared_objects: AtomicUsize,
     /// Fan-out actors (one per stream and arbiter with players).
     pub fanouts: AtomicUsize,
+    /// HTTP-FLV and WebSocket-FLV players (one actor per connection).
+    pub http_players: AtomicUsize,
 }
 
 /// Why a connection, publish or play was refused: the label of

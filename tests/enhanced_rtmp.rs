@@ -888,3 +888,84 @@ async fn slow_player_resyncs_each_video_track_on_its_own() {
     );
     assert!(last[0] >= Some(340) && last[1] >= Some(340), "{last:?}");
 }
+
+/// HTTP-FLV carries Enhanced RTMP as enhanced FLV tags: ffmpeg 9 joining an HEVC + AAC stream
+/// late over `http://…/live/hevc.flv` gets every packet and picture of both tracks in order
+/// from a keyframe on; Debian's ffmpeg 5.1 (libavformat 59, no enhanced FLV reader) is
+/// answered 415 with the reason instead of tags it cannot parse.
+#[test]
+fn hevc_plays_over_http_flv_and_an_old_ffmpeg_is_told_why() {
+    let ff = need_modern_ffmpeg!();
+    skip_unless_have!("ffmpeg");
+    let server = Server::reflector_http(&["--workers", "2"]);
+    let dir = server.dir();
+    let source = clip(
+        ff,
+        dir,
+        "hevc-http",
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "keyint=25:log-level=error",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let reference = dir.join("reference.mkv");
+    let (src, r) = (
+        source.display().to_string(),
+        reference.display().to_string(),
+    );
+    run(ff, &["-i", &src, "-map", "0", "-c", "copy", "-y", &r]);
+    let _publisher = publish(ff, &source, &server.rtmp_url("live", "hevc"), dir, &[]);
+    sleep(JOIN_AFTER);
+    let url = server.http_url("live", "hevc");
+    let recording = dir.join("http.mkv");
+    let rec = recording.display().to_string();
+    run(
+        ff,
+        &["-i", &url, "-map", "0", "-c", "copy", "-t", "2", "-y", &rec],
+    );
+    let video = check_track(ff, &reference, &recording, "v:0").expect("HEVC over HTTP-FLV");
+    let audio = check_track(ff, &reference, &recording, "a:0").expect("AAC over HTTP-FLV");
+    println!("ffmpeg 9 over HTTP-FLV: v:0 {video}; a:0 {audio}");
+
+    let out = Command::new("timeout")
+        .args([
+            "10", "ffmpeg", "-nostdin", "-v", "error", "-i", &url, "-t", "1", "-f", "null", "-",
+        ])
+        .output()
+        .expect("run ffmpeg 5.1");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "ffmpeg 5.1 must not play it: {text}");
+    assert!(
+        text.contains("4XX"),
+        "ffmpeg 5.1 saw no client error: {text}"
+    );
+    // What it was told, as its request (User-Agent Lavf/59) gets it.
+    let port = url
+        .split(':')
+        .nth(2)
+        .and_then(|p| p.split('/').next())
+        .unwrap();
+    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /live/hevc.flv HTTP/1.1\r\nHost: x\r\nUser-Agent: Lavf/59.27.100\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 415 "), "{answer}");
+    assert!(
+        answer.contains("hvc1") && answer.contains("ffmpeg 6"),
+        "{answer}"
+    );
+    assert!(
+        server.log().contains("cannot read enhanced FLV"),
+        "{}",
+        server.log_tail(20)
+    );
+}

@@ -22,7 +22,8 @@ use super::shared_object::{ClientHandle as SharedObjects, SharedObjectClient};
 use super::stream::{Media, PublishingStream, StopStream};
 use super::subscriber::{PlayControl, Subscriber};
 use super::{csid, ConnectionId, ServerContext};
-use crate::auth::{self, Action, AuthDecision, AuthRequest};
+use crate::admission::{query_key, split_name, Admission, DoneHook, Granted, Refused};
+use crate::auth::Action;
 use crate::config::Settings;
 use crate::hub::gate::PlayerCaps;
 use crate::names::{self, Esc, Resource};
@@ -83,7 +84,9 @@ impl Decoder for ChunkCodec {
     }
 }
 
-/// What one message stream id of this connection is doing.
+/// What one message stream id of this connection is doing. The `on_done` hook is boxed:
+/// every connection keeps a map of slots, most without one, and inline it made each map
+/// bucket ~270 bytes (an auth request of several strings).
 enum StreamSlot {
     /// Made by createStream, not publishing or playing yet.
     Idle,
@@ -96,20 +99,6 @@ enum StreamSlot {
         addr: Addr<Subscriber>,
         done: Option<Box<DoneHook>>,
     },
-}
-
-/// The `on_done` callback to notify when a publish or play ends (boxed in [`StreamSlot`]:
-/// every connection keeps a map of slots, most without a hook).
-struct DoneHook {
-    url: String,
-    request: AuthRequest,
-    timeout: Duration,
-}
-
-impl DoneHook {
-    fn fire(self) {
-        actix::spawn(auth::notify_done(self.url, self.request, self.timeout));
-    }
 }
 
 /// What `connect` said.
@@ -316,7 +305,7 @@ async fn handshake(
 }
 
 /// Forget a connection in the shared tables.
-fn finish(server: &ServerContext, stats: &ConnectionStats) {
+pub(super) fn finish(server: &ServerContext, stats: &ConnectionStats) {
     if server.stats.connections.remove(&stats.id).is_some() {
         // Keep the server's byte totals monotonic once this connection leaves the table.
         let s = &server.stats;
@@ -336,23 +325,6 @@ fn finish(server: &ServerContext, stats: &ConnectionStats) {
     }
 }
 
-/// Split `name?query` and find `key=` in the query.
-fn split_name(raw: &str) -> (String, Option<String>, Option<String>) {
-    let (name, query) = match raw.split_once('?') {
-        Some((n, q)) => (n, Some(q.to_owned())),
-        None => (raw, None),
-    };
-    let key = query.as_deref().and_then(query_key);
-    (name.to_owned(), query, key)
-}
-
-/// The `key=` parameter of a query string.
-fn query_key(query: &str) -> Option<String> {
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("key=").map(str::to_owned))
-}
-
 /// The query of the connect URL: after `?` in `app`, else in `tcUrl`.
 fn connect_args(app: &str, tc_url: Option<&str>) -> Option<String> {
     app.split_once('?')
@@ -366,7 +338,7 @@ const PEER_CLOSED: &str = "peer closed";
 /// The close reason for a socket error. A reset, an abort or a broken pipe is how players
 /// usually leave (ffmpeg and browsers close with unread data, which sends a reset), so it is
 /// an ordinary disconnect, not a failure; anything else is a real fault.
-fn disconnect_reason(op: &str, e: &std::io::Error) -> String {
+pub(super) fn disconnect_reason(op: &str, e: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
     match e.kind() {
         ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
@@ -788,7 +760,7 @@ impl Connection {
             );
             return self.protocol_error(ctx, reason);
         }
-        if let Some(description) = self.connect_refusal(&app) {
+        if let Err(Refused { description, .. }) = self.admission().app(&app) {
             self.send_command(
                 csid::COMMAND,
                 0,
@@ -848,35 +820,14 @@ impl Connection {
         self.send_command(csid::COMMAND, 0, command::on_bw_done());
     }
 
-    /// Why `connect` to `app` is refused before anything else, if it is: the client's address
-    /// is banned (`auth.banned_ips`, `/api/v1/bans`), or the app is not in `server.apps`.
-    /// Logged and counted here.
-    fn connect_refusal(&self, app: &str) -> Option<String> {
-        let ip = self.peer.ip();
-        let banned = self
-            .settings
-            .auth
-            .banned_ips
-            .iter()
-            .filter_map(|b| crate::auth::control::IpNet::parse(b).ok())
-            .find(|net| net.contains(ip))
-            .map(|net| format!("address {net} is banned (auth.banned_ips)"))
-            .or_else(|| self.server.control.ip_ban(ip).map(|b| b.describe()));
-        if let Some(description) = banned {
-            self.server.stats.refusals.count(RefusalReason::Banned);
-            tracing::warn!(connection = self.id, peer = %self.peer, reason = %description, "connect refused: banned");
-            return Some(description);
+    fn admission(&self) -> Admission<'_> {
+        Admission {
+            settings: &self.settings,
+            control: &self.server.control,
+            stats: &self.server.stats,
+            connection: self.id,
+            peer: self.peer,
         }
-        let apps = &self.settings.server.apps;
-        let (first, _) = names::split_app(app);
-        if !apps.is_empty() && !apps.iter().any(|a| a == first) {
-            self.server.stats.refusals.count(RefusalReason::UnknownApp);
-            tracing::warn!(connection = self.id, peer = %self.peer, app = %Esc(first), "connect refused: app not configured (server.apps)");
-            return Some(format!(
-                "app {first:?} is not configured on this server (server.apps)"
-            ));
-        }
-        None
     }
 
     /// The resource a `publish`/`play` names: the `connect` app and the stream name joined
@@ -903,12 +854,11 @@ impl Connection {
             return None;
         }
         let (name, query, key) = split_name(raw);
-        match Resource::canonical(&self.app(), &name, self.settings.rtmp.max_name_len) {
+        match self.admission().resource(&self.app(), &name) {
             Ok(resource) => Some((resource, query, key)),
-            Err(reason) => {
-                self.server.stats.refusals.count(RefusalReason::BadName);
-                self.stream_status(stream_id, "error", failure, reason.to_string());
-                self.protocol_error(ctx, reason);
+            Err(refused) => {
+                self.stream_status(stream_id, "error", failure, refused.description.clone());
+                self.protocol_error(ctx, refused.description);
                 None
             }
         }
@@ -933,69 +883,38 @@ impl Connection {
             // Shared objects are authorized by their session, never here.
             Action::Play | Action::SharedObject => status::PLAY_FAILED,
         };
-        let ban = self
-            .server
-            .control
-            .stream_ban(action, &resource.key(), stream_key.as_deref());
-        if let Some(ban) = ban {
-            let description = ban.describe();
-            self.server.stats.refusals.count(RefusalReason::Banned);
-            tracing::warn!(connection = self.id, peer = %self.peer, action = action.as_str(), stream = %Esc(&resource.key()), reason = %description, "refused: banned");
+        if let Err(refused) = self
+            .admission()
+            .stream_ban(action, &resource, stream_key.as_deref())
+        {
             self.stream_status(
                 stream_id,
                 "error",
                 failure,
-                format!("{}: {description}", resource.name),
+                format!("{}: {}", resource.name, refused.description),
             );
-            return self.close(ctx, format!("{} refused: {description}", action.as_str()));
+            return self.close(
+                ctx,
+                format!("{} refused: {}", action.as_str(), refused.description),
+            );
         }
         let tc_url = self.session.as_ref().and_then(|s| s.tc_url.clone());
-        let auth = &self.settings.auth;
-        let mut rules = auth.rules(&resource.app);
-        // Keys added through the admin API count at once, next to the configured ones.
-        self.server.control.extend_rules(&resource.app, &mut rules);
-        let timeout = Duration::from_millis(auth.callback_timeout_ms);
-        let request = AuthRequest {
-            action,
-            app: resource.app.clone(),
-            name: resource.name.clone(),
-            args: query,
-            stream_key,
-            peer: self.peer,
-            connection: self.id,
-            tc_url,
-        };
-        let fut = async move {
-            let decision = auth::authorize(&rules, &request, timeout).await;
-            (decision, request, rules.on_done)
-        };
-        ctx.wait(fut.into_actor(self).map(move |(decision, mut request, on_done), act, ctx| {
-            let max_len = act.settings.rtmp.max_name_len;
-            let decision = match decision {
-                AuthDecision::Allow { name } if name != resource.name => {
-                    match resource.renamed(&name, max_len) {
-                        Ok(moved) => {
-                            tracing::info!(connection = act.id, from = %Esc(&resource.key()), to = %Esc(&moved.key()), "callback redirected the stream");
-                            Ok(moved)
-                        }
-                        Err(e) => Err(format!("callback redirect to \"{name}\" refused: {e}")),
-                    }
-                }
-                AuthDecision::Allow { .. } => Ok(resource.clone()),
-                AuthDecision::Deny { reason } => Err(reason),
-            };
-            match decision {
-                Ok(resource) => {
-                    request.name = resource.name.clone();
-                    let done = (!on_done.is_empty()).then(|| Box::new(DoneHook { url: on_done, request, timeout }));
-                    then(act, resource, done, ctx);
-                }
-                Err(reason) => {
-                    act.server.stats.auth_denied.fetch_add(1, Relaxed);
-                    act.server.stats.refusals.count(RefusalReason::Auth);
-                    tracing::warn!(connection = act.id, peer = %act.peer, action = action.as_str(), stream = %Esc(&resource.key()), reason = %Esc(&reason), "not authorized");
-                    act.stream_status(stream_id, "error", failure, format!("{}: not authorized ({reason})", resource.name));
-                    act.close(ctx, format!("{} not authorized: {reason}", action.as_str()));
+        let fut = self
+            .admission()
+            .authorize(action, resource, query, stream_key, tc_url);
+        ctx.wait(fut.into_actor(self).map(move |decision, act, ctx| {
+            match act.admission().decided(decision) {
+                Ok(Granted { resource, done }) => then(act, resource, done.map(Box::new), ctx),
+                Err(refused) => {
+                    act.stream_status(stream_id, "error", failure, refused.description.clone());
+                    act.close(
+                        ctx,
+                        format!(
+                            "{} not authorized: {}",
+                            action.as_str(),
+                            refused.description
+                        ),
+                    );
                 }
             }
         }));

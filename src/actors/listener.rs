@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::connection;
 use super::ServerContext;
-use crate::stats::ConnectionStats;
+use super::{connection, http_request};
+use crate::stats::{ConnectionStats, Protocol};
 
 /// How often a repeating fault (failing `accept`, refused connections) is logged.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -88,9 +88,18 @@ impl AcceptFailures {
     }
 }
 
-/// Accept connections until the listener fails or the task is dropped; with `tls`, each
-/// connection starts with a TLS handshake (RTMPS).
-pub async fn run(listener: TcpListener, tls: Option<TlsAcceptor>, server: Arc<ServerContext>) {
+/// What a listener serves.
+#[derive(Clone)]
+pub enum Service {
+    /// RTMP; with an acceptor, each connection starts with a TLS handshake (RTMPS).
+    Rtmp(Option<TlsAcceptor>),
+    /// HTTP-FLV and WebSocket-FLV players (`server.http_listen`).
+    Http,
+}
+
+/// Accept connections until the listener fails or the task is dropped. Every listener's
+/// connections count against the same limits.
+pub async fn run(listener: TcpListener, service: Service, server: Arc<ServerContext>) {
     let mut next = 0usize;
     let mut failures = AcceptFailures::default();
     let mut refusals = LogThrottle::default();
@@ -139,7 +148,15 @@ pub async fn run(listener: TcpListener, tls: Option<TlsAcceptor>, server: Arc<Se
         let worker = next % server.arbiters.len();
         next = next.wrapping_add(1);
         let mut stats = ConnectionStats::new(id, peer, worker);
-        stats.tls = tls.is_some();
+        match &service {
+            Service::Rtmp(tls) => {
+                stats.tls = tls.is_some();
+                if stats.tls {
+                    stats.set_protocol(Protocol::Rtmps);
+                }
+            }
+            Service::Http => stats.set_protocol(Protocol::Http),
+        }
         let stats = Arc::new(stats);
         server.stats.connections.insert(id, stats.clone());
         server.stats.connections_total.fetch_add(1, Relaxed);
@@ -147,20 +164,33 @@ pub async fn run(listener: TcpListener, tls: Option<TlsAcceptor>, server: Arc<Se
         let std_socket = match socket.into_std() {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "could not hand the socket over");
+                tracing::warn!(connection = id, %peer, error = %e, "could not hand the socket over");
+                connection::finish(&server, &stats);
                 continue;
             }
         };
         let ctx = server.clone();
-        let tls = tls.clone();
+        let service = service.clone();
+        let forget = stats.clone();
         let spawned = server.arbiters[worker].spawn(async move {
-            match tokio::net::TcpStream::from_std(std_socket) {
-                Ok(socket) => connection::serve(socket, tls, ctx, stats).await,
-                Err(e) => tracing::warn!(connection = id, error = %e, "could not adopt the socket"),
+            match (tokio::net::TcpStream::from_std(std_socket), service) {
+                (Ok(socket), Service::Rtmp(tls)) => {
+                    connection::serve(socket, tls, ctx, stats).await
+                }
+                (Ok(socket), Service::Http) => http_request::serve(socket, ctx, stats).await,
+                (Err(e), _) => {
+                    tracing::warn!(connection = id, error = %e, "could not adopt the socket");
+                    connection::finish(&ctx, &stats);
+                }
             }
         });
         if !spawned {
-            tracing::error!(worker, "arbiter is gone: connection dropped");
+            tracing::error!(
+                connection = id,
+                worker,
+                "arbiter is gone: connection dropped"
+            );
+            connection::finish(&server, &forget);
         }
     }
 }

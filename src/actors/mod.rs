@@ -19,6 +19,8 @@
 
 pub mod connection;
 pub mod fanout;
+pub mod http_player;
+pub mod http_request;
 pub mod listener;
 pub mod publisher;
 pub mod registry;

@@ -29,6 +29,7 @@ pub fn connection(c: &ConnectionStats) -> Value {
         "peer": c.peer.to_string(),
         "worker": c.worker,
         "tls": c.tls,
+        "protocol": c.protocol().as_str(),
         "state": c.state().as_str(),
         "app": app,
         "client": client,

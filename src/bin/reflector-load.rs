@@ -12,6 +12,9 @@
 //! The tool reports its own CPU use and says when it, rather than the server, was the
 //! bottleneck.
 //!
+//! Players play over RTMP(S) or, given `http://` / `ws://` play URLs, over HTTP-FLV or
+//! WebSocket-FLV; either way the frames carry the same stamps and are counted the same way.
+//!
 //! Several servers can be measured as one service: players spread round-robin over
 //! `--play-url`s (instances relaying the publisher's stream), and every `--server-pid` is
 //! sampled on its own (CPU, RSS, per-thread CPU) as well as summed.
@@ -28,7 +31,7 @@ use serde::Serialize;
 
 use reflector::client::synth::{self, Synth, SynthConfig};
 use reflector::client::{ClientConfig, ClientError, ClientEvent, RtmpClient, RtmpUrl};
-use reflector::load::player::{self, ChurnCounts, Role, Window};
+use reflector::load::player::{self, ChurnCounts, PlayUrl, Role, Window};
 use reflector::load::worker::{self, Command, ThreadReport, WorkerHandle};
 use reflector::load::{self, fds, ProcSample, ThreadCpu, ThreadSample};
 use reflector::protocol::message::type_id;
@@ -61,7 +64,8 @@ struct Cli {
     /// --play-url is given.
     url: String,
     /// Players play these URLs instead, spread round-robin (repeatable): e.g. the same stream
-    /// on other instances that relay it from the one the publisher uses.
+    /// on other instances that relay it from the one the publisher uses, or over HTTP-FLV
+    /// (`http://host:port/app/name.flv`) or WebSocket-FLV (`ws://host:port/app/name.flv`).
     #[arg(long)]
     play_url: Vec<String>,
     #[arg(long, value_enum, default_value = "fixed")]
@@ -390,6 +394,8 @@ struct ServerFigures {
 struct UrlFigures {
     url: String,
     players: usize,
+    /// Video frames stamped inside the window that its measured players received.
+    received_frames: u64,
     delivery_pct: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -528,7 +534,7 @@ struct Run {
     ctl: Rc<Control>,
     /// Where players play, round-robin (at least one); late joiners use them from the
     /// controller's thread.
-    play: Vec<Rc<RtmpUrl>>,
+    play: Vec<Rc<PlayUrl>>,
     cfg: Rc<ClientConfig>,
     /// Player threads; players go to them round-robin.
     workers: Rc<Vec<WorkerHandle>>,
@@ -670,6 +676,7 @@ impl Run {
             .map(|(u, url)| UrlFigures {
                 url: url.to_string(),
                 players: u.players,
+                received_frames: u.received,
                 delivery_pct: delivery_of(u.received, u.players),
                 p50_ms: u.hist.quantile(0.5) as f64 / 1000.0,
                 p99_ms: u.hist.quantile(0.99) as f64 / 1000.0,
@@ -841,11 +848,11 @@ fn report(cli: &Cli, nofile: Option<u64>) -> Report {
 async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
     let url = Rc::new(RtmpUrl::parse(&cli.url)?);
     let play = if cli.play_url.is_empty() {
-        vec![url.clone()]
+        vec![Rc::new(PlayUrl::Rtmp((*url).clone()))]
     } else {
         cli.play_url
             .iter()
-            .map(|u| RtmpUrl::parse(u).map(Rc::new))
+            .map(|u| PlayUrl::parse(u).map(Rc::new))
             .collect::<Result<Vec<_>, _>>()?
     };
     let (read_size, ack_divisor) = cli.player_profile.reads();
@@ -870,7 +877,7 @@ async fn run(cli: Cli, nofile: Option<u64>) -> anyhow::Result<Report> {
         connect_failures: Cell::new(0),
         errors_logged: Arc::new(AtomicU32::new(0)),
     });
-    let plain: Vec<RtmpUrl> = play.iter().map(|u| (**u).clone()).collect();
+    let plain: Vec<PlayUrl> = play.iter().map(|u| (**u).clone()).collect();
     let workers = (0..usize::from(cli.threads))
         .map(|i| worker::spawn_worker(i, ctl.t0, &plain, &cfg, ctl.errors_logged.clone()))
         .collect::<std::io::Result<Vec<_>>>()?;

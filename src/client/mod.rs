@@ -12,11 +12,13 @@
 //! - Remote shared objects: [`RtmpClient::send_shared_object`] sends a shared object message
 //!   (Use, Request Change, Send Message...); what the server sends back arrives as
 //!   [`ClientEvent::SharedObject`].
+//! - [`FlvClient`]: an HTTP-FLV or WebSocket-FLV player (`http://` / `ws://` [`FlvUrl`]s).
 //! - [`synth`]: synthetic, numbered FLV media for tests and load.
 //!
 //! Chunk stream ids the client writes on (like ffmpeg's, with data apart from audio): see
 //! [`csid`].
 
+pub mod http_flv;
 mod session;
 pub mod synth;
 mod url;
@@ -28,6 +30,7 @@ use crate::protocol::chunk::ChunkError;
 use crate::protocol::handshake::HandshakeError;
 use crate::protocol::message::{MessageError, RawMessage, SharedObjectMessage, UserControlEvent};
 
+pub use http_flv::{FlvClient, FlvUrl};
 pub use session::{ClientReader, ClientWriter, RtmpClient};
 pub use url::{RtmpUrl, DEFAULT_PORT, DEFAULT_TLS_PORT};
 
@@ -192,6 +195,16 @@ pub enum ClientError {
     /// The TLS handshake of an `rtmps://` URL failed (e.g. an untrusted certificate).
     #[error("TLS: {0}")]
     Tls(std::io::Error),
+    /// An HTTP-FLV server answered with another status than 200 (101 for WebSocket).
+    #[error("HTTP {status} {reason:?}")]
+    Http { status: u16, reason: String },
+    /// A malformed HTTP response or chunked body.
+    #[error("HTTP: {0}")]
+    HttpProtocol(#[from] crate::protocol::http::HttpError),
+    #[error("WebSocket: {0}")]
+    WebSocket(#[from] crate::protocol::websocket::WsError),
+    #[error("FLV: {0}")]
+    Flv(#[from] crate::protocol::flv::FlvError),
 }
 
 impl ClientError {

@@ -38,9 +38,16 @@ pub enum DropClass {
 pub enum WireForm {
     /// RTMP chunks for the shared message stream id at the server's outgoing chunk size.
     RtmpChunks,
-    /// An FLV tag (header, body, previous-tag size).
+    /// An FLV tag (header, body, previous-tag size): an HTTP/1.0 FLV body.
     FlvTag,
+    /// An FLV tag as one HTTP/1.1 chunk (size line, tag, CRLF).
+    HttpChunk,
+    /// An FLV tag as one binary WebSocket message.
+    WsMessage,
 }
+
+/// How many [`WireForm`]s there are.
+const FORMS: usize = 4;
 
 /// One media or data message of a published stream.
 #[derive(Debug)]
@@ -61,7 +68,7 @@ pub struct Frame {
     /// The FourCC of an Enhanced RTMP frame's codec (first track), as its four characters.
     pub fourcc: Option<u32>,
     /// Per [`WireForm`]: the variant it was made for (the RTMP chunk size) and the bytes.
-    forms: [OnceLock<(u32, Bytes)>; 2],
+    forms: [OnceLock<(u32, Bytes)>; FORMS],
 }
 
 impl Frame {

@@ -144,6 +144,16 @@ impl DeliveryGate {
         }
     }
 
+    /// Whether this player can take `frame` at all (Enhanced RTMP), before offering it.
+    pub fn accepts(&self, frame: &Frame) -> bool {
+        frame.kind == FrameKind::Data || self.caps.accepts(frame)
+    }
+
+    /// From now on the player gets no media (its output refused the stream up front).
+    pub fn refuse_from_now(&mut self) {
+        self.refused = true;
+    }
+
     /// Decide on `frame`; `write` is called for what goes out, in order. `after_gap` says
     /// frames of the stream were lost before this one (its video resyncs); `queued` is what
     /// the player has not taken yet.

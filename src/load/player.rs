@@ -1,6 +1,7 @@
 //! The load tool's players and what one thread of them counts. A player is one task holding
-//! an [`RtmpClient`]; every player of a thread records into that thread's [`ThreadState`]
-//! without locks or allocation, and the controller merges the threads' [`Window`]s.
+//! an [`RtmpClient`] or an [`FlvClient`] (HTTP-FLV, WebSocket-FLV); every player of a thread
+//! records into that thread's [`ThreadState`] without locks or allocation, and the controller
+//! merges the threads' [`Window`]s.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -9,8 +10,78 @@ use std::time::{Duration, Instant};
 
 use super::Histogram;
 use crate::client::synth;
-use crate::client::{ClientConfig, ClientError, ClientEvent, RtmpClient, RtmpUrl};
-use crate::protocol::message::type_id;
+use crate::client::{
+    ClientConfig, ClientError, ClientEvent, FlvClient, FlvUrl, RtmpClient, RtmpUrl,
+};
+use crate::protocol::amf0;
+use crate::protocol::message::{type_id, RawMessage};
+
+/// Where a player plays: RTMP(S), or FLV over HTTP or a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlayUrl {
+    Rtmp(RtmpUrl),
+    Flv(FlvUrl),
+}
+
+impl PlayUrl {
+    /// `rtmp://`, `rtmps://`, `http://` or `ws://`.
+    pub fn parse(url: &str) -> Result<PlayUrl, ClientError> {
+        if FlvUrl::is_flv_url(url) {
+            FlvUrl::parse(url).map(PlayUrl::Flv)
+        } else {
+            RtmpUrl::parse(url).map(PlayUrl::Rtmp)
+        }
+    }
+}
+
+impl std::fmt::Display for PlayUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlayUrl::Rtmp(u) => u.fmt(f),
+            PlayUrl::Flv(u) => u.fmt(f),
+        }
+    }
+}
+
+/// A playing connection of either kind; FLV tags come out as the RTMP client's events so
+/// that one accounting serves both.
+#[derive(Debug)]
+// One per player, held for its whole life: boxing would only add an indirection.
+#[allow(clippy::large_enum_variant)]
+pub enum PlayConn {
+    Rtmp(RtmpClient),
+    Flv(FlvClient),
+    /// An idle HTTP connection: TCP only, no request.
+    Tcp(tokio::net::TcpStream),
+}
+
+impl PlayConn {
+    pub async fn next_event(&mut self) -> Result<ClientEvent, ClientError> {
+        match self {
+            PlayConn::Rtmp(c) => c.next_event().await,
+            PlayConn::Flv(c) => {
+                let tag = c.next_tag().await?;
+                Ok(if tag.type_id == type_id::DATA_AMF0 {
+                    let values = amf0::decode_all(&tag.payload, &amf0::AmfLimits::default())
+                        .unwrap_or_default();
+                    ClientEvent::Data {
+                        stream_id: 1,
+                        timestamp: tag.timestamp,
+                        values,
+                    }
+                } else {
+                    ClientEvent::Media(RawMessage {
+                        type_id: tag.type_id,
+                        stream_id: 1,
+                        timestamp: tag.timestamp,
+                        payload: tag.payload,
+                    })
+                })
+            }
+            PlayConn::Tcp(_) => std::future::pending().await,
+        }
+    }
+}
 
 /// What a player does once it plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,25 +293,43 @@ pub fn log_error(count: &AtomicU32, what: &str, e: &ClientError) {
     }
 }
 
-/// TCP, handshake, connect and (unless idle) createStream + play.
+/// RTMP: TCP, handshake, connect and (unless idle) createStream + play. HTTP-FLV and
+/// WebSocket-FLV: TCP and (unless idle) the request and the response head.
 pub async fn start_player(
-    url: &RtmpUrl,
+    url: &PlayUrl,
     cfg: &ClientConfig,
     role: Role,
-) -> Result<RtmpClient, ClientError> {
-    let mut client = RtmpClient::connect(url, cfg).await?;
-    if role != Role::Idle {
-        let sid = client.create_stream().await?;
-        client.play(sid, &url.stream).await?;
+) -> Result<PlayConn, ClientError> {
+    match url {
+        PlayUrl::Rtmp(url) => {
+            let mut client = RtmpClient::connect(url, cfg).await?;
+            if role != Role::Idle {
+                let sid = client.create_stream().await?;
+                client.play(sid, &url.stream).await?;
+            }
+            Ok(PlayConn::Rtmp(client))
+        }
+        PlayUrl::Flv(url) if role == Role::Idle => {
+            let connect = tokio::net::TcpStream::connect((url.host.as_str(), url.port));
+            let stream = tokio::time::timeout(cfg.timeout, connect)
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    what: "TCP connect",
+                    after: cfg.timeout,
+                })??;
+            Ok(PlayConn::Tcp(stream))
+        }
+        PlayUrl::Flv(url) => Ok(PlayConn::Flv(
+            FlvClient::connect(url, cfg.timeout, cfg.read_size).await?,
+        )),
     }
-    Ok(client)
 }
 
 /// One player for its whole life; `url_slot` is its play URL's index.
 pub async fn player(
     sh: std::rc::Rc<ThreadState>,
     url_slot: usize,
-    url: std::rc::Rc<RtmpUrl>,
+    url: std::rc::Rc<PlayUrl>,
     cfg: std::rc::Rc<ClientConfig>,
     role: Role,
 ) {
@@ -277,7 +366,7 @@ pub async fn player(
     }
 }
 
-async fn churn(sh: &ThreadState, client: &mut RtmpClient, life: Duration) {
+async fn churn(sh: &ThreadState, client: &mut PlayConn, life: Duration) {
     let deadline = tokio::time::Instant::now() + life;
     let mut got_frame = false;
     while let Ok(ev) = tokio::time::timeout_at(deadline, client.next_event()).await {
@@ -307,7 +396,7 @@ async fn churn(sh: &ThreadState, client: &mut RtmpClient, life: Duration) {
 
 /// Read until the connection ends, recording latency, order and bytes of what falls in the
 /// window.
-async fn measure(sh: &ThreadState, client: &mut RtmpClient, url: usize, slot: usize) {
+async fn measure(sh: &ThreadState, client: &mut PlayConn, url: usize, slot: usize) {
     let mut last: Option<u64> = None;
     loop {
         let ev = match client.next_event().await {

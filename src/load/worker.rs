@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::player::{player, ChurnCounts, Role, ThreadState, Window};
+use super::player::{player, ChurnCounts, PlayUrl, Role, ThreadState, Window};
 use super::Histogram;
-use crate::client::{ClientConfig, RtmpUrl};
+use crate::client::ClientConfig;
 
 /// How often the lateness probe wakes.
 const PROBE_EVERY: Duration = Duration::from_millis(10);
@@ -89,7 +89,7 @@ pub fn gettid() -> u32 {
 pub fn spawn_worker(
     index: usize,
     t0: Instant,
-    play_urls: &[RtmpUrl],
+    play_urls: &[PlayUrl],
     cfg: &ClientConfig,
     errors_logged: Arc<AtomicU32>,
 ) -> std::io::Result<WorkerHandle> {
@@ -126,12 +126,12 @@ pub fn spawn_worker(
 async fn serve(
     index: usize,
     t0: Instant,
-    urls: Vec<RtmpUrl>,
+    urls: Vec<PlayUrl>,
     cfg: ClientConfig,
     errors_logged: Arc<AtomicU32>,
     mut rx: mpsc::UnboundedReceiver<Command>,
 ) {
-    let urls: Vec<Rc<RtmpUrl>> = urls.into_iter().map(Rc::new).collect();
+    let urls: Vec<Rc<PlayUrl>> = urls.into_iter().map(Rc::new).collect();
     let cfg = Rc::new(cfg);
     let sh = Rc::new(ThreadState::new(t0, urls.len(), errors_logged));
     let lateness = Rc::new(std::cell::RefCell::new(Histogram::default()));

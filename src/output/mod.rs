@@ -3,6 +3,60 @@
 //! - [`outbox`]: a connection's outgoing byte queue and its writer (vectored writes).
 //! - [`rtmp`]: an RTMP player: the play sequence, frames in RTMP chunks (made once per
 //!   stream and chunk size, shared), the status messages.
+//! - [`flv`]: an HTTP-FLV or WebSocket-FLV player: an FLV header, then frames as FLV tags
+//!   (made once per stream and framing, shared).
 
+pub mod flv;
 pub mod outbox;
 pub mod rtmp;
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::hub::gate::{DropReason, Lossy};
+use crate::hub::Verdict;
+use crate::names::Esc;
+use crate::stats::SubscriberStats;
+
+/// Count what the delivery gate decided for one frame of one player.
+pub fn count_verdict(stats: &SubscriberStats, verdict: Verdict) {
+    let drops = &stats.drops;
+    match verdict {
+        Verdict::Written | Verdict::Skipped | Verdict::Refuse => {}
+        Verdict::Dropped(DropReason::Disposable) => {
+            drops.disposable.fetch_add(1, Relaxed);
+        }
+        Verdict::Dropped(DropReason::Video) => {
+            drops.video.fetch_add(1, Relaxed);
+        }
+        Verdict::Dropped(DropReason::Audio) => {
+            drops.audio.fetch_add(1, Relaxed);
+        }
+        Verdict::Dropped(DropReason::AwaitingKeyframe) => {
+            drops.awaiting_keyframe.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// One line when a player starts losing frames and one when it has caught up (from the
+/// gate's transitions, never per drop).
+pub fn log_loss(connection: u64, resource: &str, lag_ms: u64, queued: usize, change: Lossy) {
+    match change {
+        Lossy::Started(reason) => tracing::warn!(
+            connection,
+            stream = %Esc(resource),
+            lag_ms,
+            queued,
+            reason = ?reason,
+            "player falling behind: dropping frames"
+        ),
+        Lossy::Recovered { dropped, lost_ms } => tracing::info!(
+            connection,
+            stream = %Esc(resource),
+            lag_ms,
+            queued,
+            dropped,
+            lost_ms,
+            "player caught up: no frame dropped for 5 s"
+        ),
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::outbox::Outbox;
-use crate::hub::gate::{DropReason, Lossy};
+use crate::hub::gate::Lossy;
 use crate::hub::{DeliveryGate, Frame, FrameKind, Player, Verdict, WireForm};
 use crate::names::Esc;
 use crate::protocol::amf0::Amf0Value;
@@ -158,22 +158,9 @@ impl RtmpPlayer {
         let verdict = self.gate.offer(frame, after_gap, queued, |f| {
             Self::write(outbox, stats, stream_id, f)
         });
-        let drops = &self.stats.drops;
-        match verdict {
-            Verdict::Written | Verdict::Skipped => {}
-            Verdict::Dropped(DropReason::Disposable) => {
-                drops.disposable.fetch_add(1, Relaxed);
-            }
-            Verdict::Dropped(DropReason::Video) => {
-                drops.video.fetch_add(1, Relaxed);
-            }
-            Verdict::Dropped(DropReason::Audio) => {
-                drops.audio.fetch_add(1, Relaxed);
-            }
-            Verdict::Dropped(DropReason::AwaitingKeyframe) => {
-                drops.awaiting_keyframe.fetch_add(1, Relaxed);
-            }
-            Verdict::Refuse => self.refuse(frame),
+        super::count_verdict(&self.stats, verdict);
+        if verdict == Verdict::Refuse {
+            self.refuse(frame);
         }
         if let Some(change) = self.gate.take_transition() {
             self.log_loss(change);
@@ -182,26 +169,13 @@ impl RtmpPlayer {
 
     fn log_loss(&self, change: Lossy) {
         let lag_ms = self.outbox.oldest_age().unwrap_or_default().as_millis() as u64;
-        let queued = self.outbox.queued_bytes();
-        match change {
-            Lossy::Started(reason) => tracing::warn!(
-                connection = self.connection_id,
-                stream = %Esc(&self.resource),
-                lag_ms,
-                queued,
-                reason = ?reason,
-                "player falling behind: dropping frames"
-            ),
-            Lossy::Recovered { dropped, lost_ms } => tracing::info!(
-                connection = self.connection_id,
-                stream = %Esc(&self.resource),
-                lag_ms,
-                queued,
-                dropped,
-                lost_ms,
-                "player caught up: no frame dropped for 5 s"
-            ),
-        }
+        super::log_loss(
+            self.connection_id,
+            &self.resource,
+            lag_ms,
+            self.outbox.queued_bytes(),
+            change,
+        );
     }
 
     /// A legacy player must not get Enhanced RTMP frames it cannot parse: tell it why, once;

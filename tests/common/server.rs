@@ -38,6 +38,8 @@ pub struct Server {
     proc: Proc,
     port: u16,
     admin_port: Option<u16>,
+    /// The public HTTP-FLV port, when started with [`Server::reflector_http`].
+    http_port: Option<u16>,
     log: PathBuf,
     dir: TempDir,
 }
@@ -51,6 +53,16 @@ impl Server {
     /// `reflector` bin target (cargo only sets `CARGO_BIN_EXE_reflector` for
     /// integration tests of this package).
     pub fn reflector(args: &[&str]) -> Server {
+        Self::spawn_reflector(args, false)
+    }
+
+    /// [`Server::reflector`] with the public HTTP-FLV listener on a free port too
+    /// (`--http-listen 127.0.0.1:HPORT`; see [`Server::http_url`]).
+    pub fn reflector_http(args: &[&str]) -> Server {
+        Self::spawn_reflector(args, true)
+    }
+
+    fn spawn_reflector(args: &[&str], http: bool) -> Server {
         let Some(exe) = option_env!("CARGO_BIN_EXE_reflector") else {
             panic!("CARGO_BIN_EXE_reflector is not set: Server::reflector only works in this package's integration tests");
         };
@@ -70,6 +82,11 @@ impl Server {
                 "--admin-listen".to_string(),
                 format!("127.0.0.1:{admin_port}"),
             ];
+            let http_port = http.then(free_port);
+            if let Some(p) = http_port {
+                argv.push("--http-listen".into());
+                argv.push(format!("127.0.0.1:{p}"));
+            }
             argv.extend(args.iter().map(|a| a.to_string()));
             let mut proc = Proc::spawn("reflector", exe, &argv, &[("RUST_LOG", "info")], &log);
             // Ready when it says so: a connect alone can reach another test's server that
@@ -95,6 +112,7 @@ impl Server {
                 proc,
                 port,
                 admin_port: Some(admin_port),
+                http_port,
                 log,
                 dir,
             };
@@ -140,6 +158,7 @@ impl Server {
             proc,
             port,
             admin_port: None,
+            http_port: None,
             log,
             dir,
         };
@@ -215,6 +234,18 @@ impl Server {
             .admin_port
             .unwrap_or_else(|| panic!("{:?} server has no admin listener", self.kind));
         format!("http://127.0.0.1:{port}")
+    }
+
+    /// `http://127.0.0.1:HPORT/APP/NAME.flv` on the public HTTP listener. Panics unless
+    /// started with [`Server::reflector_http`].
+    pub fn http_url(&self, app: &str, name: &str) -> String {
+        let port = self.http_port.expect("started without --http-listen");
+        format!("http://127.0.0.1:{port}/{app}/{name}.flv")
+    }
+
+    /// The public HTTP port, when started with [`Server::reflector_http`].
+    pub fn http_port(&self) -> Option<u16> {
+        self.http_port
     }
 
     /// The server process id (the nginx master for nginx-rtmp).

@@ -220,6 +220,26 @@ fn media(r: &mut Registry, stats: &ServerStats) {
         "Playing NetStreams (players)",
         int(a.subscribers.load(Relaxed)),
     );
+    // Players by how they reach the server (RTMP, RTMPS, HTTP-FLV, WebSocket-FLV).
+    let by_protocol = Family::<Labels, Gauge>::default();
+    let mut counts = [0usize; crate::stats::Protocol::ALL.len()];
+    for stream in stats.streams.iter() {
+        for player in stream.subscribers.iter() {
+            let protocol = player
+                .connection
+                .as_ref()
+                .map_or(crate::stats::Protocol::Rtmp, |c| c.protocol());
+            counts[protocol as usize] += 1;
+        }
+    }
+    for protocol in crate::stats::Protocol::ALL {
+        if protocol != crate::stats::Protocol::Http {
+            by_protocol
+                .get_or_create(&labels(&[("protocol", protocol.as_str())]))
+                .set(int(counts[protocol as usize]));
+        }
+    }
+    r.register("players", "Players now, by protocol", by_protocol);
     let actors = Family::<Labels, Gauge>::default();
     for (kind, n) in [
         ("connection", a.connections.load(Relaxed)),
@@ -227,6 +247,7 @@ fn media(r: &mut Registry, stats: &ServerStats) {
         ("publisher", a.publishers.load(Relaxed)),
         ("subscriber", a.subscribers.load(Relaxed)),
         ("fanout", a.fanouts.load(Relaxed)),
+        ("http_player", a.http_players.load(Relaxed)),
         ("shared_object", a.shared_objects.load(Relaxed)),
         ("registry", 1),
     ] {

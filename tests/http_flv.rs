@@ -1,0 +1,435 @@
+//! HTTP-FLV and WebSocket-FLV players: ffmpeg plays `http://…/live/x.flv` frame-exact against
+//! the source, a WebSocket client (written here, RFC 6455) gets the same FLV frame-exact, as
+//! late joiners (the GOP cache gives them a keyframe first). The answers around it: 404, 405,
+//! HEAD, the CORS preflight, key auth, the wait for a publisher and its end in a 404, the
+//! admin API and metrics naming the protocol, the drain ending the body cleanly.
+
+mod common;
+
+use common::{play, publish, shared_clip, verify_recording, Player, Proc, Publisher, Server};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+const JOIN_DELAY: Duration = Duration::from_millis(1500);
+const RECORD: Duration = Duration::from_secs(4);
+const MIN_FRAMES: usize = 50;
+
+/// A server with the HTTP listener and `toml` as its config file.
+fn server_with(toml: &str) -> (Server, tempfile::NamedTempFile) {
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp config");
+    file.write_all(toml.as_bytes()).expect("write config");
+    let path = file.path().display().to_string();
+    (
+        Server::reflector_http(&["--workers", "2", "--config", &path]),
+        file,
+    )
+}
+
+fn http_port(server: &Server) -> u16 {
+    server.http_port().expect("http listener")
+}
+
+/// One raw request; the answer's head (status line and headers) and as much body as came
+/// within `wait`.
+fn request(port: u16, raw: &str, wait: Duration) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(raw.as_bytes()).expect("send");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + wait;
+    let mut buf = [0u8; 16384];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(got.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    (head, got[end..].to_vec())
+}
+
+fn status(head: &str) -> u16 {
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Undo HTTP/1.1 chunked coding; `None` if a chunk is malformed. An unfinished last chunk
+/// is left out.
+fn dechunk(mut body: &[u8]) -> Option<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    loop {
+        let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") else {
+            return Some((out, false));
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).ok()?, 16).ok()?;
+        let start = line_end + 2;
+        if size == 0 {
+            return Some((out, true));
+        }
+        if body.len() < start + size + 2 {
+            return Some((out, false));
+        }
+        if &body[start + size..start + size + 2] != b"\r\n" {
+            return None;
+        }
+        out.extend_from_slice(&body[start..start + size]);
+        body = &body[start + size + 2..];
+    }
+}
+
+fn get_text(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .expect("admin GET")
+        .into_string()
+        .expect("body")
+}
+
+fn start_publisher(server: &Server, name: &str) -> Proc {
+    let p = publish(
+        Publisher::Ffmpeg,
+        shared_clip(),
+        &server.rtmp_url("live", name),
+        server.dir(),
+    );
+    sleep(JOIN_DELAY);
+    p
+}
+
+/// ffmpeg plays the stream over HTTP-FLV, joining late: every frame it decodes matches the
+/// source's, from a keyframe on.
+#[test]
+fn ffmpeg_plays_http_flv_frame_exact() {
+    if common::should_skip("ffmpeg_plays_http_flv_frame_exact", &["ffmpeg", "ffprobe"]) {
+        return;
+    }
+    let server = Server::reflector_http(&["--workers", "2"]);
+    let _publisher = start_publisher(&server, "x");
+    let rec = play(
+        Player::Ffmpeg,
+        &server.http_url("live", "x"),
+        server.dir(),
+        RECORD,
+    );
+    let out = rec.finish();
+    let verdict = verify_recording(&out, shared_clip());
+    println!("ffmpeg over HTTP-FLV: {verdict}");
+    verdict.assert_ok_with_at_least(MIN_FRAMES);
+}
+
+/// A WebSocket client (masked frames, RFC 6455) gets the same FLV in binary messages,
+/// frame-exact; its Close is answered with a Close.
+#[test]
+fn websocket_client_gets_the_stream_frame_exact() {
+    if common::should_skip(
+        "websocket_client_gets_the_stream_frame_exact",
+        &["ffmpeg", "ffprobe"],
+    ) {
+        return;
+    }
+    let server = Server::reflector_http(&["--workers", "2"]);
+    let _publisher = start_publisher(&server, "ws");
+    let mut s = TcpStream::connect(("127.0.0.1", http_port(&server))).expect("connect");
+    s.write_all(
+        b"GET /live/ws.flv HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + RECORD;
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        if let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("101") + 4;
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    assert_eq!(status(&head), 101, "{head}");
+    assert_eq!(
+        header(&head, "sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    // Unframe: every message is one binary frame from the server (unmasked, FIN).
+    let mut flv = Vec::new();
+    let mut rest = &got[end..];
+    let mut messages = 0;
+    while rest.len() >= 2 {
+        assert_eq!(rest[0], 0x82, "a FIN binary frame");
+        assert_eq!(rest[1] & 0x80, 0, "server frames are not masked");
+        let (len, at) = match rest[1] & 0x7f {
+            126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+            127 if rest.len() >= 10 => (
+                u64::from_be_bytes(rest[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n if n < 126 => (n as usize, 2),
+            _ => break,
+        };
+        if rest.len() < at + len {
+            break;
+        }
+        flv.extend_from_slice(&rest[at..at + len]);
+        rest = &rest[at + len..];
+        messages += 1;
+    }
+    assert!(
+        flv.starts_with(b"FLV\x01\x05"),
+        "an FLV header with audio and video"
+    );
+    let path = server.dir().join("ws.flv");
+    std::fs::write(&path, &flv).unwrap();
+    let verdict = verify_recording(&path, shared_clip());
+    println!("WebSocket-FLV: {messages} messages, {verdict}");
+    verdict.assert_ok_with_at_least(MIN_FRAMES);
+    // A masked Close (code 1000) is echoed.
+    s.write_all(&[0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2])
+        .unwrap();
+    let close = read_until_closed(&mut s);
+    assert!(
+        close
+            .windows(4)
+            .any(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xe8),
+        "the server echoes Close 1000"
+    );
+}
+
+fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 65536];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// The answers around playing: unknown paths, methods, HEAD, the preflight, chunked FLV with
+/// CORS, a not-published stream with and without the wait.
+#[test]
+fn answers_follow_http() {
+    let (server, _config) = server_with(
+        "[http]\nwait_for_publisher = false\n\n[auth.apps.priv]\npublish = \"open\"\nplay = \"key\"\nplay_keys = [\"v13w\"]\n",
+    );
+    let port = http_port(&server);
+    let wait = Duration::from_millis(800);
+    let (h, body) = request(port, "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n", wait);
+    assert_eq!(status(&h), 404, "{h}");
+    assert!(String::from_utf8_lossy(&body).contains("/APP/NAME.flv"));
+    let (h, _) = request(
+        port,
+        "POST /live/x.flv HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        wait,
+    );
+    assert_eq!(status(&h), 405, "{h}");
+    assert_eq!(header(&h, "allow"), Some("GET, HEAD, OPTIONS"));
+    let (h, _) = request(port, "GET /live/none.flv HTTP/1.1\r\nHost: x\r\n\r\n", wait);
+    assert_eq!(status(&h), 404, "not published, no wait: {h}");
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
+    let (h, _) = request(
+        port,
+        "OPTIONS /live/x.flv HTTP/1.1\r\nHost: x\r\nOrigin: http://page\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: range\r\n\r\n",
+        wait,
+    );
+    assert_eq!(status(&h), 204, "{h}");
+    assert_eq!(
+        header(&h, "access-control-allow-methods"),
+        Some("GET, HEAD, OPTIONS")
+    );
+    assert_eq!(header(&h, "access-control-allow-headers"), Some("range"));
+
+    let _publisher = start_publisher(&server, "x");
+    let (h, body) = request(port, "HEAD /live/x.flv HTTP/1.1\r\nHost: x\r\n\r\n", wait);
+    assert_eq!(status(&h), 200, "{h}");
+    assert_eq!(header(&h, "content-type"), Some("video/x-flv"));
+    assert!(body.is_empty(), "HEAD has no body");
+    let (h, body) = request(
+        port,
+        "GET /live/x.flv HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(2),
+    );
+    assert_eq!(status(&h), 200, "{h}");
+    assert_eq!(header(&h, "transfer-encoding"), Some("chunked"));
+    assert_eq!(header(&h, "access-control-allow-origin"), Some("*"));
+    let (flv, _) = dechunk(&body).expect("well-formed chunks");
+    assert!(
+        flv.starts_with(b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"),
+        "FLV header first"
+    );
+    // The first tag is metadata (script, 18) and the first video tag a keyframe.
+    assert_eq!(flv[13], 18, "onMetaData first");
+    let first_video = first_tag_of(&flv[13..], 9).expect("a video tag");
+    assert_eq!(first_video >> 4, 1, "the first video tag is a keyframe");
+    // HTTP/1.0 gets the body until close, no chunks.
+    let (h, body) = request(
+        port,
+        "GET /live/x.flv HTTP/1.0\r\n\r\n",
+        Duration::from_secs(1),
+    );
+    assert_eq!(status(&h), 200, "{h}");
+    assert_eq!(header(&h, "transfer-encoding"), None);
+    assert!(body.starts_with(b"FLV\x01"));
+
+    // Key auth, as for RTMP play: without the key 403, with it 200.
+    let _p2 = publish(
+        Publisher::Ffmpeg,
+        shared_clip(),
+        &server.rtmp_url("priv", "cam"),
+        server.dir(),
+    );
+    sleep(JOIN_DELAY);
+    let (h, body) = request(port, "GET /priv/cam.flv HTTP/1.1\r\nHost: x\r\n\r\n", wait);
+    assert_eq!(status(&h), 403, "{h}");
+    assert!(String::from_utf8_lossy(&body).contains("not authorized"));
+    let (h, _) = request(
+        port,
+        "GET /priv/cam.flv?key=v13w HTTP/1.1\r\nHost: x\r\n\r\n",
+        wait,
+    );
+    assert_eq!(status(&h), 200, "{h}");
+    let log = server.plain_log();
+    assert!(log.contains("not authorized"), "the refusal is logged");
+}
+
+/// The first FLV tag of `type_id` in `tags`: its first body byte.
+fn first_tag_of(mut tags: &[u8], type_id: u8) -> Option<u8> {
+    while tags.len() >= 11 {
+        let size = u32::from_be_bytes([0, tags[1], tags[2], tags[3]]) as usize;
+        if tags.len() < 11 + size + 4 {
+            return None;
+        }
+        if tags[0] & 0x1f == type_id {
+            return tags.get(11).copied();
+        }
+        tags = &tags[11 + size + 4..];
+    }
+    None
+}
+
+/// A player waiting for a publisher gets its answer when one starts; one that waits longer
+/// than `live.play_wait_ms` gets a 404.
+#[test]
+fn waiting_players_start_with_the_publisher_or_get_a_404() {
+    let (server, _config) = server_with("[live]\nplay_wait_ms = 4000\n");
+    let port = http_port(&server);
+    let waiting = std::thread::spawn(move || {
+        request(
+            port,
+            "GET /live/late.flv HTTP/1.1\r\nHost: x\r\n\r\n",
+            Duration::from_secs(5),
+        )
+    });
+    sleep(Duration::from_millis(500));
+    let _publisher = publish(
+        Publisher::Ffmpeg,
+        shared_clip(),
+        &server.rtmp_url("live", "late"),
+        server.dir(),
+    );
+    let asked = Instant::now();
+    let (h, _) = request(
+        port,
+        "GET /live/never.flv HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(6),
+    );
+    assert_eq!(status(&h), 404, "{h}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(3900),
+        "the 404 comes after the wait"
+    );
+    let (h, body) = waiting.join().unwrap();
+    assert_eq!(
+        status(&h),
+        200,
+        "the waiting player starts with the publisher: {h}"
+    );
+    let (flv, _) = dechunk(&body).expect("chunks");
+    assert!(flv.starts_with(b"FLV\x01"));
+    assert!(first_tag_of(&flv[13..], 9).is_some(), "video came");
+}
+
+/// HTTP players are in the admin API and metrics with their protocol, and a drain ends their
+/// bodies cleanly (the last chunk; a WebSocket Close 1001).
+#[test]
+fn http_players_are_counted_and_drained() {
+    let server = Server::reflector_http(&["--workers", "2"]);
+    let port = http_port(&server);
+    let mut publisher = start_publisher(&server, "m");
+    let mut http = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http.write_all(b"GET /live/m.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut ws = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    ws.write_all(
+        b"GET /live/m.flv HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    for s in [&http, &ws] {
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+    }
+    sleep(Duration::from_millis(1500));
+    let metrics = get_text(&format!("{}/metrics", server.admin_url()));
+    for protocol in ["http-flv", "ws-flv"] {
+        let line = format!("reflector_players{{protocol=\"{protocol}\"}} 1");
+        assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+    }
+    let connections = get_text(&format!("{}/api/v1/connections", server.admin_url()));
+    assert!(
+        connections.contains("\"protocol\":\"http-flv\""),
+        "{connections}"
+    );
+    assert!(
+        connections.contains("\"protocol\":\"ws-flv\""),
+        "{connections}"
+    );
+    // Drain: SIGTERM to the server.
+    let pid = server.pid().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let http_bytes = read_until_closed(&mut http);
+    let ws_bytes = read_until_closed(&mut ws);
+    assert!(
+        http_bytes.ends_with(b"0\r\n\r\n"),
+        "the body ends with the last chunk"
+    );
+    assert!(
+        ws_bytes
+            .windows(4)
+            .any(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xe9),
+        "a WebSocket Close (1001) ends the stream"
+    );
+    let _ = publisher.try_wait();
+}
