@@ -60,6 +60,18 @@ def main(path):
             ratio = (meds[0] / meds[1]) if meds[0] is not None and meds[1] else None
             print(f"| {sc} | {fig} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} "
                   f"| {fmt(ratio)} |")
+        # Other servers (SERVERS="reflector:N ..."): their medians against nginx-rtmp's.
+        for srv in sorted({k[1] for k in runs if k[0] == sc} - {"reflector", "nginx"}):
+            for fig in FIGS.get(sc, ["delivery_pct", "p99_ms"]):
+                vals = [x.get(fig) for x in runs.get((sc, srv), [])]
+                nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                med = statistics.median(nums) if nums else None
+                ref = [x.get(fig) for x in runs.get((sc, "nginx"), [])]
+                ref = [v for v in ref if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                rmed = statistics.median(ref) if ref else None
+                ratio = (med / rmed) if med is not None and rmed else None
+                print(f"| {sc} | {fig} [{srv}] | {' / '.join(fmt(v) for v in vals)} | {fmt(med)} "
+                      f"| | {fmt(rmed)} | {fmt(ratio)} |")
         sat = [x.get("tool_saturated") for k, v in runs.items() if k[0] == sc for x in v]
         if any(sat):
             print(f"| {sc} | NOTE | load tool above 90 % of its core in some runs | | | | |")

@@ -176,7 +176,19 @@ pub struct LiveSettings {
     /// long and its play ends; 0 = it waits for a publisher as long as it likes.
     #[serde(default)]
     pub play_wait_ms: u64,
+    /// Audio and data frames wait up to this long on each core for the next video frame, so
+    /// that they reach each player's socket in the same write; a video frame goes at once
+    /// with what waited. 0 = every frame is handed to the players as it comes.
+    #[serde(default = "default_write_coalesce_ms")]
+    pub write_coalesce_ms: u64,
 }
+
+fn default_write_coalesce_ms() -> u64 {
+    DEFAULT_WRITE_COALESCE_MS
+}
+
+/// See [`LiveSettings::write_coalesce_ms`].
+pub const DEFAULT_WRITE_COALESCE_MS: u64 = 34;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -727,6 +739,13 @@ impl Settings {
             l.drop_video_bytes,
             1 << 30,
             "live.drop_video_bytes..=1073741824",
+        )?;
+        range(
+            "live.write_coalesce_ms",
+            l.write_coalesce_ms,
+            0,
+            200,
+            "0..=200",
         )?;
         range(
             "live.max_lag_ms",

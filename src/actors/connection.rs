@@ -84,18 +84,20 @@ impl Decoder for ChunkCodec {
     }
 }
 
-/// What one message stream id of this connection is doing.
+/// What one message stream id of this connection is doing. The `on_done` hook is boxed:
+/// every connection keeps a map of slots, most without one, and inline it made each map
+/// bucket ~270 bytes (an auth request of several strings).
 enum StreamSlot {
     /// Made by createStream, not publishing or playing yet.
     Idle,
     Publishing {
         addr: Addr<PublishingStream>,
         name: String,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
     },
     Playing {
         addr: Addr<Subscriber>,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
     },
 }
 
@@ -874,7 +876,7 @@ impl Connection {
         query: Option<String>,
         stream_key: Option<String>,
         ctx: &mut Context<Self>,
-        then: impl FnOnce(&mut Self, Resource, Option<DoneHook>, &mut Context<Self>) + 'static,
+        then: impl FnOnce(&mut Self, Resource, Option<Box<DoneHook>>, &mut Context<Self>) + 'static,
     ) {
         let failure = match action {
             Action::Publish => status::PUBLISH_BAD_NAME,
@@ -902,7 +904,7 @@ impl Connection {
             .authorize(action, resource, query, stream_key, tc_url);
         ctx.wait(fut.into_actor(self).map(move |decision, act, ctx| {
             match act.admission().decided(decision) {
-                Ok(Granted { resource, done }) => then(act, resource, done, ctx),
+                Ok(Granted { resource, done }) => then(act, resource, done.map(Box::new), ctx),
                 Err(refused) => {
                     act.stream_status(stream_id, "error", failure, refused.description.clone());
                     act.close(
@@ -939,7 +941,7 @@ impl Connection {
         stream_id: u32,
         resource: Resource,
         stream_key: Option<String>,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
         ctx: &mut Context<Self>,
     ) {
         let request = registry::Publish {
@@ -973,7 +975,7 @@ impl Connection {
         stream_id: u32,
         resource: Resource,
         grant: PublishGrant,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
         ctx: &mut Context<Self>,
     ) {
         let key = resource.key();
@@ -1038,7 +1040,7 @@ impl Connection {
         stream_id: u32,
         resource: Resource,
         reset: bool,
-        done: Option<DoneHook>,
+        done: Option<Box<DoneHook>>,
         ctx: &mut Context<Self>,
     ) {
         let relay = self.stats.app.lock().is_ok_and(|info| {

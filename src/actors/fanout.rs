@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -17,7 +18,8 @@ use super::publisher::{
     next_edge_id, EdgeId, HubEvent, JoinInfo, Publisher, Subscribe, Unsubscribe,
 };
 use crate::config::Settings;
-use crate::hub::{LocalFanout, Player, PlayerKey};
+use crate::hub::batch::{Batch, Push};
+use crate::hub::{Frame, LocalFanout, Player, PlayerKey};
 use crate::names::Esc;
 use crate::stats::ServerStats;
 
@@ -61,6 +63,8 @@ pub fn join(
             hub: hub.clone(),
             queued: queued.clone(),
             server_stats: server_stats.clone(),
+            batch: Batch::new(settings.live.write_coalesce_ms),
+            flush_timer: None,
         };
         let addr = Fanout::create(move |ctx| {
             ctx.set_mailbox_capacity(capacity);
@@ -104,6 +108,42 @@ pub struct Fanout {
     hub: Rc<RefCell<LocalFanout>>,
     queued: Arc<AtomicUsize>,
     server_stats: Arc<ServerStats>,
+    /// Frames not yet handed to the players (`live.write_coalesce_ms`).
+    batch: Batch,
+    /// Hands the batch over when its oldest frame has waited the window.
+    flush_timer: Option<SpawnHandle>,
+}
+
+impl Fanout {
+    /// Hand what waits to the players: each takes the batch in one visit and its writer
+    /// sends it in one `writev`.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.flush_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if !self.batch.is_empty() {
+            // Taken first: a panic in a player's handling loses this batch, never repeats it.
+            let frames = self.batch.take();
+            self.hub.borrow_mut().frames(&frames);
+            self.batch.recycle(frames);
+        }
+    }
+
+    /// A frame from the publisher: handed over now, or batched (see [`Batch`]).
+    fn frame(&mut self, frame: Arc<Frame>, missed: u64, ctx: &mut Context<Self>) {
+        match self.batch.push(frame, missed) {
+            Push::Flush => self.flush(ctx),
+            Push::Wait => {}
+            Push::Arm => {
+                let window = Duration::from_millis(self.batch.window_ms());
+                self.flush_timer = Some(ctx.run_later(window, |act, ctx| {
+                    act.flush_timer = None;
+                    let stats = act.server_stats.clone();
+                    let _ = super::guard(&stats, "fanout", 0, || act.flush(ctx));
+                }));
+            }
+        }
+    }
 }
 
 impl Actor for Fanout {
@@ -149,17 +189,23 @@ impl Actor for Fanout {
 impl Handler<HubEvent> for Fanout {
     type Result = ();
 
-    fn handle(&mut self, msg: HubEvent, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: HubEvent, ctx: &mut Context<Self>) {
         let stats = self.server_stats.clone();
         // A panic in one player's handling loses this frame for this arbiter's players
         // (logged, counted), not the stream.
         let _ = super::guard(&stats, "fanout", 0, || match msg {
             HubEvent::Frame { frame, missed } => {
                 self.queued.fetch_sub(1, Relaxed);
-                self.hub.borrow_mut().frame(&frame, missed);
+                self.frame(frame, missed, ctx);
             }
-            HubEvent::Published => self.hub.borrow_mut().published(),
-            HubEvent::Unpublished => self.hub.borrow_mut().unpublished(),
+            HubEvent::Published => {
+                self.flush(ctx);
+                self.hub.borrow_mut().published();
+            }
+            HubEvent::Unpublished => {
+                self.flush(ctx);
+                self.hub.borrow_mut().unpublished();
+            }
         });
     }
 }

@@ -102,13 +102,23 @@ impl LocalFanout {
 
     /// A live frame; `missed` frames before it never reached this core.
     pub fn frame(&mut self, frame: &Arc<Frame>, missed: u64) {
-        self.cache.record(frame, &self.live_settings);
+        self.frames(std::slice::from_ref(&(frame.clone(), missed)));
+    }
+
+    /// Live frames in order, each with the frames missed before it. Each player takes the
+    /// whole batch in one visit (its state is loaded once, its writer woken once).
+    pub fn frames(&mut self, batch: &[(Arc<Frame>, u64)]) {
+        for (frame, _) in batch {
+            self.cache.record(frame, &self.live_settings);
+        }
         for (_, player) in &self.players {
             let mut player = player.borrow_mut();
-            if missed > 0 {
-                player.missed(missed);
+            for (frame, missed) in batch {
+                if *missed > 0 {
+                    player.missed(*missed);
+                }
+                player.frame(frame, *missed > 0);
             }
-            player.frame(frame, missed > 0);
         }
     }
 

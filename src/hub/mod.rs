@@ -6,7 +6,9 @@
 //! - [`cache`]: what a late joiner needs, kept by the publisher and mirrored per core.
 //! - [`gate`]: the per-player delivery gate: write, drop, or resync at the next keyframe.
 //! - [`fanout`]: the players of one stream on one core, fed from one message per frame.
+//! - [`batch`]: write coalescing on a core (audio and data wait for the next video frame).
 
+pub mod batch;
 pub mod cache;
 pub mod fanout;
 pub mod frame;

@@ -27,6 +27,8 @@ use crate::tls::transport::TransportWrite;
 
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 64;
+/// Queue slots kept once it empties: a live player has a few frames queued at a time.
+const QUEUE_KEPT: usize = 8;
 /// How long a closing connection may take to flush what it queued (e.g. an `_error`).
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -201,6 +203,10 @@ impl Outbox {
                 front.bytes.advance(left);
                 left = 0;
             }
+        }
+        if state.queue.is_empty() && state.queue.capacity() > QUEUE_KEPT {
+            // A join's burst (the GOP: a hundred frames and more) grew it; live needs a few.
+            state.queue.shrink_to(QUEUE_KEPT);
         }
         state.queued_bytes = state.queued_bytes.saturating_sub(n);
         self.stats.queued_bytes.store(state.queued_bytes, Relaxed);

@@ -190,3 +190,42 @@ fn a_gone_publisher_ends_every_play() {
     assert_eq!(*log.borrow(), [(1, Event::Ended), (2, Event::Ended)]);
     assert!(hub.is_empty());
 }
+
+#[test]
+fn a_batch_goes_to_each_player_whole_in_order_and_into_the_cache() {
+    let log: Log = Rc::default();
+    let mut hub = fanout();
+    hub.seed(true, &[frame(V, Header, 0)]);
+    hub.join((1, 1), player(1, &log));
+    hub.join((2, 1), player(2, &log));
+    log.borrow_mut().clear();
+    hub.frames(&[
+        (frame(A, Audio, 5), 0),
+        (frame(A, Audio, 28), 2),
+        (frame(V, Key, 33), 0),
+    ]);
+    let want = |id| {
+        [
+            (id, Event::Frame(5, false)),
+            (id, Event::Missed(2)),
+            (id, Event::Frame(28, true)),
+            (id, Event::Frame(33, false)),
+        ]
+    };
+    let mut expected = want(1).to_vec();
+    expected.extend(want(2));
+    assert_eq!(*log.borrow(), expected);
+    // A joiner starts from the same cache as if the frames had come one by one.
+    let mut single = fanout();
+    single.seed(true, &[frame(V, Header, 0)]);
+    single.frame(&frame(A, Audio, 5), 0);
+    single.frame(&frame(A, Audio, 28), 2);
+    single.frame(&frame(V, Key, 33), 0);
+    log.borrow_mut().clear();
+    hub.join((3, 1), player(3, &log));
+    single.join((3, 1), player(3, &log));
+    let log = log.borrow();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0], log[1]);
+    assert!(matches!(&log[0].1, Event::Start { burst, .. } if burst.ends_with(&[33])));
+}

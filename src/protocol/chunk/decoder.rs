@@ -52,7 +52,9 @@ struct ChunkHeader {
 pub struct ChunkDecoder {
     limits: ChunkLimits,
     chunk_size: u32,
-    /// Chunk stream ids below 64 (the one-byte basic header) by index; the rest in a map.
+    /// Chunk stream ids below 64 (the one-byte basic header) by index, grown to the highest
+    /// one seen (players use 2..=8: a few hundred bytes, not 64 slots per connection); the
+    /// rest in a map.
     low: Vec<Option<ChunkStreamState>>,
     high: HashMap<u32, ChunkStreamState>,
     chunk_streams: usize,
@@ -65,7 +67,7 @@ impl ChunkDecoder {
         ChunkDecoder {
             limits,
             chunk_size: DEFAULT_CHUNK_SIZE,
-            low: (0..64).map(|_| None).collect(),
+            low: Vec::new(),
             high: HashMap::new(),
             chunk_streams: 0,
             pending_bytes: 0,
@@ -103,7 +105,12 @@ impl ChunkDecoder {
 
     fn state_mut(&mut self, csid: u32) -> &mut ChunkStreamState {
         match usize::try_from(csid) {
-            Ok(i) if i < 64 => self.low[i].get_or_insert_with(ChunkStreamState::default),
+            Ok(i) if i < 64 => {
+                if self.low.len() <= i {
+                    self.low.resize_with(i + 1, || None);
+                }
+                self.low[i].get_or_insert_with(ChunkStreamState::default)
+            }
             _ => self.high.entry(csid).or_default(),
         }
     }
@@ -311,7 +318,11 @@ impl ChunkDecoder {
             self.chunk_size = value;
         } else {
             let dropped = match usize::try_from(value) {
-                Ok(i) if i < 64 => self.low[i].as_mut().and_then(|s| s.partial.take()),
+                Ok(i) if i < 64 => self
+                    .low
+                    .get_mut(i)
+                    .and_then(Option::as_mut)
+                    .and_then(|s| s.partial.take()),
                 _ => self.high.get_mut(&value).and_then(|s| s.partial.take()),
             };
             self.pending_bytes -= dropped.map_or(0, |p| p.len());

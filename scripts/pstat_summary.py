@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Summarise bench-vs-nginx.sh PSTAT=1 output: for each fixed1000 run, the server's CPU from
+`perf stat` (task-clock over the sampled seconds) per Gbit/s the load tool measured as
+delivered in that run, and its write and read syscalls per second (markdown).
+
+Usage: pstat_summary.py SECONDS OUTDIR"""
+import json
+import os
+import re
+import statistics
+import sys
+
+
+def main(seconds, out):
+    gbps = {}
+    for line in open(os.path.join(out, "results.jsonl")):
+        r = json.loads(line)
+        gbps[(r["scenario"], r["server"], str(r["rep"]))] = r["result"].get("delivered_gbps")
+    rows = {}
+    for name in sorted(os.listdir(out)):
+        m = re.match(r"pstat-(\w+)-(.+)-(\d+)\.csv$", name)
+        if not m:
+            continue
+        counts = {}
+        for line in open(os.path.join(out, name)):
+            f = line.strip().split(",")
+            if len(f) >= 3 and f[0] and not line.startswith("#"):
+                try:
+                    counts[f[2]] = float(f[0])
+                except ValueError:
+                    pass
+        g = gbps.get(m.groups())
+        if not g or "task-clock" not in counts:
+            continue
+        cpu = counts["task-clock"] / 1000 / seconds * 100
+        writes = counts.get("syscalls:sys_enter_writev", 0) + counts.get("syscalls:sys_enter_sendto", 0)
+        rows.setdefault(m.group(2), []).append(
+            (cpu / g, cpu, writes / seconds, counts.get("context-switches", 0) / seconds))
+    print("| server | perf stat CPU % per Gbit/s (runs) | median | writes/s (writev+sendto) "
+          "| context switches/s |")
+    print("|---|---|---|---|---|")
+    meds = {}
+    for srv, r in rows.items():
+        meds[srv] = statistics.median(x[0] for x in r)
+        print(f"| {srv} | {' / '.join(f'{x[0]:.1f}' for x in r)} | {meds[srv]:.1f} "
+              f"| {statistics.median(x[2] for x in r):.0f} | {statistics.median(x[3] for x in r):.0f} |")
+    if "nginx" in meds:
+        for srv, m in meds.items():
+            if srv != "nginx":
+                print(f"\n{srv} / nginx (perf stat CPU per Gbit/s): {m / meds['nginx']:.2f}")
+
+
+if __name__ == "__main__":
+    main(float(sys.argv[1]), sys.argv[2])
