@@ -424,29 +424,7 @@ fn small_budget_server() -> (tempfile::TempDir, Server) {
 /// kernel's socket buffers, which autotune to megabytes on loopback, in a few seconds) to
 /// `live/NAME`, once the stream is live.
 fn fast_publish(server: &Server, name: &str) -> common::Proc {
-    let url = server.rtmp_url("live", name);
-    let clip = shared_clip().path().display().to_string();
-    let args: Vec<String> = [
-        "-nostdin",
-        "-v",
-        "warning",
-        "-stream_loop",
-        "-1",
-        "-readrate",
-        "20",
-        "-i",
-        &clip,
-        "-c",
-        "copy",
-        "-f",
-        "flv",
-        &url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let log = server.dir().join(format!("ffmpeg-fast-publish-{name}.log"));
-    let publisher = common::Proc::spawn("ffmpeg-fast-publish", "ffmpeg", &args, &[], &log);
+    let publisher = common::publish_fast(&server.rtmp_url("live", name), server.dir());
     wait_for("the stream", Duration::from_secs(10), || {
         stream_json(server, &format!("live/{name}")).filter(|s| s["live"] == true)
     });

@@ -433,3 +433,100 @@ fn http_players_are_counted_and_drained() {
     );
     let _ = publisher.try_wait();
 }
+
+/// A browser tab that stops reading (a small receive buffer, never read) is an HTTP player
+/// like any other: the delivery gate drops for it alone, it is logged once as falling behind,
+/// and cut off at `live.max_lag_ms`; a healthy HTTP player of the same stream keeps getting
+/// the stream without a pause; the per-stream player limit answers 503 naming it.
+#[test]
+fn a_stalled_http_player_is_cut_off_and_others_carry_on() {
+    if common::should_skip(
+        "a_stalled_http_player_is_cut_off_and_others_carry_on",
+        &["ffmpeg"],
+    ) {
+        return;
+    }
+    let (server, _config) = server_with(
+        "[live]\ndrop_disposable_bytes = 16384\ndrop_video_bytes = 16384\n\
+         drop_audio_bytes = 16384\nmax_lag_ms = 3000\n\n[limits]\nmax_subscribers_per_stream = 2\n",
+    );
+    let port = http_port(&server);
+    let _publisher = common::publish_fast(&server.rtmp_url("live", "fast"), server.dir());
+    sleep(JOIN_DELAY);
+    // The stalled one: 4 KiB of receive buffer, never read.
+    let stalled = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stalled.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    stalled.connect(&addr.into()).unwrap();
+    let mut stalled: TcpStream = stalled.into();
+    stalled
+        .write_all(b"GET /live/fast.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // The healthy one reads all along.
+    let mut healthy = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    healthy
+        .write_all(b"GET /live/fast.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    healthy
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    sleep(Duration::from_millis(300));
+    let (h, body) = request(
+        port,
+        "GET /live/fast.flv HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_millis(800),
+    );
+    assert_eq!(status(&h), 503, "a third player is over the limit: {h}");
+    assert!(
+        String::from_utf8_lossy(&body).contains("limit of 2"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    let start = Instant::now();
+    let (mut total, mut last, mut longest_gap) = (0usize, Instant::now(), Duration::ZERO);
+    let mut buf = [0u8; 65536];
+    let mut cut_at = None;
+    while start.elapsed() < Duration::from_secs(12) {
+        if let Ok(n) = healthy.read(&mut buf) {
+            assert!(n > 0, "the healthy player was closed");
+            total += n;
+            longest_gap = longest_gap.max(last.elapsed());
+            last = Instant::now();
+        }
+        if cut_at.is_none()
+            && server
+                .plain_log()
+                .contains("player too far behind: disconnecting")
+        {
+            cut_at = Some(start.elapsed());
+        }
+    }
+    let log = server.plain_log();
+    let falling = log
+        .lines()
+        .filter(|l| l.contains("player falling behind"))
+        .count();
+    println!(
+        "healthy: {total} bytes in 12 s, longest gap {longest_gap:?}; stalled: {falling} falling-behind line(s), cut at {cut_at:?}"
+    );
+    assert!(total > 4_000_000, "the healthy player got {total} bytes");
+    assert!(
+        longest_gap < Duration::from_secs(1),
+        "a pause of {longest_gap:?}"
+    );
+    assert!(falling >= 1, "the stalled player was never logged:\n{log}");
+    assert!(
+        cut_at.is_some(),
+        "the stalled player was never cut off:\n{}",
+        server.log_tail(20)
+    );
+    // Its slot is free again: a new player is admitted.
+    let (h, _) = request(
+        port,
+        "GET /live/fast.flv HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_millis(800),
+    );
+    assert_eq!(status(&h), 200, "{h}");
+    drop(stalled);
+}

@@ -234,3 +234,28 @@ pub fn play(kind: Player, url: &str, out_dir: &Path, duration: Duration) -> Reco
         deadline: Instant::now() + deadline,
     }
 }
+
+/// ffmpeg publishing the shared clip looped at 20x real time (about 1 MB/s: enough to fill the
+/// kernel's socket buffers of a player that stops reading, which autotune to megabytes on
+/// loopback, in a few seconds) to `url`. Runs until killed.
+pub fn publish_fast(url: &str, log_dir: &Path) -> Proc {
+    let clip = super::shared_clip().path().display().to_string();
+    let args = strings(&[
+        "-nostdin",
+        "-v",
+        "warning",
+        "-stream_loop",
+        "-1",
+        "-readrate",
+        "20",
+        "-i",
+        &clip,
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        url,
+    ]);
+    let log = unique(log_dir, "ffmpeg-fast-publish", "log");
+    Proc::spawn("ffmpeg-fast-publish", "ffmpeg", &args, &[], &log)
+}

@@ -20,7 +20,7 @@ pub mod server;
 pub mod tracks;
 pub mod verify;
 
-pub use clients::{play, publish, Player, Publisher, Recording};
+pub use clients::{play, publish, publish_fast, Player, Publisher, Recording};
 pub use clip::{shared_clip, source_clip, Clip};
 pub use process::Proc;
 pub use server::{reflector_with_config, rss_kib, Server};
