@@ -466,6 +466,11 @@ pub struct StreamStats {
 }
 
 impl StreamStats {
+    /// Published here, or pulled from another instance.
+    pub fn is_live(&self) -> bool {
+        self.publish_started_ms.load(Relaxed) != 0 || self.origin.lock().is_ok_and(|o| o.is_some())
+    }
+
     pub fn new(app: &str, name: &str) -> Self {
         StreamStats {
             id: LAST_STREAM_ID.fetch_add(1, Relaxed) + 1,

@@ -1112,10 +1112,7 @@ impl Connection {
         ctx.run_later(Duration::from_millis(wait), move |act, _| {
             let same = matches!(act.streams.get(&stream_id), Some(StreamSlot::Playing { addr, .. }) if *addr == subscriber);
             let key = resource.key();
-            let live = act.server.stats.streams.get(&key).is_some_and(|s| {
-                s.publish_started_ms.load(Relaxed) != 0
-                    || s.origin.lock().is_ok_and(|o| o.is_some())
-            });
+            let live = act.server.stats.streams.get(&key).is_some_and(|s| s.is_live());
             if !same || live {
                 return;
             }

@@ -29,6 +29,7 @@ use crate::hub::{Budgets, DeliveryGate, Player};
 use crate::names::{Esc, Resource};
 use crate::output::flv::{End, FlvPlayer, Framing};
 use crate::output::outbox::Outbox;
+use crate::output::over_lag_limit;
 use crate::protocol::http;
 use crate::protocol::websocket::{self, FrameDecoder, Opcode, WsError, WsFrame};
 use crate::requests::RequestReconnect;
@@ -239,15 +240,9 @@ impl HttpPlayer {
 
     /// Every 250 ms: a play the server ended, the lag limit, the wait for a publisher.
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        let (end, lag, queued, opened) = {
+        let (end, opened) = {
             let player = self.player.borrow();
-            let outbox = player.outbox();
-            (
-                player.end.clone(),
-                outbox.oldest_age().unwrap_or_default(),
-                outbox.queued_bytes(),
-                player.opened(),
-            )
+            (player.end.clone(), player.opened())
         };
         match end {
             Some(End::Refused(reason)) => {
@@ -257,11 +252,14 @@ impl HttpPlayer {
             Some(End::Gone) => return self.close(ctx, "stream ended", 1001),
             None => {}
         }
-        self.player_stats
-            .lag_ms
-            .store(lag.as_millis() as u64, Relaxed);
-        if lag > Duration::from_millis(self.settings.live.max_lag_ms) {
-            tracing::warn!(connection = self.id, stream = %Esc(&self.resource.key()), lag_ms = lag.as_millis() as u64, queued, "player too far behind: disconnecting");
+        let over = over_lag_limit(
+            &self.outbox(),
+            &self.player_stats,
+            self.settings.live.max_lag_ms,
+            self.id,
+            &self.resource.key(),
+        );
+        if over {
             return self.close(ctx, "player lag limit", 1008);
         }
         let wait = self.settings.live.play_wait_ms;
@@ -370,14 +368,9 @@ impl StreamHandler<Result<WsFrame, InputError>> for HttpPlayer {
                 .outbox()
                 .push_chunked(websocket::frame(Opcode::Pong, &frame.payload)),
             Opcode::Close => {
-                // Echo the client's code (§5.5.1), then close.
-                let code = match frame.payload.get(..2) {
-                    Some(&[a, b]) => u16::from_be_bytes([a, b]),
-                    _ => 1000,
-                };
-                // Codes a peer may not send back (1005, 1006, 1015, unassigned) become 1000.
-                let sendable = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
-                let code = if sendable { code } else { 1000 };
+                // Echo the client's code (§5.5.1; the decoder refused codes a peer may not
+                // send), then close.
+                let code = frame.close_reason().map_or(1000, |(code, _)| code);
                 self.close(ctx, "peer closed (WebSocket close)", code)
             }
             // Players have nothing to say in data frames; pongs answer nothing we sent.

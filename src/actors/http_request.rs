@@ -286,9 +286,7 @@ async fn play_request(
         Err(_) => return Err(Answer::new(503, "the server is shutting down")),
     };
     let key = resource.key();
-    let live = server.stats.streams.get(&key).is_some_and(|s| {
-        s.publish_started_ms.load(Relaxed) != 0 || s.origin.lock().is_ok_and(|o| o.is_some())
-    });
+    let live = server.stats.streams.get(&key).is_some_and(|s| s.is_live());
     let leave = || {
         server.registry.do_send(registry::Leave {
             app: resource.app.clone(),

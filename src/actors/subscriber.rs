@@ -3,7 +3,6 @@
 //! place, and applies the delivery gate), takes the player's controls (pause, receiveAudio,
 //! receiveVideo, stop), and closes a player that stays behind past the lag limit.
 
-use crate::names::Esc;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -101,16 +100,14 @@ impl Subscriber {
             ctx.stop();
             return;
         }
-        let lag = player.outbox.oldest_age().unwrap_or_default();
-        self.stats.lag_ms.store(lag.as_millis() as u64, Relaxed);
-        if lag > Duration::from_millis(self.settings.live.max_lag_ms) {
-            tracing::warn!(
-                connection = self.connection_id,
-                stream = %Esc(&self.resource()),
-                lag_ms = lag.as_millis() as u64,
-                queued = player.outbox.queued_bytes(),
-                "player too far behind: disconnecting"
-            );
+        let over = crate::output::over_lag_limit(
+            &player.outbox,
+            &self.stats,
+            self.settings.live.max_lag_ms,
+            self.connection_id,
+            &self.resource(),
+        );
+        if over {
             if let Ok(mut reason) = self.stats.close_reason.lock() {
                 *reason = Some("player lag limit".into());
             }

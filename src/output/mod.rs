@@ -37,6 +37,30 @@ pub fn count_verdict(stats: &SubscriberStats, verdict: Verdict) {
     }
 }
 
+/// Store the player's lag (the age of its oldest queued byte) in its stats; past
+/// `max_lag_ms` log it and say so: the caller closes the player.
+pub fn over_lag_limit(
+    outbox: &outbox::Outbox,
+    stats: &SubscriberStats,
+    max_lag_ms: u64,
+    connection: u64,
+    resource: &str,
+) -> bool {
+    let lag = outbox.oldest_age().unwrap_or_default();
+    stats.lag_ms.store(lag.as_millis() as u64, Relaxed);
+    if lag <= std::time::Duration::from_millis(max_lag_ms) {
+        return false;
+    }
+    tracing::warn!(
+        connection,
+        stream = %Esc(resource),
+        lag_ms = lag.as_millis() as u64,
+        queued = outbox.queued_bytes(),
+        "player too far behind: disconnecting"
+    );
+    true
+}
+
 /// One line when a player starts losing frames and one when it has caught up (from the
 /// gate's transitions, never per drop).
 pub fn log_loss(connection: u64, resource: &str, lag_ms: u64, queued: usize, change: Lossy) {
