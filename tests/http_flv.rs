@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::{play, publish, shared_clip, verify_recording, Player, Proc, Publisher, Server};
+use common::{
+    play, publish, shared_clip, verify_recording, CallbackServer, Player, Proc, Publisher, Reply,
+    Server,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread::sleep;
@@ -531,54 +534,6 @@ fn a_stalled_http_player_is_cut_off_and_others_carry_on() {
     drop(stalled);
 }
 
-/// An `on_play` callback: 200 for `ok`, 302 to `moved` for `redirect`, 403 otherwise; the
-/// bodies it got are kept.
-fn play_callback() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let line = line.trim_end().to_ascii_lowercase();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let body = String::from_utf8_lossy(&body).into_owned();
-            let name = body
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("name="))
-                .unwrap_or("")
-                .to_owned();
-            log.lock().unwrap().push(body);
-            let reply = match name.as_str() {
-                "ok" => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-                "redirect" => "HTTP/1.1 302 Found\r\nLocation: moved\r\nContent-Length: 0\r\n\r\n",
-                _ => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
-            };
-            let _ = stream.write_all(reply.as_bytes());
-        }
-    });
-    (port, seen)
-}
-
 /// HTTP players go through the `on_play` callback like RTMP players (`call=play`, the name,
 /// the query as `args`): allowed, refused with 403, redirected to another stream of the app.
 #[test]
@@ -586,9 +541,14 @@ fn the_play_callback_decides_for_http_players() {
     if common::should_skip("the_play_callback_decides_for_http_players", &["ffmpeg"]) {
         return;
     }
-    let (cb, seen) = play_callback();
+    let callbacks = CallbackServer::start(|name| match name {
+        "ok" => Reply::Allow,
+        "redirect" => Reply::Redirect("moved".into()),
+        _ => Reply::Deny,
+    });
     let (server, _config) = server_with(&format!(
-        "[auth]\npublish = \"open\"\nplay = \"callback\"\non_play = \"http://127.0.0.1:{cb}/play\"\n"
+        "[auth]\npublish = \"open\"\nplay = \"callback\"\non_play = \"{}\"\n",
+        callbacks.url("play")
     ));
     let port = http_port(&server);
     let _ok = publish(
@@ -616,7 +576,7 @@ fn the_play_callback_decides_for_http_players() {
     );
     assert_eq!(status(&h), 200, "the redirect plays live/moved: {h}");
     assert!(dechunk(&body).is_some_and(|(flv, _)| first_tag_of(&flv[13..], 9).is_some()));
-    let bodies = seen.lock().unwrap().clone();
+    let bodies = callbacks.bodies();
     assert_eq!(bodies.len(), 3, "{bodies:?}");
     assert!(
         bodies[0].contains("call=play")

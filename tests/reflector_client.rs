@@ -6,10 +6,9 @@
 mod common;
 
 use std::future::Future;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{CallbackServer, Reply, Server};
 use reflector::client::synth::{self, Synth, SynthConfig};
 use reflector::client::{
     ClientConfig, ClientError, ClientEvent, ClientReader, RtmpClient, RtmpUrl,
@@ -1142,78 +1141,15 @@ async fn connect_sent_right_after_c2_is_answered() {
 
 // Authorization (operations issue): stream keys, HTTP callbacks, deny.
 
-/// A real HTTP server for the callbacks: answers each POST by the stream name in its form
-/// body (`ok` → 200, `moved` → 302 to `renamed`, `slow` → 200 after 2 s, anything else →
-/// 403) and records every body.
-struct CallbackServer {
-    port: u16,
-    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl CallbackServer {
-    fn start() -> CallbackServer {
-        use std::io::{BufRead, BufReader, Read};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind callback server");
-        let port = listener.local_addr().expect("addr").port();
-        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = bodies.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let seen = seen.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let line = line.trim_end().to_ascii_lowercase();
-                        if line.is_empty() {
-                            break;
-                        }
-                        if let Some(v) = line.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let body = String::from_utf8_lossy(&body).into_owned();
-                    let name = body
-                        .split('&')
-                        .find_map(|kv| kv.strip_prefix("name="))
-                        .unwrap_or("")
-                        .to_owned();
-                    seen.lock().expect("lock").push(body);
-                    let reply = match name.as_str() {
-                        "ok" => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned(),
-                        "moved" => {
-                            "HTTP/1.1 302 Found\r\nLocation: renamed\r\nContent-Length: 0\r\n\r\n"
-                                .to_owned()
-                        }
-                        "slow" => {
-                            std::thread::sleep(Duration::from_secs(4));
-                            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned()
-                        }
-                        _ => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_owned(),
-                    };
-                    let _ = stream.write_all(reply.as_bytes());
-                });
-            }
-        });
-        CallbackServer { port, bodies }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-
-    fn bodies(&self) -> Vec<String> {
-        self.bodies.lock().expect("lock").clone()
-    }
+/// The callbacks of these tests: by the stream name in the form body, `ok` → 200, `moved` →
+/// 302 to `renamed`, `slow` → 200 after 4 s, anything else → 403.
+fn callback_server() -> CallbackServer {
+    CallbackServer::start(|name| match name {
+        "ok" => Reply::Allow,
+        "moved" => Reply::Redirect("renamed".into()),
+        "slow" => Reply::AllowAfter(Duration::from_secs(4)),
+        _ => Reply::Deny,
+    })
 }
 
 #[tokio::test]
@@ -1254,7 +1190,7 @@ async fn auth_stream_keys_for_publish_and_play() {
 
 #[tokio::test]
 async fn auth_http_callbacks_allow_deny_redirect_timeout_and_done() {
-    let callbacks = CallbackServer::start();
+    let callbacks = callback_server();
     // The timeout leaves room for the allowed callbacks on a loaded machine (with 300 ms the
     // first, allowed, publish once failed with a connection reset while the whole suite ran);
     // the "slow" callback answers well past it.

@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -485,49 +484,16 @@ fn callback_server(
     allow: &'static [&'static str],
     moves: &'static [(&'static str, &'static str)],
 ) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let line = line.trim_end().to_ascii_lowercase();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = line.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let body = String::from_utf8_lossy(&body).into_owned();
-                let name = body
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("name="))
-                    .unwrap_or("")
-                    .to_owned();
-                let reply = if allow.contains(&name.as_str()) {
-                    "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_owned()
-                } else if let Some((_, to)) = moves.iter().find(|(n, _)| *n == name) {
-                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
-                } else {
-                    "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_owned()
-                };
-                let _ = stream.write_all(reply.as_bytes());
-            });
+    let server = common::CallbackServer::start(move |name| {
+        if allow.contains(&name) {
+            common::Reply::Allow
+        } else if let Some((_, to)) = moves.iter().find(|(n, _)| *n == name) {
+            common::Reply::Redirect((*to).to_owned())
+        } else {
+            common::Reply::Deny
         }
     });
-    port
+    server.port()
 }
 
 /// Callback `Location` renames are names in the same app: `..`, `?`, `#`, `%`, empty

@@ -1211,63 +1211,18 @@ async fn memory_caps_refuse_and_bound_the_servers_memory() {
 
 /// A one-purpose HTTP callback: answers 200 when the form's `name` is `ok`, 302 for `moved`,
 /// 403 otherwise; records every body.
-async fn callback_server() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            // Head and body: reqwest sends a Content-Length; read until it is all here.
-            let body = loop {
-                let Ok(n) = s.read(&mut chunk).await else {
-                    break None;
-                };
-                if n == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0usize);
-                    if body.len() >= len {
-                        break Some(body.to_owned());
-                    }
-                }
-            };
-            let Some(body) = body else { continue };
-            let name = body
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("name="))
-                .unwrap_or("")
-                .to_owned();
-            seen.lock().expect("lock").push(body);
-            let reply = match name.as_str() {
-                "ok" => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-                "moved" => "HTTP/1.1 302 Found\r\nLocation: ok\r\nContent-Length: 0\r\n\r\n",
-                _ => "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
-            };
-            let _ = s.write_all(reply.as_bytes()).await;
-        }
-    });
-    (port, bodies)
+fn callback_server() -> common::CallbackServer {
+    common::CallbackServer::start(|name| match name {
+        "ok" => common::Reply::Allow,
+        "moved" => common::Reply::Redirect("ok".into()),
+        _ => common::Reply::Deny,
+    })
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn shared_object_callback_decides_each_use() {
-    let (port, bodies) = callback_server().await;
+    let callbacks = callback_server();
+    let port = callbacks.port();
     let (server, _config) = common::reflector_with_config(&format!(
         "[auth.apps.cb]\npublish = \"open\"\nplay = \"open\"\nshared_objects = \"callback\"\n\
          on_shared_object = \"http://127.0.0.1:{port}/so\"\n"
@@ -1279,7 +1234,7 @@ async fn shared_object_callback_decides_each_use() {
         let m = use_object(&mut c, false, name, false).await;
         assert_eq!(m.events, status("SharedObject.NoReadAccess"), "{name}");
     }
-    let bodies = bodies.lock().expect("lock").clone();
+    let bodies = callbacks.bodies();
     assert_eq!(bodies.len(), 3, "{bodies:?}");
     for b in &bodies {
         assert!(b.contains("call=shared_object"), "{b}");

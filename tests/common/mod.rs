@@ -13,6 +13,7 @@
 // Every test binary uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod callback;
 pub mod clients;
 pub mod clip;
 pub mod process;
@@ -20,6 +21,7 @@ pub mod server;
 pub mod tracks;
 pub mod verify;
 
+pub use callback::{CallbackServer, Reply};
 pub use clients::{play, publish, publish_fast, Player, Publisher, Recording};
 pub use clip::{shared_clip, source_clip, Clip};
 pub use process::Proc;
