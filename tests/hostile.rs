@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::Server;
+use common::{Canary, Server};
 use futures_util::future::join_all;
-use reflector::client::synth::{self, Synth, SynthConfig};
+use reflector::client::synth;
 use reflector::client::{ClientConfig, ClientEvent, RtmpClient, RtmpUrl};
 use reflector::protocol::amf0::{self, Amf0Value, AmfLimits};
 use reflector::protocol::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits};
@@ -106,128 +106,6 @@ impl RssWatch {
         self.stop.store(true, Relaxed);
         let _ = self.task.await;
         self.peak.load(Relaxed)
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// The canary: a paced publisher and a player that timestamps every video frame it gets.
-
-struct Canary {
-    stop: Arc<AtomicBool>,
-    publisher: tokio::task::JoinHandle<u64>,
-    player: tokio::task::JoinHandle<Vec<(Instant, u64)>>,
-}
-
-impl Canary {
-    async fn start(port: u16, name: &str) -> Canary {
-        let stop = Arc::new(AtomicBool::new(false));
-        let frames = Arc::new(AtomicU64::new(0));
-        let target = url(port, "live", name);
-        let mut client = RtmpClient::connect(&target, &client_config())
-            .await
-            .expect("canary publisher connects");
-        let stream_id = client.create_stream().await.expect("canary createStream");
-        client
-            .publish(stream_id, name)
-            .await
-            .expect("canary publish");
-        let mut synth = Synth::new(SynthConfig {
-            stream_id,
-            ..SynthConfig::default()
-        });
-        for m in synth.headers() {
-            client.feed(&m);
-        }
-        client.flush().await.expect("canary headers");
-        let s = stop.clone();
-        let publisher = tokio::spawn(async move {
-            let mut scratch = Vec::new();
-            let start = Instant::now();
-            // 25 fps on the wall clock, whatever the scheduler does to one tick.
-            while !s.load(Relaxed) {
-                scratch.clear();
-                synth.next_tick(&mut scratch);
-                for m in &scratch {
-                    client.feed(m);
-                }
-                client.flush().await.expect("canary publisher send");
-                let due = start + Duration::from_millis(40 * synth.video_frames());
-                tokio::time::sleep_until(due.into()).await;
-            }
-            synth.video_frames()
-        });
-        // Let the publisher get going so the player joins a live stream.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut player = RtmpClient::connect(&target, &client_config())
-            .await
-            .expect("canary player connects");
-        let pid = player.create_stream().await.expect("player createStream");
-        player.play(pid, name).await.expect("canary play");
-        let (mut reader, _writer) = player.into_split();
-        let s = stop.clone();
-        let f = frames.clone();
-        let player = tokio::spawn(async move {
-            let _writer = _writer;
-            let mut seen = Vec::new();
-            while !s.load(Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), reader.next_event()).await {
-                    Ok(Ok(ClientEvent::Media(m))) if m.type_id == type_id::VIDEO => {
-                        if let Some(seq) = synth::video_seq(&m.payload) {
-                            seen.push((Instant::now(), seq));
-                            f.fetch_add(1, Relaxed);
-                        }
-                    }
-                    Ok(Ok(_)) | Err(_) => {}
-                    Ok(Err(e)) => panic!("canary player lost its connection: {e}"),
-                }
-            }
-            seen
-        });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while frames.load(Relaxed) < 10 {
-            assert!(Instant::now() < deadline, "canary player got no frames");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Canary {
-            stop,
-            publisher,
-            player,
-        }
-    }
-
-    /// Stop both and check the player saw every frame, in order, never more than 1 s apart.
-    async fn finish(self, what: &str) -> usize {
-        self.stop.store(true, Relaxed);
-        let sent = self.publisher.await.expect("canary publisher task");
-        let seen = self.player.await.expect("canary player task");
-        assert!(
-            seen.len() > 20,
-            "{what}: canary player saw only {} frames",
-            seen.len()
-        );
-        let first = seen[0].1;
-        for (i, w) in seen.windows(2).enumerate() {
-            assert_eq!(
-                w[1].1,
-                w[0].1 + 1,
-                "{what}: canary lost frames after #{i}: seq {} then {}",
-                w[0].1,
-                w[1].1
-            );
-            let gap = w[1].0 - w[0].0;
-            assert!(
-                gap <= Duration::from_secs(1),
-                "{what}: canary stalled {gap:?} between frames {} and {}",
-                w[0].1,
-                w[1].1
-            );
-        }
-        let last = seen[seen.len() - 1].1;
-        assert!(
-            last + 30 >= sent,
-            "{what}: player ended at frame {last} of {sent} sent (from {first})"
-        );
-        seen.len()
     }
 }
 
@@ -1241,7 +1119,7 @@ async fn hostile_clients_do_not_disturb_the_canary() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = common::rss_kib(pid);
     let fds_after = fd_count(pid);
-    let frames = canary.finish("hostile suite").await;
+    let frames = canary.finish("hostile suite", 20).await;
     let per_idle = (with_idle.saturating_sub(before_idle)) as f64 * 1024.0 / 2000.0;
     eprintln!(
         "FIGURES attackers={attackers} baseline_rss={:.1}MiB peak_rss={:.1}MiB after_rss={:.1}MiB \
@@ -1295,7 +1173,7 @@ async fn a_panic_ends_only_its_connection() {
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     fresh_client_works(port, "canary").await;
-    canary.finish("panic isolation").await;
+    canary.finish("panic isolation", 20).await;
     let log = server.plain_log();
     assert!(
         log.contains("fault injection"),
@@ -1346,7 +1224,7 @@ async fn resource_figures() {
     for p in &players {
         p.abort();
     }
-    canary.finish("figures").await;
+    canary.finish("figures", 20).await;
     eprintln!(
         "FIGURES players=200 base_rss={:.1}MiB with_players={:.1}MiB per_player={per_player:.0}B",
         mib(base),
@@ -1406,7 +1284,7 @@ async fn soak() {
             next_sample = Instant::now() + Duration::from_secs(sample);
         }
     }
-    let frames = canary.finish("soak").await;
+    let frames = canary.finish("soak", 20).await;
     assert!(samples.len() >= 4, "too few samples: run longer");
     let half = samples.len() / 2;
     let max_first = samples[..half].iter().map(|s| s.1).max().unwrap_or(0);

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    play, publish, shared_clip, verify_recording, CallbackServer, Player, Proc, Publisher, Reply,
-    Server,
+    play, publish, reflector_http_with_config, shared_clip, verify_recording, CallbackServer,
+    Player, Proc, Publisher, Reply, Server,
 };
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -18,20 +18,6 @@ use std::time::{Duration, Instant};
 const JOIN_DELAY: Duration = Duration::from_millis(1500);
 const RECORD: Duration = Duration::from_secs(4);
 const MIN_FRAMES: usize = 50;
-
-/// A server with the HTTP listener and `toml` as its config file.
-fn server_with(toml: &str) -> (Server, tempfile::NamedTempFile) {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp config");
-    file.write_all(toml.as_bytes()).expect("write config");
-    let path = file.path().display().to_string();
-    (
-        Server::reflector_http(&["--workers", "2", "--config", &path]),
-        file,
-    )
-}
 
 fn http_port(server: &Server) -> u16 {
     server.http_port().expect("http listener")
@@ -242,7 +228,7 @@ fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
 /// CORS, a not-published stream with and without the wait.
 #[test]
 fn answers_follow_http() {
-    let (server, _config) = server_with(
+    let (server, _config) = reflector_http_with_config(
         "[http]\nwait_for_publisher = false\n\n[auth.apps.priv]\npublish = \"open\"\nplay = \"key\"\nplay_keys = [\"v13w\"]\n",
     );
     let port = http_port(&server);
@@ -344,7 +330,7 @@ fn first_tag_of(mut tags: &[u8], type_id: u8) -> Option<u8> {
 /// than `live.play_wait_ms` gets a 404.
 #[test]
 fn waiting_players_start_with_the_publisher_or_get_a_404() {
-    let (server, _config) = server_with("[live]\nplay_wait_ms = 4000\n");
+    let (server, _config) = reflector_http_with_config("[live]\nplay_wait_ms = 4000\n");
     let port = http_port(&server);
     let waiting = std::thread::spawn(move || {
         request(
@@ -449,7 +435,7 @@ fn a_stalled_http_player_is_cut_off_and_others_carry_on() {
     ) {
         return;
     }
-    let (server, _config) = server_with(
+    let (server, _config) = reflector_http_with_config(
         "[live]\ndrop_disposable_bytes = 16384\ndrop_video_bytes = 16384\n\
          drop_audio_bytes = 16384\nmax_lag_ms = 3000\n\n[limits]\nmax_subscribers_per_stream = 2\n",
     );
@@ -546,7 +532,7 @@ fn the_play_callback_decides_for_http_players() {
         "redirect" => Reply::Redirect("moved".into()),
         _ => Reply::Deny,
     });
-    let (server, _config) = server_with(&format!(
+    let (server, _config) = reflector_http_with_config(&format!(
         "[auth]\npublish = \"open\"\nplay = \"callback\"\non_play = \"{}\"\n",
         callbacks.url("play")
     ));

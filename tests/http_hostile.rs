@@ -10,18 +10,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::Server;
+use common::{Canary, Server};
 use futures_util::future::join_all;
-use reflector::client::synth::{self, Synth, SynthConfig};
-use reflector::client::{ClientConfig, ClientEvent, RtmpClient, RtmpUrl};
 use reflector::protocol::http::{parse_response_head, HeadLimits, ResponseHead};
-use reflector::protocol::message::type_id;
 use reflector::protocol::websocket::{accept_key, client_frame, FrameDecoder, Opcode, WsFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -43,31 +37,7 @@ max_connections_per_ip = 5000
 const VERDICT: Duration = Duration::from_secs(8);
 
 fn server() -> (Server, tempfile::NamedTempFile) {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp config");
-    file.write_all(CONFIG.as_bytes()).expect("write config");
-    let path = file.path().display().to_string();
-    let server = Server::reflector_http(&["--workers", "2", "--config", &path]);
-    (server, file)
-}
-
-fn rtmp_url(port: u16, name: &str) -> RtmpUrl {
-    RtmpUrl {
-        host: "127.0.0.1".into(),
-        port,
-        app: "live".into(),
-        stream: name.into(),
-        tls: false,
-    }
-}
-
-fn client_config() -> ClientConfig {
-    ClientConfig {
-        timeout: Duration::from_secs(5),
-        ..ClientConfig::default()
-    }
+    common::reflector_http_with_config(CONFIG)
 }
 
 /// Connections the admin API lists (off the runtime's thread: the canary runs on it).
@@ -85,115 +55,6 @@ async fn admin_connections(server: &Server) -> usize {
     .expect("admin request");
     let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     json["connections"].as_array().expect("connections").len()
-}
-
-// ---------------------------------------------------------------------------------------
-// The canary: a paced RTMP publisher and an RTMP player that notes every video frame.
-
-struct Canary {
-    stop: Arc<AtomicBool>,
-    frames: Arc<AtomicU64>,
-    publisher: tokio::task::JoinHandle<u64>,
-    player: tokio::task::JoinHandle<Vec<(Instant, u64)>>,
-}
-
-impl Canary {
-    async fn start(port: u16, name: &str) -> Canary {
-        let stop = Arc::new(AtomicBool::new(false));
-        let frames = Arc::new(AtomicU64::new(0));
-        let target = rtmp_url(port, name);
-        let mut client = RtmpClient::connect(&target, &client_config())
-            .await
-            .expect("canary publisher connects");
-        let stream_id = client.create_stream().await.expect("createStream");
-        client.publish(stream_id, name).await.expect("publish");
-        let mut synth = Synth::new(SynthConfig {
-            stream_id,
-            ..SynthConfig::default()
-        });
-        for m in synth.headers() {
-            client.feed(&m);
-        }
-        client.flush().await.expect("canary headers");
-        let s = stop.clone();
-        let publisher = tokio::spawn(async move {
-            let mut scratch = Vec::new();
-            let start = Instant::now();
-            while !s.load(Relaxed) {
-                scratch.clear();
-                synth.next_tick(&mut scratch);
-                for m in &scratch {
-                    client.feed(m);
-                }
-                client.flush().await.expect("canary publisher send");
-                let due = start + Duration::from_millis(40 * synth.video_frames());
-                tokio::time::sleep_until(due.into()).await;
-            }
-            synth.video_frames()
-        });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut player = RtmpClient::connect(&target, &client_config())
-            .await
-            .expect("canary player connects");
-        let sid = player.create_stream().await.expect("player createStream");
-        player.play(sid, name).await.expect("canary play");
-        let (mut reader, writer) = player.into_split();
-        let (s, f) = (stop.clone(), frames.clone());
-        let player = tokio::spawn(async move {
-            let _writer = writer;
-            let mut seen = Vec::new();
-            while !s.load(Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), reader.next_event()).await {
-                    Ok(Ok(ClientEvent::Media(m))) if m.type_id == type_id::VIDEO => {
-                        if let Some(seq) = synth::video_seq(&m.payload) {
-                            seen.push((Instant::now(), seq));
-                            f.fetch_add(1, Relaxed);
-                        }
-                    }
-                    Ok(Ok(_)) | Err(_) => {}
-                    Ok(Err(e)) => panic!("canary player lost its connection: {e}"),
-                }
-            }
-            seen
-        });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while frames.load(Relaxed) < 10 {
-            assert!(Instant::now() < deadline, "canary player got no frames");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Canary {
-            stop,
-            frames,
-            publisher,
-            player,
-        }
-    }
-
-    /// Stop; the player saw every frame in order, never more than 1 s apart.
-    async fn finish(self) -> usize {
-        self.stop.store(true, Relaxed);
-        let sent = self.publisher.await.expect("canary publisher task");
-        let seen = self.player.await.expect("canary player task");
-        assert!(seen.len() > 50, "canary saw only {} frames", seen.len());
-        for w in seen.windows(2) {
-            assert_eq!(
-                w[1].1,
-                w[0].1 + 1,
-                "canary lost frames: {} then {}",
-                w[0].1,
-                w[1].1
-            );
-            let gap = w[1].0 - w[0].0;
-            assert!(
-                gap <= Duration::from_secs(1),
-                "canary stalled {gap:?} at frame {}",
-                w[0].1
-            );
-        }
-        let last = seen[seen.len() - 1].1;
-        assert!(last + 30 >= sent, "canary player ended at {last} of {sent}");
-        seen.len()
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -654,7 +515,7 @@ async fn hostile_http_clients_do_not_disturb_rtmp_players() {
         bad_frames(port),
     );
     let attacks = started.elapsed();
-    let frames_before_idle = canary.frames.load(Relaxed);
+    let frames_before_idle = canary.frames_seen();
     idle_connections(&server, port, 2000, baseline).await;
 
     // Everything the attackers opened is gone.
@@ -665,8 +526,8 @@ async fn hostile_http_clients_do_not_disturb_rtmp_players() {
         now = admin_connections(&server).await;
     }
     assert_eq!(now, baseline, "connections after the attacks");
-    assert!(canary.frames.load(Relaxed) > frames_before_idle + 25);
-    let frames = canary.finish().await;
+    assert!(canary.frames_seen() > frames_before_idle + 25);
+    let frames = canary.finish("HTTP hostile suite", 50).await;
     eprintln!(
         "FIGURES attacks={attacks:?} slowloris_closed_after={slow:?} canary_frames={frames} connections_after={now}"
     );

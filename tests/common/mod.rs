@@ -14,6 +14,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod callback;
+pub mod canary;
 pub mod clients;
 pub mod clip;
 pub mod process;
@@ -22,10 +23,11 @@ pub mod tracks;
 pub mod verify;
 
 pub use callback::{CallbackServer, Reply};
+pub use canary::Canary;
 pub use clients::{play, publish, publish_fast, Player, Publisher, Recording};
 pub use clip::{shared_clip, source_clip, Clip};
 pub use process::Proc;
-pub use server::{reflector_with_config, rss_kib, Server};
+pub use server::{reflector_http_with_config, reflector_with_config, rss_kib, Server};
 pub use verify::{verify_recording, Verdict};
 
 use std::net::TcpListener;

@@ -318,17 +318,32 @@ impl Drop for Server {
 /// A reflector (2 arbiters) with `toml` as its config file; the file lives as long as the
 /// returned handle.
 pub fn reflector_with_config(toml: &str) -> (Server, tempfile::NamedTempFile) {
+    let file = config_file(toml);
+    let path = file.path().display().to_string();
+    (
+        Server::reflector(&["--workers", "2", "--config", &path]),
+        file,
+    )
+}
+
+/// [`reflector_with_config`] with the public HTTP-FLV listener on a free port too.
+pub fn reflector_http_with_config(toml: &str) -> (Server, tempfile::NamedTempFile) {
+    let file = config_file(toml);
+    let path = file.path().display().to_string();
+    (
+        Server::reflector_http(&["--workers", "2", "--config", &path]),
+        file,
+    )
+}
+
+fn config_file(toml: &str) -> tempfile::NamedTempFile {
     use std::io::Write;
     let mut file = tempfile::Builder::new()
         .suffix(".toml")
         .tempfile()
         .expect("temp config");
     file.write_all(toml.as_bytes()).expect("write config");
-    let path = file.path().display().to_string();
-    (
-        Server::reflector(&["--workers", "2", "--config", &path]),
-        file,
-    )
+    file
 }
 
 /// VmRSS of process `pid`, in KiB (0 when it cannot be read).
