@@ -74,6 +74,23 @@ fn run_load(args: &[&str]) -> (std::process::ExitStatus, String, String) {
     )
 }
 
+/// Run reflector-load against `server` with `args`; it must succeed. Its JSON report.
+fn run_load_ok(server: &common::Server, args: &[&str]) -> serde_json::Value {
+    let (status, stdout, stderr) = run_load(args);
+    assert!(
+        status.success(),
+        "reflector-load failed ({status}):\n{stdout}\n{stderr}\n--- server ---\n{}",
+        server.log_tail(30)
+    );
+    last_json(&stdout, &stderr)
+}
+
+/// The count `k` of a report.
+fn count(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing or not a count: {v}"))
+}
+
 fn last_json(stdout: &str, stderr: &str) -> serde_json::Value {
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line)
@@ -87,41 +104,34 @@ fn load_tool_threads_merge_their_counts() {
     let server = common::Server::reflector(&["--workers", "2"]);
     let url = server.rtmp_url("live", "threads");
     let pid = server.pid().to_string();
-    let (status, stdout, stderr) = run_load(&[
-        url.as_str(),
-        "--players",
-        "40",
-        "--threads",
-        "2",
-        "--duration",
-        "3",
-        "--warmup",
-        "1",
-        "--bitrate-kbps",
-        "1000",
-        "--server-pid",
-        &pid,
-    ]);
-    assert!(
-        status.success(),
-        "reflector-load failed ({status}):\n{stdout}\n{stderr}\n--- server ---\n{}",
-        server.log_tail(30)
+    let json = run_load_ok(
+        &server,
+        &[
+            url.as_str(),
+            "--players",
+            "40",
+            "--threads",
+            "2",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--bitrate-kbps",
+            "1000",
+            "--server-pid",
+            &pid,
+        ],
     );
-    let json = last_json(&stdout, &stderr);
-    let num = |v: &serde_json::Value, k: &str| {
-        v[k].as_u64()
-            .unwrap_or_else(|| panic!("{k} missing or not a count: {v}"))
-    };
     assert_eq!(json["threads"], 2, "{json}");
-    assert_eq!(num(&json, "players"), 40, "{json}");
+    assert_eq!(count(&json, "players"), 40, "{json}");
     assert_eq!(json["delivery_pct"].as_f64(), Some(100.0), "{json}");
-    assert_eq!(num(&json, "missing"), 0, "{json}");
-    assert_eq!(num(&json, "connect_failures"), 0, "{json}");
-    assert_eq!(num(&json, "players_below_slo"), 0, "{json}");
-    let published = num(&json, "published_frames");
+    assert_eq!(count(&json, "missing"), 0, "{json}");
+    assert_eq!(count(&json, "connect_failures"), 0, "{json}");
+    assert_eq!(count(&json, "players_below_slo"), 0, "{json}");
+    let published = count(&json, "published_frames");
     // 3 s at 30 fps.
     assert!((80..=100).contains(&published), "{json}");
-    assert_eq!(num(&json, "received_frames"), published * 40, "{json}");
+    assert_eq!(count(&json, "received_frames"), published * 40, "{json}");
     let threads = json["tool_threads"].as_array().expect("tool_threads");
     let players: Vec<&serde_json::Value> = threads
         .iter()
@@ -130,14 +140,14 @@ fn load_tool_threads_merge_their_counts() {
     assert_eq!(players.len(), 2, "{json}");
     // Round-robin: 20 players on each thread, each receiving every frame.
     for t in &players {
-        assert_eq!(num(t, "players"), 20, "{json}");
-        assert_eq!(num(t, "received_frames"), published * 20, "{json}");
+        assert_eq!(count(t, "players"), 20, "{json}");
+        assert_eq!(count(t, "received_frames"), published * 20, "{json}");
     }
-    let sum = |k: &str| players.iter().map(|t| num(t, k)).sum::<u64>();
-    assert_eq!(sum("players"), num(&json, "players"), "{json}");
+    let sum = |k: &str| players.iter().map(|t| count(t, k)).sum::<u64>();
+    assert_eq!(sum("players"), count(&json, "players"), "{json}");
     assert_eq!(
         sum("received_frames"),
-        num(&json, "received_frames"),
+        count(&json, "received_frames"),
         "{json}"
     );
     assert_ne!(players[0]["tid"], players[1]["tid"], "{json}");
@@ -176,38 +186,31 @@ fn load_tool_plays_over_http_flv_and_websocket_flv() {
     let http = server.http_url("live", "flv");
     let ws = http.replacen("http://", "ws://", 1);
     let pid = server.pid().to_string();
-    let (status, stdout, stderr) = run_load(&[
-        rtmp.as_str(),
-        "--play-url",
-        &rtmp,
-        "--play-url",
-        &http,
-        "--play-url",
-        &ws,
-        "--players",
-        "30",
-        "--threads",
-        "2",
-        "--duration",
-        "3",
-        "--warmup",
-        "1",
-        "--bitrate-kbps",
-        "1000",
-        "--server-pid",
-        &pid,
-    ]);
-    assert!(
-        status.success(),
-        "reflector-load failed ({status}):\n{stdout}\n{stderr}\n--- server ---\n{}",
-        server.log_tail(30)
+    let json = run_load_ok(
+        &server,
+        &[
+            rtmp.as_str(),
+            "--play-url",
+            &rtmp,
+            "--play-url",
+            &http,
+            "--play-url",
+            &ws,
+            "--players",
+            "30",
+            "--threads",
+            "2",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--bitrate-kbps",
+            "1000",
+            "--server-pid",
+            &pid,
+        ],
     );
-    let json = last_json(&stdout, &stderr);
-    let num = |v: &serde_json::Value, k: &str| {
-        v[k].as_u64()
-            .unwrap_or_else(|| panic!("{k} missing or not a count: {v}"))
-    };
-    assert_eq!(num(&json, "players"), 30, "{json}");
+    assert_eq!(count(&json, "players"), 30, "{json}");
     assert_eq!(json["delivery_pct"].as_f64(), Some(100.0), "{json}");
     for k in [
         "missing",
@@ -216,9 +219,9 @@ fn load_tool_plays_over_http_flv_and_websocket_flv() {
         "connect_failures",
         "player_errors",
     ] {
-        assert_eq!(num(&json, k), 0, "{k}: {json}");
+        assert_eq!(count(&json, k), 0, "{k}: {json}");
     }
-    let published = num(&json, "published_frames");
+    let published = count(&json, "published_frames");
     assert!((80..=100).contains(&published), "{json}");
     let urls = json["play_urls"].as_array().expect("play_urls");
     let seen: Vec<(&str, u64, u64)> = urls
@@ -226,8 +229,8 @@ fn load_tool_plays_over_http_flv_and_websocket_flv() {
         .map(|u| {
             (
                 u["url"].as_str().unwrap_or_default(),
-                num(u, "players"),
-                num(u, "received_frames"),
+                count(u, "players"),
+                count(u, "received_frames"),
             )
         })
         .collect();
