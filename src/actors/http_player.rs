@@ -116,8 +116,6 @@ pub struct HttpPlayer {
     framing: Framing,
     started: Instant,
     close_reason: Option<String>,
-    /// The WebSocket close went out (ours or the echo of the client's).
-    close_sent: bool,
 }
 
 impl HttpPlayer {
@@ -209,7 +207,6 @@ impl HttpPlayer {
                 framing,
                 started: Instant::now(),
                 close_reason: None,
-                close_sent: false,
             }
         });
     }
@@ -218,21 +215,23 @@ impl HttpPlayer {
         self.player.borrow().outbox().clone()
     }
 
-    /// End the play: `tail` (the last chunk, a WebSocket close) goes out after what is
-    /// queued, then the connection closes.
+    /// End the play: the end of the body (the last chunk, a WebSocket Close with `ws_code`)
+    /// goes out after what is queued, then the connection closes.
     fn close(&mut self, ctx: &mut Context<Self>, reason: impl Into<String>, ws_code: u16) {
+        let reason = reason.into();
         if self.close_reason.is_none() {
-            let reason = reason.into();
-            self.stats.set_close_reason(&reason);
-            let outbox = self.outbox();
-            let opened = self.player.borrow().opened();
-            let ws = self.framing == Framing::WebSocket;
-            if (opened || ws) && !self.close_sent {
-                if let Some(tail) = self.framing.end(ws_code, &reason) {
-                    outbox.push_chunked(tail);
-                }
-                self.close_sent = ws;
+            let started = self.player.borrow().opened() || self.framing == Framing::WebSocket;
+            if let Some(tail) = self.framing.end(ws_code, &reason).filter(|_| started) {
+                self.outbox().push_chunked(tail);
             }
+        }
+        self.stop_with(ctx, reason);
+    }
+
+    /// Close with `reason`, sending nothing more (what ends the body went out already).
+    fn stop_with(&mut self, ctx: &mut Context<Self>, reason: String) {
+        if self.close_reason.is_none() {
+            self.stats.set_close_reason(&reason);
             self.close_reason = Some(reason);
         }
         ctx.stop();
@@ -245,10 +244,8 @@ impl HttpPlayer {
             (player.end.clone(), player.opened())
         };
         match end {
-            Some(End::Refused(reason)) => {
-                self.close_sent = true;
-                return self.close(ctx, reason, 1003);
-            }
+            // The player told the client why (a 415, a Close 1003, the last chunk).
+            Some(End::Refused(reason)) => return self.stop_with(ctx, reason),
             Some(End::Gone) => return self.close(ctx, "stream ended", 1001),
             None => {}
         }
