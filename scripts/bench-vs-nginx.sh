@@ -9,12 +9,13 @@
 #      SERVER_CORE (0), TOOL_CORE (1),
 #      PERF=1: during each fixed1000 run, `perf record -a -g` (linux-perf) for 6 s inside the
 #      measured window, then a table of where each server's CPU goes (scripts/cpu_split.py)
-#      PSTAT=1: during each fixed1000 run, `perf stat` of the server process (nginx: its
+#      PSTAT=1: during each fixed* run, `perf stat` of the server process (nginx: its
 #      worker) for 6 s inside the window: task-clock, context switches and write/read
 #      syscalls, summarised per delivered Gbit/s (scripts/pstat_summary.py): a second
 #      measurement of the server's CPU, independent of the load tool's /proc sampling
 #      SERVERS ("reflector nginx"): `reflector:N` runs the reflector with
-#      live.write_coalesce_ms = N (e.g. SERVERS="reflector reflector:0 nginx")
+#      live.write_coalesce_ms = N (e.g. SERVERS="reflector reflector:0 nginx");
+#      `reflector@PATH` (or `reflector:N@PATH`) runs the binary at PATH instead (A/B of builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -38,12 +39,13 @@ PERF_S=6; PERF_FREQ=999
 SPID=""
 start_server() { # $1 = reflector|nginx; sets PORT, SPID
   PORT=$(free_port)
-  local dir="$OUT/srv-$1-$PORT"; mkdir -p "$dir"
-  if [ "${1%%:*}" = reflector ]; then
-    local variant=(env)
-    [ "$1" = reflector ] || variant=(env "REFLECTOR_LIVE__WRITE_COALESCE_MS=${1#*:}")
+  local dir="$OUT/srv-${1//\//_}-$PORT"; mkdir -p "$dir"
+  if [ "${1%%[:@]*}" = reflector ]; then
+    local variant=(env) name=${1%%@*} bin=$REFLECTOR
+    [ "$name" = "$1" ] || bin=${1#*@}
+    [ "$name" = reflector ] || variant=(env "REFLECTOR_LIVE__WRITE_COALESCE_MS=${name#*:}")
     "${variant[@]}" REFLECTOR_LIMITS__MAX_CONNECTIONS_PER_IP=20000 RUST_LOG=warn \
-      taskset -c "$SERVER_CORE" "$REFLECTOR" --workers 1 --listen "127.0.0.1:$PORT" \
+      taskset -c "$SERVER_CORE" "$bin" --workers 1 --listen "127.0.0.1:$PORT" \
       --admin-listen "127.0.0.1:$(free_port)" >"$dir/log" 2>&1 &
     SPID=$!
   else
@@ -88,16 +90,16 @@ for rep in $(seq "$REPS"); do
       start_server "$srv"
       echo "== rep $rep $sc $srv (pid $SPID port $PORT)" >&2
       PERF_PID=""; PSTAT_PID=""
-      if [ -n "${PSTAT:-}" ] && [ "$sc" = fixed1000 ]; then
+      if [ -n "${PSTAT:-}" ] && [ "${sc#fixed}" != "$sc" ]; then
         # Same 6 s as PERF; nginx's master forks the worker that serves.
         (sleep 9; T=$SPID; C=$(pgrep -P "$SPID" | head -1 || true); [ -z "$C" ] || T=$C
          exec perf stat -x, -e task-clock,context-switches,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read \
-          -p "$T" -o "$OUT/pstat-$sc-$srv-$rep.csv" -- sleep "$PERF_S" 2>>"$OUT/perf.stderr") &
+          -p "$T" -o "$OUT/pstat-$sc-${srv//\//_}-$rep.csv" -- sleep "$PERF_S" 2>>"$OUT/perf.stderr") &
         PSTAT_PID=$!
       fi
       if [ -n "${PERF:-}" ] && [ "$sc" = fixed1000 ]; then
         # 1000 players connect at 200/s, then 2 s of warm-up: 9 s in, the window is running.
-        (sleep 9; exec perf record -a -g -F "$PERF_FREQ" -o "$OUT/perf-$sc-$srv-$rep.data" \
+        (sleep 9; exec perf record -a -g -F "$PERF_FREQ" -o "$OUT/perf-$sc-${srv//\//_}-$rep.data" \
           -- sleep "$PERF_S" 2>>"$OUT/perf.stderr") &
         PERF_PID=$!
       fi
