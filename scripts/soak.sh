@@ -13,4 +13,4 @@ cd "$(dirname "$0")/.."
 export SOAK_SECS="${1:-1800}"
 export SOAK_SAMPLE_SECS="${2:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-exec cargo test --test hostile -- --ignored --exact soak --nocapture
+exec cargo test --test suite -- --ignored --exact hostile::soak --nocapture

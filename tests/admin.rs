@@ -4,7 +4,7 @@
 //! text, the bearer token is enforced, and a non-loopback admin address without a token
 //! refuses to start.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

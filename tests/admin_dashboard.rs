@@ -4,7 +4,7 @@
 //! Then its Stop button, clicked in the page (driven over the DevTools protocol), among
 //! streams with look-alike names: each click stops exactly the stream of its row.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! exactly what a browser would send; publishers are the crate's RTMP client, which can
 //! publish any name an attacker would choose.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

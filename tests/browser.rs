@@ -18,7 +18,7 @@
 //! `playwright-core` in `REFLECTOR_BROWSER_DIR` (default `/opt/reflector-browser`, where
 //! `.ci/run` installs it).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

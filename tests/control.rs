@@ -3,7 +3,7 @@
 //! `live.play_wait_ms`. Real clients (ffmpeg publishing and playing, frame-exact) where a user
 //! would use them, the crate's RTMP client where exact status codes are asserted.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -11,7 +11,7 @@
 //! The server allows 16 MiB - 1 messages (the RTMP maximum) so that even 1 000 000 nested
 //! aggregates (15 MB) reach the code that splits them instead of stopping at the chunk layer.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;

@@ -12,7 +12,7 @@
 //! systemd-analyze or redis-server a test is skipped with a message, or fails when
 //! `TEST_REQUIRE_RTMP_CLIENTS` is set (CI, .ci/run installs them).
 
-mod common;
+use crate::common;
 
 #[path = "deploy/kube.rs"]
 mod kube;

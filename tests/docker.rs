@@ -12,7 +12,7 @@
 //! `TEST_REQUIRE_RTMP_CLIENTS` is set (CI). The `--healthcheck` probe tests need only the
 //! host binary.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -7,7 +7,7 @@
 //! the matrix), and a legacy player asking for an HEVC stream gets NetStream.Play.Failed
 //! instead of frames it cannot parse.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::tracks::{contiguous_run, first_packet_is_key, frame_md5s, packets, stream_count};

@@ -9,7 +9,7 @@
 //!
 //! The cases run in parallel (about 20 s in all).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

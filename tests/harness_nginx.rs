@@ -4,14 +4,14 @@
 //!
 //! Not part of the normal suite (they need nginx + libnginx-mod-rtmp and take
 //! ~12 s each in real time). Run with:
-//! `cargo test --test harness_nginx -- --ignored --nocapture`
+//! `cargo test --test suite harness_nginx:: -- --ignored --nocapture`
 //!
 //! Timing: the clip lasts 8 s and is published in real time. Players join
 //! `JOIN_DELAY` after the publisher, so they start at the next keyframe (clip
 //! frame 25 or 50), and record `RECORD` (4 s, ~100 frames), which ends before
 //! the publisher does.
 
-mod common;
+use crate::common;
 
 use common::{play, publish, shared_clip, verify_recording, Player, Publisher, Server};
 use std::thread::sleep;

@@ -13,7 +13,7 @@
 //!
 //! `soak` (ignored) is the long run driven by `scripts/soak.sh`.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

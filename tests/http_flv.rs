@@ -4,7 +4,7 @@
 //! HEAD, the CORS preflight, key auth, the wait for a publisher and its end in a 404, the
 //! admin API and metrics naming the protocol, the drain ending the body cleanly.
 
-mod common;
+use crate::common;
 
 use common::{
     play, publish, reflector_http_with_config, shared_clip, verify_recording, CallbackServer,

@@ -8,7 +8,7 @@
 //! more than 1 s apart, and the admin API's connection count must come back to the canary's
 //! two connections (nothing leaks).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

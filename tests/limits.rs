@@ -2,7 +2,7 @@
 //! established streams. A canary publisher and player stream throughout each test and must
 //! receive every frame.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -6,7 +6,7 @@
 //! Every server here runs two arbiters, so publisher and players land on different ones
 //! (connections are spread round-robin).
 
-mod common;
+use crate::common;
 
 use common::{play, publish, shared_clip, verify_recording, Player, Publisher, Server};
 use std::thread::sleep;

@@ -2,7 +2,7 @@
 //! JSON report: a short, small run must deliver everything, in order, fast, on one player
 //! thread or several; a run that cannot fit the open-file limit is refused up front.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! scrape, the byte counters move, per-stream series are capped with the rest summed into
 //! `#other`, refusals are counted by reason, and the publish-start line describes the media.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

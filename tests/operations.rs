@@ -1,7 +1,7 @@
 //! Operations: graceful drain on SIGTERM with real clients attached, the Enhanced RTMP
 //! reconnect request for clients that announced it, and reload on SIGHUP.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! video and audio frame carries a sequence number, so players check order, loss and
 //! isolation exactly. Each scenario is bounded to a few seconds.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! push relays to another instance's RTMPS listener, verified against a test CA, and refused
 //! against an untrusted certificate. Certificates are made here with rcgen.
 
-mod common;
+use crate::common;
 
 use common::{
     free_port, play, publish, reflector_with_config, shared_clip, verify_recording, Player, Proc,

@@ -8,7 +8,7 @@
 //!
 //! Skipped (with a SKIP line) only when redis-server, haproxy or ffmpeg is missing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -15,7 +15,7 @@
 //! Frames are the project's synthetic numbered media: the owner's sequence numbers start at
 //! 0, every attacker's at [`ATTACKER`], so one attacker frame at a viewer is visible.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};

@@ -6,7 +6,7 @@
 //! a persistent object's release and reuse. And the byte-level vectors of
 //! tests/vectors/shared_object/, round-tripped.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
