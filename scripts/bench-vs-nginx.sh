@@ -13,6 +13,7 @@
 #      worker) for 6 s inside the window: task-clock, context switches and write/read
 #      syscalls, summarised per delivered Gbit/s (scripts/pstat_summary.py): a second
 #      measurement of the server's CPU, independent of the load tool's /proc sampling
+#      LOAD_ARGS: more reflector-load flags for every run (e.g. --bundle-audio)
 #      SERVERS ("reflector nginx"): `reflector:N` runs the reflector with
 #      live.write_coalesce_ms = N (e.g. SERVERS="reflector reflector:0 nginx");
 #      `reflector@PATH` (or `reflector:N@PATH`) runs the binary at PATH instead (A/B of builds)
@@ -105,7 +106,7 @@ for rep in $(seq "$REPS"); do
       fi
       # shellcheck disable=SC2046
       if line=$(taskset -c "$TOOL_CORE" "$LOAD" "rtmp://127.0.0.1:$PORT/live/bench" \
-          --server-pid "$SPID" --label "$srv" $(args_for "$sc") 2>>"$OUT/load.stderr" | tail -n 1); then
+          --server-pid "$SPID" --label "$srv" $(args_for "$sc") ${LOAD_ARGS:-} 2>>"$OUT/load.stderr" | tail -n 1); then
         echo "{\"scenario\":\"$sc\",\"server\":\"$srv\",\"rep\":$rep,\"result\":$line}" >>"$OUT/results.jsonl"
       else
         echo "load tool failed: $sc $srv (see $OUT/load.stderr)" >&2
