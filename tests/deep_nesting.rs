@@ -456,8 +456,11 @@ async fn command_case(port: u16, amf3: bool, levels: usize) -> Option<Closed> {
         }
     }
     assert!(levels > 32, "{what}: legal command closed the connection");
-    // A body that does not decode has no transaction id to answer: no `_error` is owed.
-    let _ = error;
+    // The name and transaction id decode before the nesting does: they are answered.
+    assert!(
+        error,
+        "{what}: closed without an `_error` for transaction 7"
+    );
     Some(Closed {
         what,
         peer,

@@ -831,9 +831,15 @@ async fn amf_attackers(port: u16) -> Vec<Report> {
         ),
     ];
     join_all(cases.into_iter().map(|(name, tid, body)| async move {
-        // Whatever the decoder makes of it, the connection must end with a logged reason:
-        // a protocol error for what cannot be decoded, a refused connect otherwise.
-        bad_body(port, name, false, tid, body, "protocol error").await
+        // The name and transaction id decode, the rest does not: the connect is answered
+        // with `_error`, then the connection ends with a logged protocol error.
+        let report = bad_body(port, name, false, tid, body, "protocol error").await;
+        assert_eq!(
+            report.events,
+            [Ev::Error("NetConnection.Call.Failed".into()), Ev::Closed],
+            "{name}: the connect's transaction is answered before the close"
+        );
+        report
     }))
     .await
 }

@@ -32,7 +32,9 @@ use crate::protocol::amf0::Amf0Value;
 use crate::protocol::chunk::{ChunkDecoder, ChunkError, ReceiveWindow};
 use crate::protocol::command::{self, caps_ex, fourcc_info, status, Command, ConnectCommand};
 use crate::protocol::handshake::{HandshakeState, ServerHandshake};
-use crate::protocol::message::{type_id, LimitType, Message, RawMessage, UserControlEvent};
+use crate::protocol::message::{
+    command_transaction_id, type_id, LimitType, Message, RawMessage, UserControlEvent,
+};
 use crate::stats::{ConnectionState, ConnectionStats, RefusalReason, SubscriberStats};
 use crate::tls::transport::Transport;
 
@@ -475,9 +477,21 @@ impl Connection {
             type_id::SET_CHUNK_SIZE | type_id::ABORT | type_id::ACKNOWLEDGEMENT => return,
             _ => {}
         }
-        let message = match Message::decode(&raw, &self.settings.amf_limits()) {
+        let limits = self.settings.amf_limits();
+        let message = match Message::decode(&raw, &limits) {
             Ok(m) => m,
-            Err(e) => return self.protocol_error(ctx, e),
+            Err(e) => {
+                // A command whose name and transaction id decode is answered before the close.
+                if let Some(tid) = command_transaction_id(&raw, &limits) {
+                    let description = format!("the command could not be decoded: {e}");
+                    self.send_command(
+                        csid::COMMAND,
+                        raw.stream_id,
+                        command::error(tid, status::CALL_FAILED, &description),
+                    );
+                }
+                return self.protocol_error(ctx, e);
+            }
         };
         match message {
             Message::UserControl(UserControlEvent::PingResponse { timestamp }) => {

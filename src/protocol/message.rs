@@ -214,6 +214,26 @@ fn amf3_body(type_id: u8, payload: &[u8]) -> Result<&[u8], MessageError> {
     }
 }
 
+/// The transaction id of a command whose body does not decode as a whole. Its name and
+/// transaction id come first (§7.1.1), so an `_error` can still answer it; `None` when
+/// those two do not decode either (there is nothing to answer).
+pub fn command_transaction_id(raw: &RawMessage, limits: &AmfLimits) -> Option<f64> {
+    let t = raw.type_id;
+    if t != type_id::COMMAND_AMF0 && t != type_id::COMMAND_AMF3 {
+        return None;
+    }
+    let mut bytes = if t == type_id::COMMAND_AMF3 {
+        amf3_body(t, &raw.payload).ok()?
+    } else {
+        &raw.payload[..]
+    };
+    amf0::decode(&mut bytes, limits).ok()?.as_str()?;
+    amf0::decode(&mut bytes, limits)
+        .ok()?
+        .as_f64()
+        .filter(|id| id.is_finite())
+}
+
 impl Message {
     /// Decode the body of `raw` according to its type.
     pub fn decode(raw: &RawMessage, limits: &AmfLimits) -> Result<Message, MessageError> {
@@ -684,6 +704,44 @@ mod tests {
         let raw = msg.to_raw(1, 42).expect("encode");
         let back = Message::decode(&raw, &AmfLimits::default()).expect("decode");
         assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn an_undecodable_command_keeps_its_transaction_id() {
+        let limits = AmfLimits::default();
+        let head = |amf3: bool, name: Amf0Value| {
+            let mut body = if amf3 { vec![0] } else { vec![] };
+            amf0::encode_all(&[name, Amf0Value::Number(7.0)], &mut body).expect("encode");
+            body.push(0xff); // no such AMF0 marker: the rest does not decode
+            body
+        };
+        let raw = |type_id: u8, body: Vec<u8>| RawMessage {
+            type_id,
+            stream_id: 0,
+            timestamp: 0,
+            payload: Bytes::from(body),
+        };
+        let name = || Amf0Value::String("createStream".into());
+        for (t, amf3) in [
+            (type_id::COMMAND_AMF0, false),
+            (type_id::COMMAND_AMF3, true),
+        ] {
+            let m = raw(t, head(amf3, name()));
+            assert!(Message::decode(&m, &limits).is_err());
+            assert_eq!(command_transaction_id(&m, &limits), Some(7.0));
+            // The name must be a string: otherwise this is not a command to answer.
+            let m = raw(t, head(amf3, Amf0Value::Number(1.0)));
+            assert_eq!(command_transaction_id(&m, &limits), None);
+        }
+        // Data messages have no transaction id; a body cut inside the name has none either.
+        assert_eq!(
+            command_transaction_id(&raw(type_id::DATA_AMF0, head(false, name())), &limits),
+            None
+        );
+        assert_eq!(
+            command_transaction_id(&raw(type_id::COMMAND_AMF0, vec![2, 0, 9, b'c']), &limits),
+            None
+        );
     }
 
     #[test]
