@@ -13,11 +13,12 @@ use tokio::net::TcpListener;
 
 use crate::actors::listener::{self, Service};
 use crate::actors::registry::{Registry, Reload};
+use crate::actors::relays::Relays;
 use crate::actors::ServerContext;
 use crate::admin;
 use crate::auth::control::Control;
 use crate::config::{ConfigError, Settings};
-use crate::relay::{Discovery, Relays};
+use crate::relay::Discovery;
 use crate::stats::ServerStats;
 use crate::tls::ServerTls;
 

@@ -456,7 +456,7 @@ pub struct StreamStats {
     /// Drops of subscribers that already left, so the stream's drop counters are monotonic.
     pub gone_drops: DropCounters,
     /// Relay hops: `None` while the stream is published here (or not at all);
-    /// `Some("host:port")` while it is pulled from that instance (see [`crate::relay`]).
+    /// `Some("host:port")` while it is pulled from that instance (the pull relay).
     pub origin: Mutex<Option<String>>,
     /// Push relays currently forwarding this stream: `(target URL, connected)`.
     pub pushes: DashMap<String, bool>,

@@ -12,7 +12,9 @@
 //!   publisher and hands it to that arbiter's players in place (the hub's `LocalFanout`).
 //! - [`subscriber`]: one per playing NetStream: owns the play (its RTMP player joins the
 //!   arbiter's fan-out; controls; the lag limit).
-//! - [`registry`]: maps resources to publisher actors and decides publish conflicts.
+//! - [`registry`]: maps resources to publisher actors and decides publish conflicts; it
+//!   drives the [`relays`] of each resource: [`pull_relay`] (plays a stream from its origin
+//!   for local players) and [`push_relay`] (forwards a stream published here upstream).
 //! - [`shared_object`]: remote shared objects (§7.1.3): one actor per object, their registry,
 //!   and a per-connection session; [`shared_object_quota`] counts what they hold in memory
 //!   and on disk.
@@ -23,7 +25,10 @@ pub mod http_player;
 pub mod http_request;
 pub mod listener;
 pub mod publisher;
+pub mod pull_relay;
+pub mod push_relay;
 pub mod registry;
+pub mod relays;
 pub mod shared_object;
 pub mod shared_object_quota;
 pub mod stream;

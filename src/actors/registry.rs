@@ -9,10 +9,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::publisher::{Publisher, Shutdown, TakeOver};
+use super::relays::{EntryRelay, Relays, Resource};
 use super::ConnectionId;
 use crate::config::{PublishConflict, Settings};
 use crate::names::Esc;
-use crate::relay::{EntryRelay, Relays, Resource};
 use crate::stats::{RefusalReason, ServerStats, StreamStats};
 
 /// The key of a resource: `app/name` (the query string is not part of it).

@@ -15,12 +15,12 @@ use std::time::Duration;
 use actix::dev::SendError;
 use actix::prelude::*;
 
-use super::discovery::Discovery;
 use crate::actors::publisher::{Attach, Detach, Ingest, Publisher, SourceEvent};
 use crate::actors::stream::FrameBuilder;
 use crate::client::{ClientError, ClientEvent, RtmpClient, RtmpUrl};
 use crate::config::Settings;
 use crate::protocol::command::status;
+use crate::relay::{client_config, data_message, Discovery};
 use crate::stats::StreamStats;
 
 /// Where a pulled stream comes from.
@@ -154,7 +154,7 @@ impl PullTask {
                 RtmpUrl::parse(&format!("rtmp://{origin}/{}/{}", self.app, self.name))?
             }
         };
-        let mut client = RtmpClient::connect(&url, &super::client_config(self.tls.clone())).await?;
+        let mut client = RtmpClient::connect(&url, &client_config(self.tls.clone())).await?;
         let stream_id = client.create_stream().await?;
         client.play(stream_id, &self.name).await?;
         let interval = Duration::from_millis(self.settings.cluster.lookup_interval_ms);
@@ -185,7 +185,7 @@ impl PullTask {
                     stream_id,
                     timestamp,
                     values,
-                }) => match super::data_message(stream_id, timestamp, &values) {
+                }) => match data_message(stream_id, timestamp, &values) {
                     Some(raw) => raw,
                     None => continue,
                 },

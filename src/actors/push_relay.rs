@@ -306,7 +306,8 @@ impl PushTask {
 
     async fn connect(&self) -> Result<(ClientReader, ClientWriter, u32), ClientError> {
         let url = RtmpUrl::parse(&format!("{}/{}", self.target, self.name))?;
-        let mut client = RtmpClient::connect(&url, &super::client_config(self.tls.clone())).await?;
+        let mut client =
+            RtmpClient::connect(&url, &crate::relay::client_config(self.tls.clone())).await?;
         let stream_id = client.create_stream().await?;
         client.publish(stream_id, &self.name).await?;
         let (reader, writer) = client.into_split();
