@@ -20,6 +20,7 @@ mod harness_nginx;
 mod hostile;
 mod http_flv;
 mod http_hostile;
+mod layers;
 mod limits;
 mod live_reflector;
 mod load_tool;
