@@ -368,6 +368,33 @@ fn foreign_host_is_refused_without_a_token_and_answered_with_one() {
     eprintln!("{refused} foreign-Host requests refused without a token");
 }
 
+#[test]
+fn a_flood_of_refused_requests_writes_a_bounded_log() {
+    let server = Server::reflector(&["--workers", "1"]);
+    let port = admin_port(&server);
+    let evil = format!("evil.example:{port}");
+    for _ in 0..300 {
+        let (status, _) = request(port, "GET", "/api/v1/streams", &[("Host", &evil)], "");
+        assert_eq!(status, 421);
+    }
+    // Every one was refused; the admin port still answers its own.
+    let ours = format!("localhost:{port}");
+    assert_eq!(
+        request(port, "GET", "/api/v1/streams", &[("Host", &ours)], "").0,
+        200
+    );
+    sleep(Duration::from_millis(300));
+    let log = server.log();
+    let lines = log.matches("admin: request refused").count();
+    assert_eq!(
+        lines,
+        20,
+        "at most 20 lines in 10 s: {}",
+        server.log_tail(5)
+    );
+    assert!(log.contains("left_out=0"), "{}", server.log_tail(5));
+}
+
 /// Streams named so that a URL path built from the name would reach `openapp/cam`, or that
 /// look like it. Some of these the RTMP side may refuse (`%`, `#`, `..`); the test uses those
 /// it accepts.

@@ -14,6 +14,7 @@
 
 pub mod access;
 mod control;
+mod log_budget;
 pub mod metrics;
 pub mod sampler;
 mod streams;
@@ -114,7 +115,10 @@ async fn guard(
     };
     let response = match refusal {
         Some(refusal) => {
-            if refusal != access::Refusal::Token {
+            let logged = (refusal != access::Refusal::Token)
+                .then(|| REFUSAL_LINES.take(std::time::Instant::now()))
+                .flatten();
+            if let Some(left_out) = logged {
                 // At most 200 bytes of each: the log is no place for a peer's megabytes.
                 let text = |name| {
                     req.headers().get(name).map(|v| {
@@ -130,6 +134,7 @@ async fn guard(
                     origin = ?text(header::ORIGIN),
                     content_type = ?text(header::CONTENT_TYPE),
                     reason = %refusal,
+                    left_out,
                     "admin: request refused"
                 );
             }
@@ -139,6 +144,11 @@ async fn guard(
     };
     Ok(req.into_response(response).map_into_right_body())
 }
+
+/// Refused requests are logged at most 20 times in 10 s; the next line says how many were
+/// left out (`left_out`).
+static REFUSAL_LINES: log_budget::LogBudget =
+    log_budget::LogBudget::new(20, std::time::Duration::from_secs(10));
 
 /// Headers on every answer: no framing (clickjacking of the Stop and Kick buttons), no
 /// sniffing, scripts and styles from this origin only, no referrer.
