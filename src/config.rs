@@ -559,8 +559,10 @@ impl Settings {
                 reason: e.to_string(),
             })?;
         if !admin_ip.is_loopback() && self.admin.token().is_none() {
+            // Named by the listen address: it is what was set (the missing token has no
+            // source to name).
             return Err(ConfigError::Invalid {
-                key: "admin.token",
+                key: "server.admin_listen",
                 reason: format!(
                     "the admin port listens on {admin_ip}, which is not loopback: set a bearer \
                      token (admin.token or REFLECTOR_ADMIN__TOKEN) or listen on 127.0.0.1"

@@ -947,6 +947,12 @@ fn new_keys_are_validated_naming_key_and_file() {
             "auth.keys_file",
             "directory",
         ),
+        // The missing token is reported where the listen address was set (the file).
+        (
+            "[server]\nadmin_listen = \"0.0.0.0:18080\"\n",
+            "admin.token",
+            "not loopback",
+        ),
     ] {
         let err = config_error(toml, &[]);
         assert!(!err.starts_with("OK"), "{toml} accepted");
