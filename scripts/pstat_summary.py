@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Summarise bench-vs-nginx.sh PSTAT=1 output: for each fixed1000 run, the server's CPU from
+"""Summarise bench-vs-nginx.sh PSTAT=1 output: for each fixed* run, the server's CPU from
 `perf stat` (task-clock over the sampled seconds) per Gbit/s the load tool measured as
 delivered in that run, and its write and read syscalls per second (markdown).
 
@@ -15,7 +15,9 @@ def main(seconds, out):
     gbps = {}
     for line in open(os.path.join(out, "results.jsonl")):
         r = json.loads(line)
-        gbps[(r["scenario"], r["server"], str(r["rep"]))] = r["result"].get("delivered_gbps")
+        # File names carry the server with '/' as '_' (reflector@PATH variants).
+        server = r["server"].replace("/", "_")
+        gbps[(r["scenario"], server, str(r["rep"]))] = r["result"].get("delivered_gbps")
     rows = {}
     for name in sorted(os.listdir(out)):
         m = re.match(r"pstat-(\w+)-(.+)-(\d+)\.csv$", name)
@@ -34,21 +36,21 @@ def main(seconds, out):
             continue
         cpu = counts["task-clock"] / 1000 / seconds * 100
         writes = counts.get("syscalls:sys_enter_writev", 0) + counts.get("syscalls:sys_enter_sendto", 0)
-        rows.setdefault(m.group(2), []).append(
+        rows.setdefault((m.group(1), m.group(2)), []).append(
             (cpu / g, cpu, writes / seconds, counts.get("context-switches", 0) / seconds))
-    print("| server | perf stat CPU % per Gbit/s (runs) | median | writes/s (writev+sendto) "
-          "| context switches/s |")
-    print("|---|---|---|---|---|")
+    print("| scenario | server | perf stat CPU % per Gbit/s (runs) | median "
+          "| writes/s (writev+sendto) | context switches/s |")
+    print("|---|---|---|---|---|---|")
     meds = {}
-    for srv, r in rows.items():
-        meds[srv] = statistics.median(x[0] for x in r)
-        print(f"| {srv} | {' / '.join(f'{x[0]:.1f}' for x in r)} | {meds[srv]:.1f} "
-              f"| {statistics.median(x[2] for x in r):.0f} | {statistics.median(x[3] for x in r):.0f} |")
-    if "nginx" in meds:
-        for srv, m in meds.items():
-            if srv != "nginx":
-                print(f"\n{srv} / nginx (perf stat CPU per Gbit/s): {m / meds['nginx']:.2f}")
-
+    for (scenario, srv), r in rows.items():
+        meds[(scenario, srv)] = statistics.median(x[0] for x in r)
+        print(f"| {scenario} | {srv} | {' / '.join(f'{x[0]:.1f}' for x in r)} "
+              f"| {meds[(scenario, srv)]:.1f} | {statistics.median(x[2] for x in r):.0f} "
+              f"| {statistics.median(x[3] for x in r):.0f} |")
+    for (scenario, srv), m in meds.items():
+        base = meds.get((scenario, "nginx"))
+        if srv != "nginx" and base:
+            print(f"\n{scenario}: {srv} / nginx (perf stat CPU per Gbit/s): {m / base:.2f}")
 
 if __name__ == "__main__":
     main(float(sys.argv[1]), sys.argv[2])
