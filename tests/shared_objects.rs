@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::canary::Canary;
 use common::Server;
-use reflector::client::synth::{self, Synth, SynthConfig};
 use reflector::client::{ClientConfig, ClientEvent, RtmpClient, RtmpUrl};
 use reflector::protocol::amf0::{Amf0Value, AmfLimits};
 use reflector::protocol::amf3::Amf3Value;
@@ -983,86 +983,6 @@ async fn persistent_files_are_capped_per_object_and_on_disk() {
 // ---------------------------------------------------------------------------------------
 // Memory caps under attack, with a canary stream and a bystander on the same server.
 
-/// A paced publisher and a player of `live/<name>`; the player records video sequence
-/// numbers.
-struct Canary {
-    stop: Arc<AtomicBool>,
-    publisher: tokio::task::JoinHandle<u64>,
-    player: tokio::task::JoinHandle<Vec<(Instant, u64)>>,
-}
-
-impl Canary {
-    async fn start(server: &Server, name: &str) -> Canary {
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut client = client(server, false).await;
-        let stream_id = client.create_stream().await.expect("createStream");
-        client.publish(stream_id, name).await.expect("publish");
-        let mut synth = Synth::new(SynthConfig {
-            stream_id,
-            ..SynthConfig::default()
-        });
-        for m in synth.headers() {
-            client.feed(&m);
-        }
-        client.flush().await.expect("headers");
-        let s = stop.clone();
-        let publisher = tokio::spawn(async move {
-            let mut scratch = Vec::new();
-            let start = Instant::now();
-            while !s.load(Relaxed) {
-                scratch.clear();
-                synth.next_tick(&mut scratch);
-                for m in &scratch {
-                    client.feed(m);
-                }
-                client.flush().await.expect("canary publisher send");
-                let due = start + Duration::from_millis(40 * synth.video_frames());
-                tokio::time::sleep_until(due.into()).await;
-            }
-            synth.video_frames()
-        });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut player = client_at(server, "live", false).await;
-        let pid = player.create_stream().await.expect("createStream");
-        player.play(pid, name).await.expect("play");
-        let s = stop.clone();
-        let player = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !s.load(Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), player.next_event()).await {
-                    Ok(Ok(ClientEvent::Media(m))) if m.type_id == type_id::VIDEO => {
-                        if let Some(seq) = synth::video_seq(&m.payload) {
-                            seen.push((Instant::now(), seq));
-                        }
-                    }
-                    Ok(Ok(_)) | Err(_) => {}
-                    Ok(Err(e)) => panic!("canary player lost its connection: {e}"),
-                }
-            }
-            seen
-        });
-        Canary {
-            stop,
-            publisher,
-            player,
-        }
-    }
-
-    /// Every frame, in order, never more than 1 s apart; the number seen.
-    async fn finish(self) -> usize {
-        self.stop.store(true, Relaxed);
-        let sent = self.publisher.await.expect("publisher task");
-        let seen = self.player.await.expect("player task");
-        assert!(seen.len() > 20, "canary saw only {} frames", seen.len());
-        for w in seen.windows(2) {
-            assert_eq!(w[1].1, w[0].1 + 1, "canary lost frames");
-            assert!(w[1].0 - w[0].0 <= Duration::from_secs(1), "canary stalled");
-        }
-        assert!(seen[seen.len() - 1].1 + 30 >= sent, "canary fell behind");
-        seen.len()
-    }
-}
-
 /// What one attacker saw: writes acknowledged, refusals by code, whether the server closed
 /// it.
 #[derive(Debug, Default)]
@@ -1140,7 +1060,7 @@ async fn memory_caps_refuse_and_bound_the_servers_memory() {
         "[shared_objects]\nmax_bytes_per_connection = 3145728\nmax_total_bytes = 8388608\n\
          max_updates_per_second = 1000\n",
     );
-    let canary = Canary::start(&server, "canary").await;
+    let canary = Canary::start(server.port(), "canary").await;
     let mut bystander = client(&server, false).await;
     use_object(&mut bystander, false, "room", false).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1205,7 +1125,7 @@ async fn memory_caps_refuse_and_bound_the_servers_memory() {
     assert_eq!(after.accepted, 3, "{after:?}");
     // Give the canary a couple of seconds of history to judge.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let frames = canary.finish().await;
+    let frames = canary.finish("shared object attacks", 20).await;
     eprintln!("canary: {frames} frames, in order, no stall");
 }
 
