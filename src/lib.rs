@@ -30,6 +30,7 @@ pub mod client;
 pub mod config;
 pub mod hub;
 pub mod load;
+pub mod log_throttle;
 pub mod names;
 pub mod output;
 pub mod protocol;

@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::ServerContext;
 use super::{connection, http_request};
+use crate::log_throttle::LogThrottle;
 use crate::stats::{ConnectionStats, Protocol};
 
 /// How often a repeating fault (failing `accept`, refused connections) is logged.
@@ -21,33 +22,9 @@ const ACCEPT_MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// limit being hovered at, not a recovery).
 const ACCEPT_RECOVERED_AFTER: Duration = Duration::from_secs(3);
 
-/// One warning line per interval at most, with how many events it stands for: a fault that
-/// repeats (a flood of connections, descriptors run out) must not flood the log too.
-#[derive(Default)]
-struct LogThrottle {
-    unlogged: u64,
-    last_log: Option<Instant>,
-}
-
-impl LogThrottle {
-    /// Count one event; `Some(events since the last line)` when a line is due now.
-    fn count(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
-        if self
-            .last_log
-            .is_some_and(|t| now.duration_since(t) < LOG_INTERVAL)
-        {
-            return None;
-        }
-        self.last_log = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
-    }
-}
-
 /// A run of failing `accept` calls: logged when it starts, then at most once per interval
 /// with a count, and once when it has ended; the pause between attempts doubles up to a
 /// second. The stats keep the time of the last failure, which `/readyz` reads.
-#[derive(Default)]
 struct AcceptFailures {
     log: LogThrottle,
     /// Failures in this run.
@@ -57,6 +34,15 @@ struct AcceptFailures {
 }
 
 impl AcceptFailures {
+    fn new() -> AcceptFailures {
+        AcceptFailures {
+            log: LogThrottle::new(1, LOG_INTERVAL),
+            run: 0,
+            last_failure: None,
+            backoff: Duration::ZERO,
+        }
+    }
+
     fn failed(&mut self, error: &std::io::Error, server: &ServerContext) -> Duration {
         server.stats.accept_errors.fetch_add(1, Relaxed);
         server
@@ -82,7 +68,7 @@ impl AcceptFailures {
         if last.elapsed() >= ACCEPT_RECOVERED_AFTER {
             tracing::info!(failures = self.run, "accept works again");
             self.run = 0;
-            self.log.unlogged = 0;
+            self.log.forget();
             self.last_failure = None;
         }
     }
@@ -101,8 +87,8 @@ pub enum Service {
 /// connections count against the same limits.
 pub async fn run(listener: TcpListener, service: Service, server: Arc<ServerContext>) {
     let mut next = 0usize;
-    let mut failures = AcceptFailures::default();
-    let mut refusals = LogThrottle::default();
+    let mut failures = AcceptFailures::new();
+    let mut refusals = LogThrottle::new(1, LOG_INTERVAL);
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => {

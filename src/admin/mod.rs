@@ -14,7 +14,6 @@
 
 pub mod access;
 mod control;
-mod log_budget;
 pub mod metrics;
 pub mod sampler;
 mod streams;
@@ -37,6 +36,7 @@ use self::access::Access;
 use self::sampler::Sampler;
 use crate::actors::registry::Registry;
 use crate::config::Settings;
+use crate::log_throttle::LogThrottle;
 use crate::stats::ServerStats;
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
@@ -116,9 +116,12 @@ async fn guard(
     let response = match refusal {
         Some(refusal) => {
             let logged = (refusal != access::Refusal::Token)
-                .then(|| REFUSAL_LINES.take(std::time::Instant::now()))
+                .then(|| {
+                    let mut lines = REFUSAL_LINES.lock().unwrap_or_else(|e| e.into_inner());
+                    lines.count(std::time::Instant::now())
+                })
                 .flatten();
-            if let Some(left_out) = logged {
+            if let Some(events) = logged {
                 // At most 200 bytes of each: the log is no place for a peer's megabytes.
                 let text = |name| {
                     req.headers().get(name).map(|v| {
@@ -134,7 +137,7 @@ async fn guard(
                     origin = ?text(header::ORIGIN),
                     content_type = ?text(header::CONTENT_TYPE),
                     reason = %refusal,
-                    left_out,
+                    left_out = events - 1,
                     "admin: request refused"
                 );
             }
@@ -147,8 +150,8 @@ async fn guard(
 
 /// Refused requests are logged at most 20 times in 10 s; the next line says how many were
 /// left out (`left_out`).
-static REFUSAL_LINES: log_budget::LogBudget =
-    log_budget::LogBudget::new(20, std::time::Duration::from_secs(10));
+static REFUSAL_LINES: std::sync::Mutex<LogThrottle> =
+    std::sync::Mutex::new(LogThrottle::new(20, std::time::Duration::from_secs(10)));
 
 /// Headers on every answer: no framing (clickjacking of the Stop and Kick buttons), no
 /// sniffing, scripts and styles from this origin only, no referrer.
