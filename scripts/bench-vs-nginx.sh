@@ -94,7 +94,7 @@ for rep in $(seq "$REPS"); do
       if [ -n "${PSTAT:-}" ] && [ "${sc#fixed}" != "$sc" ]; then
         # Same 6 s as PERF; nginx's master forks the worker that serves.
         (sleep 9; T=$SPID; C=$(pgrep -P "$SPID" | head -1 || true); [ -z "$C" ] || T=$C
-         exec perf stat -x, -e task-clock,context-switches,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read \
+         exec perf stat -x, -e task-clock,context-switches,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read \
           -p "$T" -o "$OUT/pstat-$sc-${srv//\//_}-$rep.csv" -- sleep "$PERF_S" 2>>"$OUT/perf.stderr") &
         PSTAT_PID=$!
       fi

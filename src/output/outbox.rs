@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
@@ -182,7 +182,13 @@ impl Outbox {
                 *slot = IoSlice::new(&queued.bytes);
                 count += 1;
             }
-            socket.try_write_vectored(&slices[..count])?
+            // sendmsg, not writev: the socket path skips the file layer (position lock,
+            // write notification); measured 4 % less server CPU (docs/benchmarks.md).
+            let stream: &tokio::net::TcpStream = socket.as_ref();
+            let sock = socket2::SockRef::from(stream);
+            stream.try_io(Interest::WRITABLE, || {
+                sock.send_vectored_with_flags(&slices[..count], libc::MSG_NOSIGNAL)
+            })?
         };
         self.consume(n);
         Ok(n)
