@@ -251,15 +251,21 @@ fn http_get_status(url: &str) -> anyhow::Result<u16> {
     }
 }
 
-/// The filter with actix-web's accept loop silenced unless the filter names it: it logs every
-/// failed accept of the admin port twice a second, while the RTMP listener already reports the
-/// same fault (out of descriptors) rate-limited, in `/readyz` and in the metrics.
-fn quiet_admin_accept(filter: &str) -> String {
-    if filter.contains("actix_server") {
-        filter.to_owned()
-    } else {
-        format!("{filter},actix_server::accept=off")
+/// The filter with two dependencies' per-connection noise silenced unless the filter names
+/// them: actix-web's accept loop logs every failed accept of the admin port twice a second,
+/// while the RTMP listener already reports the same fault (out of descriptors) rate-limited,
+/// in `/readyz` and in the metrics; rustls warns on every client that sends an IP address as
+/// its TLS server name (ffmpeg does for `rtmps://127.0.0.1/...`, RFC 6066 §3 forbids it),
+/// which the handshake ignores and completes.
+fn quiet_dependencies(filter: &str) -> String {
+    let mut filter = filter.to_owned();
+    if !filter.contains("actix_server") {
+        filter.push_str(",actix_server::accept=off");
     }
+    if !filter.contains("rustls") {
+        filter.push_str(",rustls::msgs::handshake=error");
+    }
+    filter
 }
 
 /// Install the log subscriber; returns how to change its level later (SIGHUP). `RUST_LOG`,
@@ -276,7 +282,7 @@ fn init_logging(settings: &Settings) -> anyhow::Result<SetLogLevel> {
         }
         Err(_) => settings.server.log_level.clone(),
     };
-    let filter = EnvFilter::try_new(quiet_admin_accept(&chosen))?;
+    let filter = EnvFilter::try_new(quiet_dependencies(&chosen))?;
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     // Colour codes only on a terminal: log files and collectors get plain text.
@@ -299,7 +305,7 @@ fn init_logging(settings: &Settings) -> anyhow::Result<SetLogLevel> {
         if let Some(reason) = reflector::config::log_filter_error(level) {
             return Err(reason);
         }
-        let filter = EnvFilter::try_new(quiet_admin_accept(level)).map_err(|e| e.to_string())?;
+        let filter = EnvFilter::try_new(quiet_dependencies(level)).map_err(|e| e.to_string())?;
         handle.reload(filter).map_err(|e| e.to_string())
     }))
 }
