@@ -389,14 +389,20 @@ fn dashboard_preview_and_mpegts_pages_play_live_with_low_latency() {
     let Some(playwright) = playwright_dir() else {
         return;
     };
-    // App "priv" needs a play key: its preview must fail visibly.
+    // App "priv" needs a play key: its preview must fail visibly. CORS and WebSocket origins
+    // are held to the bare page's origin alone: the dashboard's preview must play all the
+    // same (its own origin is always allowed).
+    let fixture_port = common::free_port();
     let config = tempfile::Builder::new()
         .suffix(".toml")
         .tempfile()
         .expect("temp config");
     std::fs::write(
         config.path(),
-        "[auth]\nkeys_file = \"\"\n\n[auth.apps.priv]\npublish = \"open\"\nplay = \"key\"\nplay_keys = [\"v13w\"]\n",
+        format!(
+            "[http]\nallow_origin = \"http://127.0.0.1:{fixture_port}\"\n\n\
+             [auth]\nkeys_file = \"\"\n\n[auth.apps.priv]\npublish = \"open\"\nplay = \"key\"\nplay_keys = [\"v13w\"]\n"
+        ),
     )
     .expect("write config");
     let cfg = config.path().display().to_string();
@@ -428,6 +434,7 @@ fn dashboard_preview_and_mpegts_pages_play_live_with_low_latency() {
         "urls": [http, ws],
         "vendorJs": root.join("src/admin/dashboard/vendor/mpegts.js"),
         "fixtureHtml": root.join("tests/browser/player.html"),
+        "fixturePort": fixture_port,
         "screenshot": shot,
         "measureMs": MEASURE_MS,
     });

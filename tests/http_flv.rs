@@ -575,3 +575,45 @@ fn the_play_callback_decides_for_http_players() {
         .plain_log()
         .contains("callback redirected the stream"));
 }
+
+/// With `http.allow_origin` naming one site, a WebSocket upgrade from another origin is
+/// refused (403), from that site accepted, and from this server's own dashboard (its admin
+/// port, under the name the request was sent to: the live preview) accepted too. Accepted
+/// requests reach the stream lookup: 404, not published.
+#[test]
+fn websocket_origins_follow_allow_origin_and_the_dashboard_is_always_allowed() {
+    let (server, _config) = reflector_http_with_config(
+        "[http]\nallow_origin = \"https://player.example\"\nwait_for_publisher = false\n",
+    );
+    let port = http_port(&server);
+    let admin = server.admin_url();
+    let admin_port = admin.rsplit(':').next().expect("admin port");
+    let upgrade = |host: &str, origin: &str| {
+        let raw = format!(
+            "GET /live/none.flv HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        let (head, body) = request(port, &raw, Duration::from_secs(2));
+        (status(&head), String::from_utf8_lossy(&body).into_owned())
+    };
+    let here = format!("127.0.0.1:{port}");
+    let dashboard = format!("http://127.0.0.1:{admin_port}");
+    let cases: [(&str, String, u16); 7] = [
+        (&here, "http://evil.example".into(), 403),
+        (&here, "https://player.example".into(), 404),
+        (&here, dashboard, 404),
+        ("localhost", format!("http://LOCALHOST:{admin_port}"), 404),
+        // The admin port under another name, or another port under this name: refused.
+        (&here, format!("http://evil.example:{admin_port}"), 403),
+        (&here, format!("http://127.0.0.1:{port}"), 403),
+        (&here, "null".into(), 403),
+    ];
+    for (host, origin, want) in cases {
+        let (got, body) = upgrade(host, &origin);
+        assert_eq!(got, want, "Host {host}, Origin {origin}: {body}");
+        if want == 403 {
+            assert!(body.contains("http.allow_origin"), "{body}");
+        }
+    }
+}

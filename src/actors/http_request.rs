@@ -392,7 +392,8 @@ fn websocket_framing(
     }
     let allowed = &settings.http.allow_origin;
     if let Some(origin) = head.header("origin") {
-        if !allowed.is_empty() && allowed != "*" && origin != allowed {
+        let open = allowed.is_empty() || allowed == "*" || origin == allowed;
+        if !open && !is_dashboard_origin(origin, head, settings) {
             return Err(refuse(
                 Answer::new(
                     403,
@@ -404,6 +405,23 @@ fn websocket_framing(
     }
     let key = head.header("sec-websocket-key").unwrap_or("");
     Ok(Some(websocket::accept_key(key)))
+}
+
+/// Whether `origin` is this server's own dashboard (its live preview): the admin port, under
+/// the name this request was sent to (the page builds the WebSocket URL from its own host
+/// name). Such a page may play whatever `http.allow_origin` says.
+fn is_dashboard_origin(origin: &str, head: &RequestHead, settings: &Settings) -> bool {
+    let Ok(admin) = settings.server.admin_listen.parse::<SocketAddr>() else {
+        return false;
+    };
+    let Some((name, port)) = http::origin_parts(origin) else {
+        return false;
+    };
+    let host = head
+        .header("host")
+        .and_then(http::authority_parts)
+        .map(|(host, _)| host);
+    port == admin.port() && host.is_some_and(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// How the connection's protocol reads in stats once the request is known.

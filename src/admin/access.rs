@@ -20,6 +20,8 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::HttpResponse;
 
+use crate::protocol::http::authority_parts;
+
 /// Paths answered whatever the Host, without a token: liveness and readiness probes.
 const PROBES: &[&str] = &["/healthz", "/readyz"];
 
@@ -147,25 +149,9 @@ impl Access {
     }
 }
 
-/// The name part of a Host value: `name`, `name:port`, `[v6]` or `[v6]:port`; `None` when
-/// malformed (a port that is not a number, junk after the brackets).
+/// The name part of a Host value; `None` when malformed.
 fn host_name(host: &str) -> Option<&str> {
-    let (name, port) = if host.starts_with('[') {
-        let end = host.find(']')? + 1;
-        let rest = &host[end..];
-        match rest.strip_prefix(':') {
-            Some(port) => (&host[..end], Some(port)),
-            None if rest.is_empty() => (&host[..end], None),
-            None => return None,
-        }
-    } else {
-        match host.split_once(':') {
-            Some((name, port)) => (name, Some(port)),
-            None => (host, None),
-        }
-    };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    (!name.is_empty() && port_ok).then_some(name)
+    authority_parts(host).map(|(name, _)| name)
 }
 
 /// `localhost` and loopback addresses (127.0.0.0/8, `[::1]`): names no page can rebind.

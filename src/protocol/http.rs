@@ -558,5 +558,49 @@ pub fn plain_response(status: u16, body: &str, extra: &[(&str, &str)]) -> Bytes 
 mod client;
 pub use client::{parse_response_head, ChunkedDecoder, ResponseHead};
 
+/// The parts of an authority (a Host value, or an origin without its scheme): `name`,
+/// `name:port`, `[v6]` or `[v6]:port` (RFC 3986 §3.2.2-3). `None` when malformed: an empty
+/// name, a port that is not a number up to 65535, junk after the brackets.
+pub fn authority_parts(authority: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = if authority.starts_with('[') {
+        let end = authority.find(']')? + 1;
+        let rest = &authority[end..];
+        match rest.strip_prefix(':') {
+            Some(port) => (&authority[..end], Some(port)),
+            None if rest.is_empty() => (&authority[..end], None),
+            None => return None,
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+    };
+    (!name.is_empty()).then_some((name, port))
+}
+
+/// The name and port of a web origin (`scheme://host[:port]`, RFC 6454), the port filled in
+/// for `http` (80) and `https` (443); `None` for `null`, other schemes and malformed ones.
+pub fn origin_parts(origin: &str) -> Option<(&str, u16)> {
+    let (authority, default_port) = if let Some(a) = strip_prefix_ignore_case(origin, "http://") {
+        (a, 80)
+    } else {
+        (strip_prefix_ignore_case(origin, "https://")?, 443)
+    };
+    let (name, port) = authority_parts(authority)?;
+    Some((name, port.unwrap_or(default_port)))
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,9 @@
 //
 // Usage: node preview.mjs '{"chromium": ..., "playwrightDir": ..., "adminUrl": ...,
 //   "streamKey": "live/x", "urls": ["http://..flv", "ws://..flv"], "vendorJs": ...,
-//   "fixtureHtml": ..., "screenshot": ..., "measureMs": 2500}'
+//   "fixtureHtml": ..., "fixturePort": 0, "screenshot": ..., "measureMs": 2500}'
+// fixturePort: where the bare page is served (0: any free port); the test names that
+// origin in the server's http.allow_origin.
 //
 // The publisher burns its frame number into the picture: the top two 40-pixel rows hold 16
 // blocks each, row one the bits of n (least significant first, white = 1) and row two their
@@ -37,7 +39,9 @@ function fixtureServer() {
     }
     res.writeHead(200, { "Content-Type": file[0] }).end(file[1]);
   });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+  return new Promise((resolve) =>
+    server.listen(cfg.fixturePort || 0, "127.0.0.1", () => resolve(server)),
+  );
 }
 
 // Runs in the page: watch `video` for `ms` milliseconds, one canvas read per presented frame.

@@ -413,3 +413,31 @@ proptest! {
         prop_assert_eq!(left, 0);
     }
 }
+
+#[test]
+fn authorities_split_into_name_and_port() {
+    assert_eq!(authority_parts("example.com"), Some(("example.com", None)));
+    assert_eq!(
+        authority_parts("127.0.0.1:8000"),
+        Some(("127.0.0.1", Some(8000)))
+    );
+    assert_eq!(authority_parts("[::1]"), Some(("[::1]", None)));
+    assert_eq!(authority_parts("[::1]:9090"), Some(("[::1]", Some(9090))));
+    for bad in ["", ":80", "x:", "x:8a", "x:65536", "[::1]x", "[::1", "x:-1"] {
+        assert_eq!(authority_parts(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn origins_give_name_and_port_with_the_scheme_default() {
+    assert_eq!(origin_parts("http://a.example"), Some(("a.example", 80)));
+    assert_eq!(origin_parts("HTTPS://a.example"), Some(("a.example", 443)));
+    assert_eq!(
+        origin_parts("http://127.0.0.1:9090"),
+        Some(("127.0.0.1", 9090))
+    );
+    assert_eq!(origin_parts("https://[::1]:9090"), Some(("[::1]", 9090)));
+    for bad in ["null", "file://", "ws://a:1", "http://", "http://a:x", "h"] {
+        assert_eq!(origin_parts(bad), None, "{bad:?}");
+    }
+}
