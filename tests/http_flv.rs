@@ -2,7 +2,8 @@
 //! the source, a WebSocket client (written here, RFC 6455) gets the same FLV frame-exact, as
 //! late joiners (the GOP cache gives them a keyframe first). The answers around it: 404, 405,
 //! HEAD, the CORS preflight, key auth, the wait for a publisher and its end in a 404, the
-//! admin API and metrics naming the protocol, the drain ending the body cleanly.
+//! admin API and metrics naming the protocol, the drain ending the body cleanly, a player
+//! across a republish, the subscriber and per-IP limits, WebSocket origins.
 
 use crate::common;
 
@@ -616,4 +617,148 @@ fn websocket_origins_follow_allow_origin_and_the_dashboard_is_always_allowed() {
             assert!(body.contains("http.allow_origin"), "{body}");
         }
     }
+}
+
+/// The publisher leaves and a new one publishes the same name while ffmpeg plays over
+/// HTTP-FLV: the body goes on, and the recording holds the end of the first publisher's run,
+/// then the second publisher's run from its first keyframe, both frame-exact, with timestamps
+/// that never go backwards (as for RTMP players, `live_reflector`).
+#[test]
+fn an_http_player_carries_on_across_a_republish() {
+    if common::should_skip(
+        "an_http_player_carries_on_across_a_republish",
+        &["ffmpeg", "ffprobe"],
+    ) {
+        return;
+    }
+    let server = Server::reflector_http(&["--workers", "2"]);
+    let clip = shared_clip();
+    let url = server.rtmp_url("live", "again");
+    let mut first = publish(Publisher::Ffmpeg, clip, &url, server.dir());
+    sleep(Duration::from_millis(1000));
+    let player = play(
+        Player::Ffmpeg,
+        &server.http_url("live", "again"),
+        server.dir(),
+        Duration::from_secs(9),
+    );
+    sleep(Duration::from_millis(2500));
+    first.stop_with("KILL", Duration::from_secs(1));
+    sleep(Duration::from_millis(500));
+    let mut second = publish(Publisher::Ffmpeg, clip, &url, server.dir());
+    let rec = player.finish();
+    let runs = common::verify::contiguous_runs(&rec, clip);
+    eprintln!("HTTP-FLV runs across the publisher change: {runs:?}");
+    assert_eq!(
+        runs.len(),
+        2,
+        "expected two runs, got {runs:?}\n{}",
+        server.log_tail(30)
+    );
+    assert!(runs[0].1 >= 25, "first run too short: {runs:?}");
+    assert_eq!(runs[1].0, 0, "second run starts at clip frame 0: {runs:?}");
+    assert!(runs[1].1 >= 50, "second run too short: {runs:?}");
+    assert!(
+        common::verify::timestamps_monotonic(&rec),
+        "HTTP-FLV timestamps went backwards across the publisher change"
+    );
+    second.stop_with("INT", Duration::from_secs(2));
+}
+
+/// HTTP players count against the same limits as RTMP ones: a second player of a stream
+/// limited to one subscriber gets a 503 naming the limit, a connection over the per-IP limit
+/// is closed unanswered, the first player keeps getting the stream, and once they leave the
+/// server lists only the publisher and answers from that address again.
+#[test]
+fn http_players_meet_the_subscriber_and_per_ip_limits() {
+    if common::should_skip(
+        "http_players_meet_the_subscriber_and_per_ip_limits",
+        &["ffmpeg"],
+    ) {
+        return;
+    }
+    let (server, _config) = reflector_http_with_config(
+        "[limits]\nmax_connections_per_ip = 3\nmax_subscribers_per_stream = 1\n\n\
+         [http]\nwait_for_publisher = false\n",
+    );
+    let port = http_port(&server);
+    let _publisher = start_publisher(&server, "x");
+    let get = "GET /live/x.flv HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    let mut first = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    first
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    first.write_all(get.as_bytes()).expect("send");
+    let mut body = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && body.len() < 20_000 {
+        if let Ok(n @ 1..) = first.read(&mut buf) {
+            body.extend_from_slice(&buf[..n]);
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "first player: {text:.200}"
+    );
+
+    let (h, refused) = request(port, get, Duration::from_secs(2));
+    assert_eq!(
+        status(&h),
+        503,
+        "second player of a one-subscriber stream: {h}"
+    );
+    let refused = String::from_utf8_lossy(&refused);
+    assert!(refused.contains("limit of 1 subscribers"), "{refused}");
+
+    // Publisher and first player make two connections from 127.0.0.1; a third fills the
+    // per-IP limit, a fourth is closed at accept without an answer.
+    let _third = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sleep(Duration::from_millis(200));
+    let (h, answer) = request(port, get, Duration::from_secs(2));
+    assert!(
+        h.is_empty() && answer.is_empty(),
+        "over the per-IP limit: {h}"
+    );
+    assert!(
+        server.log().contains("limits.max_connections_per_ip"),
+        "{}",
+        server.log_tail(20)
+    );
+
+    // The first player still gets the stream.
+    let before = body.len();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok(n @ 1..) = first.read(&mut buf) {
+            body.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert!(
+        body.len() > before + 10_000,
+        "first player stalled: {} bytes after the refusals",
+        body.len() - before
+    );
+
+    drop(first);
+    drop(_third);
+    let admin = format!("{}/api/v1/connections", server.admin_url());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed: serde_json::Value = serde_json::from_str(&get_text(&admin)).expect("JSON");
+        let n = listed["connections"].as_array().map_or(0, Vec::len);
+        if n == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "connections left: {listed:#}");
+        sleep(Duration::from_millis(100));
+    }
+    let (h, _) = request(port, get, Duration::from_secs(1));
+    assert_eq!(
+        status(&h),
+        200,
+        "a player from this address after the others left: {h}"
+    );
 }
