@@ -15,7 +15,7 @@ use crate::actors::listener::{self, Service};
 use crate::actors::registry::{Registry, Reload};
 use crate::actors::relays::Relays;
 use crate::actors::ServerContext;
-use crate::admin;
+use crate::admin::{self, AdminServer};
 use crate::auth::control::Control;
 use crate::config::{ConfigError, Settings};
 use crate::relay::Discovery;
@@ -44,6 +44,10 @@ const RESTART_KEYS: &[&str] = &[
     "server.log_format",
     "rtmps.listen",
     "server.http_listen",
+    // The admin port's sampler and metric series are sized once, at start.
+    "admin.history_seconds",
+    "admin.rate_window_seconds",
+    "admin.metrics_max_streams",
 ];
 
 /// How often the RTMPS certificate files are checked for a change (a renewal).
@@ -136,7 +140,7 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
     let reason = loop {
         match signals.next().await {
             Signal::Reload => {
-                reload(&ctx, &registry, &hooks);
+                reload(&ctx, &registry, &hooks, &admin);
                 if let Some(tls) = &tls {
                     reload_certificate(tls, &ctx.settings.load());
                 }
@@ -261,7 +265,7 @@ fn restart_only(key: &str) -> bool {
 
 /// SIGHUP: re-read the configuration and apply what can change without dropping anyone
 /// (authorization rules, limits for new connections and streams, log level).
-fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
+fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks, admin: &AdminServer) {
     let mut next = match (hooks.reload_settings)() {
         Ok(s) => s,
         Err(e) => {
@@ -273,7 +277,11 @@ fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
     // add to the configured ones (both count), so a reload never loses either.
     ctx.control.reload(&next.auth.keys_file);
     let current = ctx.settings.load_full();
-    let changed = current.changed_keys(&next);
+    let mut changed = current.changed_keys(&next);
+    // Never serialized (so never printed), so not among the compared keys: by name only.
+    if next.admin.token != current.admin.token {
+        changed.push("admin.token".into());
+    }
     if changed.is_empty() {
         tracing::info!("reload: configuration unchanged");
         return;
@@ -289,6 +297,9 @@ fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
         next.server.http_listen = current.server.http_listen.clone();
         next.cluster = current.cluster.clone();
         next.relay = current.relay.clone();
+        next.admin.history_seconds = current.admin.history_seconds;
+        next.admin.rate_window_seconds = current.admin.rate_window_seconds;
+        next.admin.metrics_max_streams = current.admin.metrics_max_streams;
     }
     if next.server.log_level != current.server.log_level {
         if let Err(e) = (hooks.set_log_level)(&next.server.log_level) {
@@ -298,6 +309,7 @@ fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks) {
     let applied: Vec<&String> = changed.iter().filter(|k| !restart_only(k)).collect();
     let next = Arc::new(next);
     ctx.settings.store(next.clone());
+    admin.apply_access(&next);
     registry.do_send(Reload(next));
     tracing::info!(keys = ?applied, "reload: applied to new connections and streams");
 }

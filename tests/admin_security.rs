@@ -498,3 +498,86 @@ async fn stop_by_id_stops_exactly_that_stream() {
         published.len() - 1
     );
 }
+
+/// SIGHUP applies a new `admin.token` from the file at once: the old token stops working,
+/// the new one works; the reload's log line names the key, never the value. Allowed hosts
+/// reload too; the sampler's sizes are restart-only and said to be.
+#[test]
+fn sighup_rotates_the_admin_token_and_allowed_hosts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("reflector.toml");
+    std::fs::write(&path, "[admin]\ntoken = \"old-t0ken\"\n").expect("config");
+    let cfg = path.display().to_string();
+    let server = Server::reflector(&["--workers", "1", "--config", &cfg]);
+    let port = admin_port(&server);
+    let host = format!("127.0.0.1:{port}");
+    let with = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        request(
+            port,
+            "GET",
+            "/api/v1/streams",
+            &[("Host", &host), ("Authorization", &bearer)],
+            "",
+        )
+        .0
+    };
+    assert_eq!(with("old-t0ken"), 200);
+    assert_eq!(with("new-t0ken"), 401);
+
+    std::fs::write(
+        &path,
+        "[admin]\ntoken = \"new-t0ken\"\nhistory_seconds = 30\n",
+    )
+    .expect("rewrite");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while with("new-t0ken") != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "new token not applied:\n{}",
+            server.log_tail(20)
+        );
+        sleep(Duration::from_millis(50));
+    }
+    assert_eq!(with("old-t0ken"), 401, "the old token still works");
+    let log = server.plain_log();
+    let applied = log
+        .lines()
+        .find(|l| l.contains("reload: applied"))
+        .unwrap_or_else(|| panic!("no reload line:\n{}", server.log_tail(20)));
+    assert!(applied.contains("admin.token"), "{applied}");
+    assert!(!log.contains("new-t0ken"), "the token was logged");
+    let restart = log
+        .lines()
+        .find(|l| l.contains("take effect only at restart"))
+        .unwrap_or_else(|| panic!("no restart-only line:\n{}", server.log_tail(20)));
+    assert!(restart.contains("admin.history_seconds"), "{restart}");
+
+    // Without a token, the allowed hosts guard the port; a reload adds one.
+    std::fs::write(&path, "[admin]\nallowed_hosts = [\"admin.example\"]\n").expect("rewrite");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    let named = format!("admin.example:{port}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while request(port, "GET", "/api/v1/streams", &[("Host", &named)], "").0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "allowed host not applied:\n{}",
+            server.log_tail(20)
+        );
+        sleep(Duration::from_millis(50));
+    }
+    let other = format!("evil.example:{port}");
+    assert_eq!(
+        request(port, "GET", "/api/v1/streams", &[("Host", &other)], "").0,
+        421
+    );
+}

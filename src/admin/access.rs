@@ -88,6 +88,11 @@ impl Access {
         }
     }
 
+    /// The rules `settings` give (`admin.token`, `admin.allowed_hosts`).
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Access::new(settings.admin.token(), settings.admin.allowed_hosts())
+    }
+
     /// Whether a bearer token is configured (key and ban routes need one).
     pub fn has_token(&self) -> bool {
         self.token.is_some()

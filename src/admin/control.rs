@@ -31,7 +31,7 @@ impl Refused {
 
 /// 403 unless the admin port has a token (the guard has already checked it was presented).
 fn require_token(state: &AdminState) -> Result<(), Refused> {
-    if state.access.has_token() {
+    if state.access.load().has_token() {
         Ok(())
     } else {
         Err(Refused::new(StatusCode::FORBIDDEN, NO_TOKEN))

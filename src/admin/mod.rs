@@ -30,6 +30,7 @@ use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::{from_fn, DefaultHeaders, Next};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use arc_swap::ArcSwap;
 use serde::Deserialize;
 
 use self::access::Access;
@@ -53,7 +54,8 @@ pub struct AdminState {
     pub stats: Arc<ServerStats>,
     pub sampler: Arc<Sampler>,
     pub registry: Addr<Registry>,
-    access: Access,
+    /// Swapped by a reload (`admin.token`, `admin.allowed_hosts`).
+    access: ArcSwap<Access>,
     /// Keys and bans changed at run time.
     pub control: Arc<crate::auth::control::Control>,
     /// Per-stream series kept between scrapes (`admin.metrics_max_streams`).
@@ -66,11 +68,20 @@ pub struct AdminState {
 pub struct AdminServer {
     /// The address it listens on (the configured port may be 0).
     pub local_addr: SocketAddr,
+    state: web::Data<AdminState>,
     handle: ServerHandle,
     sampler_task: actix_rt::task::JoinHandle<()>,
 }
 
 impl AdminServer {
+    /// A reload's access rules (`admin.token`, `admin.allowed_hosts`): requests from now on
+    /// are held to them; a token taken out of the file stops working at once.
+    pub fn apply_access(&self, settings: &Settings) {
+        self.state
+            .access
+            .store(Arc::new(Access::from_settings(settings)));
+    }
+
     /// Stop serving (in-flight requests get a second).
     pub async fn stop(self) {
         self.sampler_task.abort();
@@ -100,6 +111,7 @@ async fn guard(
     let verdict = match req.app_data::<web::Data<AdminState>>() {
         Some(state) => state
             .access
+            .load()
             .check(
                 req.method(),
                 req.path(),
@@ -464,17 +476,18 @@ pub fn start(
         stats: stats.clone(),
         sampler: sampler.clone(),
         registry,
-        access: Access::new(settings.admin.token(), settings.admin.allowed_hosts()),
+        access: ArcSwap::from_pointee(Access::from_settings(settings)),
         control,
         stream_series: metrics::streams::StreamSeries::new(settings.admin.metrics_max_streams),
         http_listen: http_listen.map(|a| a.to_string()),
     });
     let http_listen = state.http_listen.clone();
+    let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(guard))
             .wrap(security_headers(http_listen.as_deref()))
-            .app_data(state.clone())
+            .app_data(app_state.clone())
             .configure(routes)
     })
     .workers(1)
@@ -508,6 +521,7 @@ pub fn start(
     });
     Ok(AdminServer {
         local_addr,
+        state,
         handle,
         sampler_task,
     })
