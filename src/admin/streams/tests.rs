@@ -66,7 +66,7 @@ macro_rules! app {
             sampler: Arc::new(Sampler::new(60, 5)),
             stream_series: crate::admin::metrics::streams::StreamSeries::new(100),
             registry: Registry::new(settings, $stats.clone()).start(),
-            access: Access::new($token, vec![]),
+            access: arc_swap::ArcSwap::from_pointee(Access::new($token, vec![])),
             control: Arc::new(crate::auth::control::Control::in_memory()),
             http_listen: None,
         });
