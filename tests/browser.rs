@@ -5,7 +5,7 @@
 //! - in a bare mpegts.js page on another origin (`tests/browser/player.html`), over HTTP-FLV
 //!   (fetch, so the server's CORS answer is needed) and over WebSocket-FLV;
 //! - and, in the dashboard, a stream whose app needs a play key: the preview shows the error
-//!   instead of a black box.
+//!   instead of a black box, then plays once the key is typed into it.
 //!
 //! For each page it asserts frames decoded and presented, the clock moving, a picture that is
 //! not one flat colour, audio decoded, no player error; and it measures time to first frame
@@ -431,6 +431,7 @@ fn dashboard_preview_and_mpegts_pages_play_live_with_low_latency() {
         "adminUrl": server.admin_url(),
         "streamKey": "live/x",
         "refusedKey": "priv/cam",
+        "refusedPlayKey": "v13w",
         "urls": [http, ws],
         "vendorJs": root.join("src/admin/dashboard/vendor/mpegts.js"),
         "fixtureHtml": root.join("tests/browser/player.html"),
@@ -497,5 +498,19 @@ fn dashboard_preview_and_mpegts_pages_play_live_with_low_latency() {
     );
     assert!(refused["firstFrameMs"].is_null(), "{refused}");
     eprintln!("refused preview says: {error}");
+    // ... and with its play key typed into the preview, it plays.
+    let keyed_url = refused["keyedUrl"].as_str().unwrap_or_default();
+    assert!(keyed_url.ends_with("/priv/cam.flv?key=v13w"), "{refused}");
+    assert!(
+        refused["keyedFirstFrameMs"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
+        "keyed preview: {refused}"
+    );
+    assert!(refused["keyedError"].is_null(), "keyed preview: {refused}");
+    eprintln!(
+        "keyed preview: first frame {} ms after load",
+        refused["keyedFirstFrameMs"]
+    );
     eprintln!("dashboard screenshot: {}", shot.display());
 }

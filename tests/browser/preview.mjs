@@ -5,6 +5,7 @@
 // Usage: node preview.mjs '{"chromium": ..., "playwrightDir": ..., "adminUrl": ...,
 //   "streamKey": "live/x", "urls": ["http://..flv", "ws://..flv"], "vendorJs": ...,
 //   "fixtureHtml": ..., "fixturePort": 0, "screenshot": ..., "measureMs": 2500}'
+// refusedPlayKey: typed into the refused stream's preview, which must then play.
 // fixturePort: where the bare page is served (0: any free port); the test names that
 // origin in the server's http.allow_origin.
 //
@@ -189,7 +190,16 @@ async function refused(browser) {
     await waitFor(page, "the refused preview's error", () => document.getElementById("preview").dataset.error, undefined, 15000);
     const d = await page.evaluate(() => ({ ...document.getElementById("preview").dataset }));
     const shown = await page.evaluate(() => !document.getElementById("preview-error").classList.contains("hidden"));
-    return { page: "refused", url: d.url, error: shown ? d.error : null, firstFrameMs: d.firstFrameMs ?? null };
+    const result = { page: "refused", url: d.url, error: shown ? d.error : null, firstFrameMs: d.firstFrameMs ?? null };
+    if (cfg.refusedPlayKey) {
+      // The same stream with its play key typed into the preview: it plays.
+      await page.fill("#preview-play-key", cfg.refusedPlayKey);
+      await page.click("#preview-play");
+      await waitFor(page, "the keyed preview's first frame", () => document.getElementById("preview").dataset.firstFrameMs);
+      const k = await page.evaluate(() => ({ ...document.getElementById("preview").dataset }));
+      Object.assign(result, { keyedUrl: k.url, keyedFirstFrameMs: Number(k.firstFrameMs), keyedError: k.error ?? null });
+    }
+    return result;
   } finally {
     await page.close();
   }

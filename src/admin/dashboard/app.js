@@ -275,7 +275,7 @@ async function refresh() {
 // Live preview: one stream at a time, played over WebSocket-FLV from the public HTTP port
 // (server.http_listen) by the vendored mpegts.js, which is loaded on first use (270 KB).
 // The section's data-* attributes carry the figures shown (tests read them too).
-const preview = { player: null, timers: [] };
+const preview = { player: null, timers: [], id: null };
 const PREVIEW_NO_PICTURE_MS = 10000;
 
 function loadMpegts() {
@@ -289,14 +289,15 @@ function loadMpegts() {
   });
 }
 
-// ws://<the name this page was reached by>:<HTTP port>/<app>/<name>.flv. Each part is one
-// encoded path segment ('/' as %2F), so the URL parser cannot fold a "." or ".." in a name
-// into another stream's path.
-function previewUrl(app, name) {
+// ws://<the name this page was reached by>:<HTTP port>/<app>/<name>.flv[?key=<play key>].
+// Each part is one encoded path segment ('/' as %2F), so the URL parser cannot fold a "." or
+// ".." in a name into another stream's path.
+function previewUrl(app, name, key) {
   const port = /:(\d+)$/.exec(httpListen || "");
   if (!port) return null;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.hostname}:${port[1]}/${encodeURIComponent(app)}/${encodeURIComponent(name)}.flv`;
+  const query = key ? `?key=${encodeURIComponent(key)}` : "";
+  return `${scheme}//${location.hostname}:${port[1]}/${encodeURIComponent(app)}/${encodeURIComponent(name)}.flv${query}`;
 }
 
 // The first error is the cause; what follows (a close, a rejected play()) is its echo.
@@ -323,10 +324,12 @@ function closePreview() {
   $("preview-error").classList.add("hidden");
 }
 
-async function openPreview(id) {
+// `key`: the play key typed in the preview, for an app whose players need one.
+async function openPreview(id, key) {
   closePreview();
+  preview.id = id;
   const stream = streamNames.get(id);
-  const url = stream && previewUrl(stream.app, stream.name);
+  const url = stream && previewUrl(stream.app, stream.name, key);
   if (!url || [".", ".."].includes(stream.app)) return;
   const section = $("preview");
   const video = $("preview-video");
@@ -357,13 +360,13 @@ async function openPreview(id) {
   player.on(mpegts.Events.ERROR, (type, detail, info) => {
     const msg = info && (info.msg || info.code) ? ` (${info.msg || info.code})` : "";
     const hint = type === mpegts.ErrorTypes.NETWORK_ERROR
-      ? " The server refused or closed the WebSocket: a stream that needs a play key cannot be previewed; the server log says why."
+      ? " The server refused or closed the WebSocket: a stream that needs a play key plays with it (the play key field above); the server log says why."
       : "";
     previewError(`mpegts.js: ${type}: ${detail}${msg}.${hint}`);
   });
   player.on(mpegts.Events.LOADING_COMPLETE, () => previewError(section.dataset.firstFrameMs
     ? "The server ended the stream (the publisher left?)."
-    : "The server closed the connection before any picture: a stream that needs a play key cannot be previewed; the server log says why."));
+    : "The server closed the connection before any picture: a stream that needs a play key plays with it (the play key field above); the server log says why."));
   player.on(mpegts.Events.MEDIA_INFO, (info) => {
     section.dataset.hasAudio = String(Boolean(info.hasAudio));
     section.dataset.hasVideo = String(Boolean(info.hasVideo));
@@ -416,6 +419,9 @@ document.addEventListener("click", async (ev) => {
   if (kick || stop) refresh();
 });
 $("preview-close").addEventListener("click", closePreview);
+$("preview-play").addEventListener("click", () => {
+  if (preview.id) openPreview(preview.id, $("preview-play-key").value.trim());
+});
 $("chart-stream").addEventListener("change", (ev) => { chartStream = ev.target.value; drawChart(); });
 $("token-save").addEventListener("click", () => {
   token = $("token").value.trim();
