@@ -632,28 +632,14 @@ fn an_http_player_carries_on_across_a_republish() {
         return;
     }
     let server = Server::reflector_http(&["--workers", "2"]);
-    let clip = shared_clip();
     let url = server.rtmp_url("live", "again");
-    let mut first = publish(Publisher::Ffmpeg, clip, &url, server.dir());
-    sleep(Duration::from_millis(1000));
-    let player = play(
+    common::clients::assert_play_across_a_republish(
+        &server,
+        &url,
         Player::Ffmpeg,
         &server.http_url("live", "again"),
-        server.dir(),
-        Duration::from_secs(9),
-    );
-    sleep(Duration::from_millis(2500));
-    first.stop_with("KILL", Duration::from_secs(1));
-    sleep(Duration::from_millis(500));
-    let mut second = publish(Publisher::Ffmpeg, clip, &url, server.dir());
-    let rec = player.finish();
-    common::verify::assert_two_runs_across_a_republish(
-        &rec,
-        clip,
         "ffmpeg over HTTP-FLV",
-        &server.log_tail(30),
     );
-    second.stop_with("INT", Duration::from_secs(2));
 }
 
 /// HTTP players count against the same limits as RTMP ones: a second player of a stream

@@ -259,3 +259,45 @@ pub fn publish_fast(url: &str, log_dir: &Path) -> Proc {
     let log = unique(log_dir, "ffmpeg-fast-publish", "log");
     Proc::spawn("ffmpeg-fast-publish", "ffmpeg", &args, &[], &log)
 }
+
+/// ffmpeg publishes the shared clip to `rtmp_url`; `player` plays `play_url` from 1 s in; the
+/// publisher is killed 2.5 s later and a second one publishes the clip again from its start.
+/// The recording must hold the end of the first run, then the second from clip frame 0,
+/// both frame-exact, with timestamps that never go back. `what` names the player.
+pub fn assert_play_across_a_republish(
+    server: &super::Server,
+    rtmp_url: &str,
+    player: Player,
+    play_url: &str,
+    what: &str,
+) {
+    use std::thread::sleep;
+    let clip = super::shared_clip();
+    let mut first = publish(Publisher::Ffmpeg, clip, rtmp_url, server.dir());
+    sleep(Duration::from_millis(1000));
+    let recording = play(player, play_url, server.dir(), Duration::from_secs(9));
+    sleep(Duration::from_millis(2500));
+    first.stop_with("KILL", Duration::from_secs(1));
+    sleep(Duration::from_millis(500));
+    let mut second = publish(Publisher::Ffmpeg, clip, rtmp_url, server.dir());
+    let rec = recording.finish();
+    let runs = super::verify::contiguous_runs(&rec, clip);
+    eprintln!("{what}: runs across the publisher change: {runs:?}");
+    assert_eq!(
+        runs.len(),
+        2,
+        "{what}: expected two runs, got {runs:?}\n{}",
+        server.log_tail(30)
+    );
+    assert!(runs[0].1 >= 25, "{what}: first run too short: {runs:?}");
+    assert_eq!(
+        runs[1].0, 0,
+        "{what}: second run starts at clip frame 0: {runs:?}"
+    );
+    assert!(runs[1].1 >= 50, "{what}: second run too short: {runs:?}");
+    assert!(
+        super::verify::timestamps_monotonic(&rec),
+        "{what}: timestamps went backwards across the publisher change"
+    );
+    second.stop_with("INT", Duration::from_secs(2));
+}

@@ -285,30 +285,6 @@ fn probe_streams(rec: &Path, v: &mut Verdict) {
     }
 }
 
-/// A recording made across a publisher change (the first publisher killed mid-clip, a second
-/// one publishing the clip from its start): the end of the first run, then the second from
-/// clip frame 0, both frame-exact, timestamps never going back. `what` names the player in
-/// the messages; `log` is the server's log tail for them.
-pub fn assert_two_runs_across_a_republish(rec: &Path, clip: &Clip, what: &str, log: &str) {
-    let runs = contiguous_runs(rec, clip);
-    eprintln!("{what}: runs across the publisher change: {runs:?}");
-    assert_eq!(
-        runs.len(),
-        2,
-        "{what}: expected two runs, got {runs:?}\n{log}"
-    );
-    assert!(runs[0].1 >= 25, "{what}: first run too short: {runs:?}");
-    assert_eq!(
-        runs[1].0, 0,
-        "{what}: second run starts at clip frame 0: {runs:?}"
-    );
-    assert!(runs[1].1 >= 50, "{what}: second run too short: {runs:?}");
-    assert!(
-        timestamps_monotonic(rec),
-        "{what}: timestamps went backwards across the publisher change"
-    );
-}
-
 /// The recording's decoded video frames as runs of consecutive clip frames:
 /// `(first clip index, length)` per run, in recording order. Frames not in the
 /// clip end a run; runs of at most [`TAIL_REORDER_SLACK`] frames (a player or
