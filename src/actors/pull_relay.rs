@@ -32,8 +32,10 @@ pub enum Origin {
     Url(String),
 }
 
-/// Pulls one resource from its origin.
-pub struct Puller {
+/// One resource's pull: what it is, where it comes from and which publisher it feeds. The
+/// actor keeps it; each pull loop owns a copy.
+#[derive(Clone)]
+struct Pull {
     key: String,
     app: String,
     name: String,
@@ -45,10 +47,15 @@ pub struct Puller {
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
+/// Pulls one resource from its origin.
+pub struct Puller {
+    pull: Pull,
+}
+
 impl Puller {
     /// Verify `rtmps://` origins against these roots (`None`: the public ones).
     pub fn with_tls(mut self, tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>) -> Self {
-        self.tls = tls;
+        self.pull.tls = tls;
         self
     }
 
@@ -64,15 +71,17 @@ impl Puller {
         origin: Origin,
     ) -> Self {
         Puller {
-            key,
-            app,
-            name,
-            session,
-            publisher,
-            settings,
-            stats,
-            origin,
-            tls: None,
+            pull: Pull {
+                key,
+                app,
+                name,
+                session,
+                publisher,
+                settings,
+                stats,
+                origin,
+                tls: None,
+            },
         }
     }
 
@@ -85,15 +94,7 @@ impl Puller {
 
 /// What one pull loop needs, owned by its future.
 struct PullTask {
-    key: String,
-    app: String,
-    name: String,
-    session: u64,
-    publisher: Addr<Publisher>,
-    settings: Arc<Settings>,
-    stats: Arc<StreamStats>,
-    origin: Origin,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    pull: Pull,
     source: Recipient<SourceEvent>,
 }
 
@@ -108,38 +109,38 @@ enum PullEnd {
 
 impl PullTask {
     async fn run(self) {
-        let interval = Duration::from_millis(self.settings.cluster.lookup_interval_ms);
+        let interval = Duration::from_millis(self.pull.settings.cluster.lookup_interval_ms);
         loop {
-            let origin = match &self.origin {
+            let origin = match &self.pull.origin {
                 Origin::Url(base) => Some(base.trim_end_matches('/').to_owned()),
-                Origin::Discovery(discovery) => match discovery.lookup(&self.key).await {
+                Origin::Discovery(discovery) => match discovery.lookup(&self.pull.key).await {
                     Ok(Some(origin)) if origin != discovery.advertise() => Some(origin),
                     Ok(_) => {
-                        tracing::debug!(stream = %self.key, "pull: no origin advertises this stream yet");
+                        tracing::debug!(stream = %self.pull.key, "pull: no origin advertises this stream yet");
                         None
                     }
                     Err(e) => {
-                        tracing::debug!(stream = %self.key, error = %e, "pull: lookup failed");
+                        tracing::debug!(stream = %self.pull.key, error = %e, "pull: lookup failed");
                         None
                     }
                 },
             };
             if let Some(origin) = origin {
-                tracing::info!(stream = %self.key, origin = %origin, "pull: connecting to the origin");
+                tracing::info!(stream = %self.pull.key, origin = %origin, "pull: connecting to the origin");
                 match self.pull_from(&origin).await {
                     Ok(end) => {
-                        tracing::info!(stream = %self.key, origin = %origin, end = ?end, "pull ended")
+                        tracing::info!(stream = %self.pull.key, origin = %origin, end = ?end, "pull ended")
                     }
                     Err(e) => {
-                        self.stats.relay_errors.fetch_add(1, Relaxed);
-                        tracing::warn!(stream = %self.key, origin = %origin, error = %e, "pull failed")
+                        self.pull.stats.relay_errors.fetch_add(1, Relaxed);
+                        tracing::warn!(stream = %self.pull.key, origin = %origin, error = %e, "pull failed")
                     }
                 }
                 // Whatever happened, players must not believe a dead source is live.
-                self.publisher.do_send(Detach {
-                    session: self.session,
+                self.pull.publisher.do_send(Detach {
+                    session: self.pull.session,
                 });
-                Puller::set_origin(&self.stats, None);
+                Puller::set_origin(&self.pull.stats, None);
             }
             tokio::time::sleep(interval).await;
         }
@@ -148,16 +149,17 @@ impl PullTask {
     /// Play the stream from `origin` (an instance's `host:port`, or a configured
     /// `rtmp://host[:port]/app`) and feed the local publisher until it ends.
     async fn pull_from(&self, origin: &str) -> Result<PullEnd, ClientError> {
-        let url = match &self.origin {
-            Origin::Url(_) => RtmpUrl::parse(&format!("{origin}/{}", self.name))?,
-            Origin::Discovery(_) => {
-                RtmpUrl::parse(&format!("rtmp://{origin}/{}/{}", self.app, self.name))?
-            }
+        let url = match &self.pull.origin {
+            Origin::Url(_) => RtmpUrl::parse(&format!("{origin}/{}", self.pull.name))?,
+            Origin::Discovery(_) => RtmpUrl::parse(&format!(
+                "rtmp://{origin}/{}/{}",
+                self.pull.app, self.pull.name
+            ))?,
         };
-        let mut client = RtmpClient::connect(&url, &client_config(self.tls.clone())).await?;
+        let mut client = RtmpClient::connect(&url, &client_config(self.pull.tls.clone())).await?;
         let stream_id = client.create_stream().await?;
-        client.play(stream_id, &self.name).await?;
-        let interval = Duration::from_millis(self.settings.cluster.lookup_interval_ms);
+        client.play(stream_id, &self.pull.name).await?;
+        let interval = Duration::from_millis(self.pull.settings.cluster.lookup_interval_ms);
         let mut builder: Option<FrameBuilder> = None;
         let mut frames = Vec::new();
         loop {
@@ -168,14 +170,16 @@ impl PullTask {
                 // Redis still names this origin; the publisher may have moved.
                 match tokio::time::timeout(interval, client.next_event()).await {
                     Ok(event) => event,
-                    Err(_) => match &self.origin {
+                    Err(_) => match &self.pull.origin {
                         // A configured origin is waited on: it may get the publisher later.
                         Origin::Url(_) => continue,
-                        Origin::Discovery(discovery) => match discovery.lookup(&self.key).await {
-                            Ok(Some(o)) if o == origin => continue,
-                            Err(_) => continue,
-                            _ => return Ok(PullEnd::Moved),
-                        },
+                        Origin::Discovery(discovery) => {
+                            match discovery.lookup(&self.pull.key).await {
+                                Ok(Some(o)) if o == origin => continue,
+                                Err(_) => continue,
+                                _ => return Ok(PullEnd::Moved),
+                            }
+                        }
                     },
                 }
             };
@@ -214,18 +218,18 @@ impl PullTask {
             b.frames(raw, &mut frames);
             for frame in frames.drain(..) {
                 let ingest = Ingest {
-                    session: self.session,
+                    session: self.pull.session,
                     frame: Arc::new(frame),
                 };
                 // Queue without waiting, so that the frames of one read reach the publisher
                 // together and each player gets them in one write (awaiting every frame cost
                 // a write per frame per player). Lossless like a local publisher: when the
                 // mailbox is full, wait; this read slows and TCP slows the origin.
-                match ingest.offer(&self.publisher, &self.stats) {
+                match ingest.offer(&self.pull.publisher, &self.pull.stats) {
                     Ok(()) => {}
                     Err(SendError::Full(ingest)) => {
-                        let wait =
-                            ingest.send_when_room(self.publisher.clone(), self.stats.clone());
+                        let wait = ingest
+                            .send_when_room(self.pull.publisher.clone(), self.pull.stats.clone());
                         if wait.await.is_err() {
                             return Err(ClientError::Closed);
                         }
@@ -239,18 +243,19 @@ impl PullTask {
     /// Become the local publisher actor's source; frames continue its time.
     async fn attach(&self, origin: &str) -> Result<FrameBuilder, ClientError> {
         let info = self
+            .pull
             .publisher
             .send(Attach {
-                session: self.session,
+                session: self.pull.session,
                 connection: 0,
                 source: self.source.clone(),
             })
             .await
             .map_err(|_| ClientError::Closed)?;
-        let mut builder = FrameBuilder::new(0, self.settings.clone(), self.stats.clone());
+        let mut builder = FrameBuilder::new(0, self.pull.settings.clone(), self.pull.stats.clone());
         builder.continue_from(info.continue_from);
-        Puller::set_origin(&self.stats, Some(origin.to_owned()));
-        tracing::info!(stream = %self.key, origin = %origin, "pulling: feeding local players");
+        Puller::set_origin(&self.pull.stats, Some(origin.to_owned()));
+        tracing::info!(stream = %self.pull.key, origin = %origin, "pulling: feeding local players");
         Ok(builder)
     }
 }
@@ -259,17 +264,9 @@ impl Actor for Puller {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        tracing::info!(stream = %self.key, "pull started: players wait for a stream not published here");
+        tracing::info!(stream = %self.pull.key, "pull started: players wait for a stream not published here");
         let task = PullTask {
-            key: self.key.clone(),
-            app: self.app.clone(),
-            name: self.name.clone(),
-            session: self.session,
-            publisher: self.publisher.clone(),
-            settings: self.settings.clone(),
-            stats: self.stats.clone(),
-            origin: self.origin.clone(),
-            tls: self.tls.clone(),
+            pull: self.pull.clone(),
             source: ctx.address().recipient(),
         };
         // Spawned in the actor's context: stopping the actor drops the task and its
@@ -278,11 +275,11 @@ impl Actor for Puller {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.publisher.do_send(Detach {
-            session: self.session,
+        self.pull.publisher.do_send(Detach {
+            session: self.pull.session,
         });
-        Puller::set_origin(&self.stats, None);
-        tracing::info!(stream = %self.key, "pull stopped");
+        Puller::set_origin(&self.pull.stats, None);
+        tracing::info!(stream = %self.pull.key, "pull stopped");
     }
 }
 
@@ -308,7 +305,7 @@ impl Handler<SourceEvent> for Puller {
             SourceEvent::Replaced => "a local publisher took the stream over",
             SourceEvent::Stop => "stopped by an operator",
         };
-        tracing::info!(stream = %self.key, reason, "pull ended");
+        tracing::info!(stream = %self.pull.key, reason, "pull ended");
         ctx.stop();
     }
 }

@@ -40,22 +40,29 @@ enum Item {
 /// Forwards one resource to one upstream: an edge of the local publisher, like a core's
 /// fan-out, whose one "player" is the upstream connection.
 pub struct Pusher {
-    /// `rtmp://host[:port]/app` (no trailing slash).
-    target: String,
-    key: String,
-    name: String,
+    push: Push,
     publisher: Addr<Publisher>,
-    stream_stats: Option<Arc<StreamStats>>,
-    /// Trusted roots of `rtmps://` targets (`None`: the public ones).
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     edge: EdgeId,
     tx: Option<mpsc::UnboundedSender<Item>>,
-    /// Payload bytes handed to the sending task and not sent yet.
-    queued: Arc<AtomicUsize>,
     /// Frames sent by the publisher and not handled yet.
     mailbox: Arc<AtomicUsize>,
     /// The same drop policy as players, over the bytes queued towards the upstream.
     gate: DeliveryGate,
+}
+
+/// One resource's push: where to, and what the actor and its sending task both count. The
+/// actor keeps it; the sending task owns a copy.
+#[derive(Clone)]
+struct Push {
+    /// `rtmp://host[:port]/app` (no trailing slash).
+    target: String,
+    key: String,
+    name: String,
+    stream_stats: Option<Arc<StreamStats>>,
+    /// Trusted roots of `rtmps://` targets (`None`: the public ones).
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    /// Payload bytes handed to the sending task and not sent yet.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Pusher {
@@ -72,15 +79,17 @@ impl Pusher {
             audio: usize::MAX,
         };
         Pusher {
-            target,
-            key,
-            name,
+            push: Push {
+                target,
+                key,
+                name,
+                stream_stats,
+                tls: None,
+                queued: Arc::new(AtomicUsize::new(0)),
+            },
             publisher,
-            stream_stats,
-            tls: None,
             edge: next_edge_id(),
             tx: None,
-            queued: Arc::new(AtomicUsize::new(0)),
             mailbox: Arc::new(AtomicUsize::new(0)),
             gate: DeliveryGate::new(budgets, PlayerCaps::any()),
         }
@@ -88,13 +97,13 @@ impl Pusher {
 
     /// Verify `rtmps://` targets against these roots.
     pub fn with_tls(mut self, tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>) -> Self {
-        self.tls = tls;
+        self.push.tls = tls;
         self
     }
 
     fn offer(&mut self, frame: &Arc<Frame>, after_gap: bool) {
         let Some(tx) = &self.tx else { return };
-        let queued = &self.queued;
+        let queued = &self.push.queued;
         let verdict = self
             .gate
             .offer(frame, after_gap, queued.load(Relaxed), |f| {
@@ -118,12 +127,7 @@ impl Actor for Pusher {
         let (tx, rx) = mpsc::unbounded_channel();
         self.tx = Some(tx);
         let task = PushTask {
-            target: self.target.clone(),
-            key: self.key.clone(),
-            name: self.name.clone(),
-            queued: self.queued.clone(),
-            stream_stats: self.stream_stats.clone(),
-            tls: self.tls.clone(),
+            push: self.push.clone(),
             headers: Vec::new(),
             gop: Vec::new(),
             gop_bytes: 0,
@@ -148,18 +152,18 @@ impl Actor for Pusher {
                     Err(_) => ctx.stop(),
                 }),
         );
-        if let Some(s) = &self.stream_stats {
-            s.pushes.insert(self.target.clone(), false);
+        if let Some(s) = &self.push.stream_stats {
+            s.pushes.insert(self.push.target.clone(), false);
         }
-        tracing::info!(stream = %self.key, target = %self.target, "push started");
+        tracing::info!(stream = %self.push.key, target = %self.push.target, "push started");
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.publisher.do_send(Unsubscribe { edge: self.edge });
-        if let Some(s) = &self.stream_stats {
-            s.pushes.remove(&self.target);
+        if let Some(s) = &self.push.stream_stats {
+            s.pushes.remove(&self.push.target);
         }
-        tracing::info!(stream = %self.key, target = %self.target, "push stopped");
+        tracing::info!(stream = %self.push.key, target = %self.push.target, "push stopped");
     }
 }
 
@@ -199,12 +203,7 @@ impl Handler<StopPush> for Pusher {
 
 /// The sending side: owns the upstream connection.
 struct PushTask {
-    target: String,
-    key: String,
-    name: String,
-    queued: Arc<AtomicUsize>,
-    stream_stats: Option<Arc<StreamStats>>,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    push: Push,
     /// Metadata and sequence headers seen so far, resent after a reconnect.
     headers: Vec<Arc<Frame>>,
     /// The frames since the last keyframe (from it), resent after the headers on a
@@ -219,7 +218,7 @@ impl PushTask {
             match self.connect().await {
                 Ok((reader, writer, stream_id)) => {
                     self.set_connected(true);
-                    tracing::info!(stream = %self.key, target = %self.target, "push connected");
+                    tracing::info!(stream = %self.push.key, target = %self.push.target, "push connected");
                     let result = tokio::select! {
                         r = self.forward(&mut rx, &writer, stream_id) => r,
                         r = drain(reader) => r,
@@ -229,13 +228,13 @@ impl PushTask {
                         Ok(()) => return, // the actor stopped: the channel closed
                         Err(e) => {
                             self.count_error();
-                            tracing::warn!(stream = %self.key, target = %self.target, error = %e, "push connection lost; retrying")
+                            tracing::warn!(stream = %self.push.key, target = %self.push.target, error = %e, "push connection lost; retrying")
                         }
                     }
                 }
                 Err(e) => {
                     self.count_error();
-                    tracing::warn!(stream = %self.key, target = %self.target, error = %e, "push: upstream unreachable; retrying")
+                    tracing::warn!(stream = %self.push.key, target = %self.push.target, error = %e, "push: upstream unreachable; retrying")
                 }
             }
             tokio::time::sleep(RETRY).await;
@@ -248,14 +247,14 @@ impl PushTask {
     }
 
     fn count_error(&self) {
-        if let Some(s) = &self.stream_stats {
+        if let Some(s) = &self.push.stream_stats {
             s.relay_errors.fetch_add(1, Relaxed);
         }
     }
 
     fn set_connected(&self, connected: bool) {
-        if let Some(s) = &self.stream_stats {
-            s.pushes.insert(self.target.clone(), connected);
+        if let Some(s) = &self.push.stream_stats {
+            s.pushes.insert(self.push.target.clone(), connected);
         }
     }
 
@@ -267,7 +266,7 @@ impl PushTask {
                 self.clear_gop();
             }
             Item::Frame(frame) => {
-                self.queued.fetch_sub(frame.payload.len(), Relaxed);
+                self.push.queued.fetch_sub(frame.payload.len(), Relaxed);
                 if frame.class == DropClass::Header {
                     self.headers.retain(|h| {
                         !(h.kind == frame.kind
@@ -305,11 +304,11 @@ impl PushTask {
     }
 
     async fn connect(&self) -> Result<(ClientReader, ClientWriter, u32), ClientError> {
-        let url = RtmpUrl::parse(&format!("{}/{}", self.target, self.name))?;
+        let url = RtmpUrl::parse(&format!("{}/{}", self.push.target, self.push.name))?;
         let mut client =
-            RtmpClient::connect(&url, &crate::relay::client_config(self.tls.clone())).await?;
+            RtmpClient::connect(&url, &crate::relay::client_config(self.push.tls.clone())).await?;
         let stream_id = client.create_stream().await?;
-        client.publish(stream_id, &self.name).await?;
+        client.publish(stream_id, &self.push.name).await?;
         let (reader, writer) = client.into_split();
         Ok((reader, writer, stream_id))
     }

@@ -19,12 +19,14 @@ fn frame(kind: FrameKind, class: DropClass, timestamp: u32) -> Arc<Frame> {
 
 fn task() -> PushTask {
     PushTask {
-        target: "rtmp://127.0.0.1:1/live".into(),
-        key: "live/cam".into(),
-        name: "cam".into(),
-        queued: Arc::new(AtomicUsize::new(0)),
-        stream_stats: None,
-        tls: None,
+        push: Push {
+            target: "rtmp://127.0.0.1:1/live".into(),
+            key: "live/cam".into(),
+            name: "cam".into(),
+            stream_stats: None,
+            tls: None,
+            queued: Arc::new(AtomicUsize::new(0)),
+        },
         headers: Vec::new(),
         gop: Vec::new(),
         gop_bytes: 0,
@@ -33,7 +35,7 @@ fn task() -> PushTask {
 
 fn feed(task: &mut PushTask, frames: &[Arc<Frame>]) {
     for f in frames {
-        task.queued.fetch_add(f.payload.len(), Relaxed);
+        task.push.queued.fetch_add(f.payload.len(), Relaxed);
         task.take(&Item::Frame(f.clone()));
     }
 }
@@ -92,7 +94,7 @@ fn a_reconnect_resumes_with_the_headers_and_the_gop_so_far() {
         ]
     );
     assert_eq!(
-        t.queued.load(Relaxed),
+        t.push.queued.load(Relaxed),
         0,
         "every frame taken gave its bytes back"
     );
