@@ -10,10 +10,13 @@
 #      PERF=1: during each fixed1000 run, `perf record -a -g` (linux-perf) for 6 s inside the
 #      measured window, then a table of where each server's CPU goes (scripts/cpu_split.py)
 #      PSTAT=1: during each fixed* run, `perf stat` of the server process (nginx: its
-#      worker) for 6 s inside the window: task-clock, context switches and write/read
-#      syscalls, summarised per delivered Gbit/s (scripts/pstat_summary.py): a second
-#      measurement of the server's CPU, independent of the load tool's /proc sampling
-#      LOAD_ARGS: more reflector-load flags for every run (e.g. --bundle-audio)
+#      worker) for 6 s inside the window: task-clock, context switches, write/read
+#      syscalls and the wake-ups the server's thread performs (on loopback, mostly of the
+#      load tool's sleeping player threads), summarised per delivered Gbit/s
+#      (scripts/pstat_summary.py): a second measurement of the server's CPU, independent
+#      of the load tool's /proc sampling
+#      LOAD_ARGS: more reflector-load flags for every run (e.g. --bundle-audio, or
+#      --busy-poll: player threads that never sleep, so no server pays for waking them)
 #      SERVERS ("reflector nginx"): `reflector:N` runs the reflector with
 #      live.write_coalesce_ms = N (e.g. SERVERS="reflector reflector:0 nginx");
 #      `reflector@PATH` (or `reflector:N@PATH`) runs the binary at PATH instead (A/B of builds)
@@ -94,7 +97,7 @@ for rep in $(seq "$REPS"); do
       if [ -n "${PSTAT:-}" ] && [ "${sc#fixed}" != "$sc" ]; then
         # Same 6 s as PERF; nginx's master forks the worker that serves.
         (sleep 9; T=$SPID; C=$(pgrep -P "$SPID" | head -1 || true); [ -z "$C" ] || T=$C
-         exec perf stat -x, -e task-clock,context-switches,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read \
+         exec perf stat -x, -e task-clock,context-switches,syscalls:sys_enter_writev,syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,sched:sched_waking \
           -p "$T" -o "$OUT/pstat-$sc-${srv//\//_}-$rep.csv" -- sleep "$PERF_S" 2>>"$OUT/perf.stderr") &
         PSTAT_PID=$!
       fi

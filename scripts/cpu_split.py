@@ -8,9 +8,10 @@ files given, in % of one core (samples / (seconds x frequency)).
   and the data transmission path (`tcp_write_xmit`).
 - Load tool: its total, its reads (`tcp_recvmsg`), and server data transmitted from the
   tool's context (`tcp_write_xmit`: segments held back by Nagle and released by the tool's
-  ACK). On this VM the sampling timer misses much of a mostly idle core's short bursts, so
-  the tool's figures undercount when it is lightly loaded (compare its /proc figure in the
-  load tool's output); the server core is busy and is sampled fully.
+  ACK). The tool's threads are `reflector-load` (publisher, sampling) and `load-N` (players).
+- The server without the players' receive path (its total less its softirq): on a network
+  that part runs on the players' machines; a lower bound of what the server itself costs.
+- The server's `tcp_sendmsg` and, inside it, `sock_def_readable`: waking the player's thread.
 
 Usage: scripts/cpu_split.py PERF_SECONDS FREQ FILE... (files named perf-SCENARIO-SERVER-REP.data)
 """
@@ -21,8 +22,14 @@ import subprocess
 import sys
 
 
+# (part, a kernel function on the sample's stack)
+PARTS = (("softirq", "net_rx_action"), ("transmit", "tcp_write_xmit"), ("recv", "tcp_recvmsg"),
+         ("readable", "sock_def_readable"), ("epoll_wait", "do_epoll_wait"),
+         ("sched", "__schedule"), ("sendmsg", "tcp_sendmsg"))
+
+
 def role(comm):
-    if comm.startswith("reflector-load"):
+    if comm.startswith(("reflector-load", "load-")):
         return "tool"
     if comm.startswith(("nginx", "actix-rt", "reflector")):
         return "server"
@@ -41,10 +48,14 @@ def split(path):
             return
         counts[(who, "total")] += 1
         counts[(who, "kernel" if "[kernel.kallsyms]" in frames[0] else "user")] += 1
-        for part, symbol in (("softirq", "net_rx_action"), ("transmit", "tcp_write_xmit"),
-                             ("recv", "tcp_recvmsg")):
+        for part, symbol in PARTS:
             if any(symbol in f for f in frames):
                 counts[(who, part)] += 1
+        # Frames run leaf first: what the innermost softirq was doing is above its index.
+        rx = next((i for i, f in enumerate(frames) if "net_rx_action" in f), None)
+        if rx is not None:
+            released = any("tcp_write_xmit" in f for f in frames[:rx])
+            counts[(who, "released" if released else "receive")] += 1
 
     for line in out.split("\n"):
         if not line.strip():
@@ -62,12 +73,25 @@ def split(path):
 def main():
     seconds, freq, files = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
     figs = collections.defaultdict(lambda: collections.defaultdict(list))
+    own_by_rep = {}
     for path in files:
         server = os.path.basename(path).split("-")[2]
+        rep = os.path.basename(path).rsplit("-", 1)[-1].split(".")[0]
         counts = split(path)
         for who in ("server", "tool"):
-            for part in ("total", "user", "kernel", "softirq", "transmit", "recv"):
+            for part in ("total", "user", "kernel") + tuple(p for p, _ in PARTS):
                 figs[server][(who, part)].append(100.0 * counts[(who, part)] / (seconds * freq))
+        # The server's own sending work wherever it ran: its total less the players'
+        # receive path run in its context (softirq samples that are not its own transmit
+        # released by an ACK), plus its data transmitted from the players' context (a
+        # Nagle-held segment released by the player's ACK).
+        own = (counts[("server", "total")] - counts[("server", "receive")]
+               + counts[("tool", "released")])
+        figs[server][("server", "own")].append(100.0 * own / (seconds * freq))
+        own_by_rep[(server, rep)] = own
+        figs[server][("server", "sender")].append(
+            100.0 * (counts[("server", "total")] - counts[("server", "receive")])
+            / (seconds * freq))
 
     def med(server, who, part):
         return statistics.median(figs[server][(who, part)])
@@ -82,6 +106,37 @@ def main():
               f"| {med(server, 'server', 'transmit'):.1f} "
               f"| {med(server, 'server', 'total'):.1f} ({runs}) | {med(server, 'tool', 'total'):.1f} "
               f"| {med(server, 'tool', 'recv'):.1f} | {med(server, 'tool', 'transmit'):.1f} |")
+    # On loopback the softirq in the server's context is the players' receive path (their
+    # TCP input, their wake-ups); on a network it runs on the players' machines.
+    print()
+    print("| server | server total | without the players' receive path (runs) | ratio "
+          "| plus its data sent from the players' context (runs) | ratio |")
+    print("|---|---|---|---|---|---|")
+    for server in sorted(figs):
+        cells = [f"{med(server, 'server', 'total'):.1f}"]
+        for part in ("sender", "own"):
+            runs = " / ".join(f"{t:.1f}" for t in figs[server][("server", part)])
+            ratio = ""
+            if "nginx" in figs and server != "nginx":
+                ratio = f"{med(server, 'server', part) / med('nginx', 'server', part):.2f}"
+            cells += [f"{med(server, 'server', part):.1f} ({runs})", ratio]
+        print(f"| {server} | " + " | ".join(cells) + " |")
+    for server in sorted(figs):
+        ratios = [own / own_by_rep[("nginx", rep)] for (srv, rep), own in sorted(own_by_rep.items())
+                  if srv == server and server != "nginx" and own_by_rep.get(("nginx", rep))]
+        if ratios:
+            print(f"\n{server} / nginx, own sending work by repetition: "
+                  f"{' '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")
+    # On loopback the sender also pays for waking the reader: sock_def_readable, whose
+    # epoll callback and wake-up run with interrupts off (the samples land when they end).
+    print()
+    print("| server | server in tcp_sendmsg | of which sock_def_readable (waking the player) "
+          "| do_epoll_wait | __schedule |")
+    print("|---|---|---|---|---|")
+    for server in sorted(figs):
+        print(f"| {server} | " + " | ".join(
+            f"{med(server, 'server', p):.1f}"
+            for p in ("sendmsg", "readable", "epoll_wait", "sched")) + " |")
 
 
 if __name__ == "__main__":

@@ -40,17 +40,19 @@ def main(seconds, out):
         cpu = counts["task-clock"] / 1000 / seconds * 100
         writes = sum(counts.get(f"syscalls:sys_enter_{c}", 0) for c in ("writev", "sendto", "sendmsg"))
         rows.setdefault((m.group(1), m.group(2)), []).append(
-            (cpu / g, cpu, writes / seconds, counts.get("context-switches", 0) / seconds))
+            (cpu / g, cpu, writes / seconds, counts.get("context-switches", 0) / seconds,
+             counts.get("sched:sched_waking", 0) / seconds))
         per_rep[m.groups()] = cpu / g
     print("| scenario | server | perf stat CPU % per Gbit/s (runs) | median "
-          "| writes/s (writev+sendto+sendmsg) | context switches/s |")
-    print("|---|---|---|---|---|---|")
+          "| writes/s (writev+sendto+sendmsg) | context switches/s | wake-ups/s |")
+    print("|---|---|---|---|---|---|---|")
     meds = {}
     for (scenario, srv), r in rows.items():
         meds[(scenario, srv)] = statistics.median(x[0] for x in r)
         print(f"| {scenario} | {srv} | {' / '.join(f'{x[0]:.1f}' for x in r)} "
               f"| {meds[(scenario, srv)]:.1f} | {statistics.median(x[2] for x in r):.0f} "
-              f"| {statistics.median(x[3] for x in r):.0f} |")
+              f"| {statistics.median(x[3] for x in r):.0f} "
+              f"| {statistics.median(x[4] for x in r):.0f} |")
     for (scenario, srv), m in meds.items():
         base = meds.get((scenario, "nginx"))
         if srv != "nginx" and base:

@@ -154,6 +154,50 @@ fn load_tool_threads_merge_their_counts() {
     assert_eq!(json["tool_saturated"], false, "{json}");
 }
 
+/// Busy-polling player threads (`--busy-poll`): every frame still reaches every player in
+/// order, the player thread uses most of a core (it never sleeps in epoll), and that alone is
+/// not reported as the tool being the bottleneck.
+#[test]
+fn load_tool_busy_poll_players_never_sleep_and_miss_nothing() {
+    let server = common::Server::reflector(&["--workers", "1"]);
+    let url = server.rtmp_url("live", "busy");
+    let pid = server.pid().to_string();
+    let json = run_load_ok(
+        &server,
+        &[
+            url.as_str(),
+            "--players",
+            "10",
+            "--busy-poll",
+            "--duration",
+            "3",
+            "--warmup",
+            "1",
+            "--bitrate-kbps",
+            "1000",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(json["busy_poll"], true, "{json}");
+    assert_eq!(json["delivery_pct"].as_f64(), Some(100.0), "{json}");
+    for k in ["missing", "reordered", "duplicates", "connect_failures"] {
+        assert_eq!(count(&json, k), 0, "{k}: {json}");
+    }
+    let published = count(&json, "published_frames");
+    assert_eq!(count(&json, "received_frames"), published * 10, "{json}");
+    let threads = json["tool_threads"].as_array().expect("tool_threads");
+    let player = threads
+        .iter()
+        .find(|t| t["thread"] == "load-0")
+        .unwrap_or_else(|| panic!("no player thread: {json}"));
+    // Ten players at 1 Mbit/s take a sleeping thread a few percent of a core; a polling one
+    // runs whenever the scheduler lets it (half a core at least on a shared 2-core machine).
+    let cpu = player["cpu_pct"].as_f64().expect("cpu_pct");
+    assert!(cpu >= 50.0, "player thread at {cpu} % of a core: {json}");
+    assert_eq!(json["tool_saturated"], false, "{json}");
+}
+
 /// More players than open files allow: refused before any connection, saying why.
 #[test]
 fn load_tool_refuses_more_players_than_open_files_allow() {

@@ -92,6 +92,7 @@ pub fn spawn_worker(
     play_urls: &[PlayUrl],
     cfg: &ClientConfig,
     errors_logged: Arc<AtomicU32>,
+    busy_poll: bool,
 ) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
@@ -112,6 +113,15 @@ pub fn spawn_worker(
                 }
             };
             let local = tokio::task::LocalSet::new();
+            if busy_poll {
+                // A task that is always ready: the runtime then polls epoll with a zero
+                // timeout and the thread never sleeps in it (see --busy-poll).
+                local.spawn_local(async {
+                    loop {
+                        tokio::task::yield_now().await;
+                    }
+                });
+            }
             local.block_on(&rt, serve(index, t0, urls, cfg, errors_logged, rx));
         })?;
     let tid = tid_rx.recv().unwrap_or(0);
