@@ -123,6 +123,7 @@ pub async fn run(settings: Settings, hooks: Hooks) -> anyhow::Result<()> {
         connections_per_ip: DashMap::new(),
         control,
         draining: drain_rx,
+        admin_port: admin.local_addr.port(),
     });
     let accept = actix::spawn(listener::run(listener, Service::Rtmp(None), ctx.clone()));
     let (accept_tls, tls) = match rtmps {

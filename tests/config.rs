@@ -2,7 +2,7 @@
 //! order of precedence; validation names the key; unknown keys are errors. Driven through the
 //! binary's `--print-config`.
 
-use std::io::Write;
+use crate::common::config_file;
 use std::process::{Command, Output};
 
 fn reflector(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -16,15 +16,6 @@ fn reflector(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     cmd.envs(env.iter().copied());
     cmd.output().expect("run reflector")
-}
-
-fn config_file(toml: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp file");
-    file.write_all(toml.as_bytes()).expect("write");
-    file
 }
 
 fn printed(out: &Output) -> String {

@@ -619,6 +619,40 @@ fn websocket_origins_follow_allow_origin_and_the_dashboard_is_always_allowed() {
     }
 }
 
+/// The dashboard's origin is the admin port as bound: with `server.admin_listen` on port 0
+/// (any free port), a preview from the port the admin server got is accepted, and the
+/// configured 0 matches nothing.
+#[test]
+fn websocket_origin_of_a_dashboard_on_an_ephemeral_admin_port_is_allowed() {
+    let config = common::config_file(
+        "[http]\nallow_origin = \"https://player.example\"\nwait_for_publisher = false\n",
+    );
+    let path = config.path().display().to_string();
+    let server = Server::reflector_http_any_admin_port(&["--workers", "1", "--config", &path]);
+    let admin = server.admin_url();
+    let bound = admin.rsplit(':').next().expect("admin port");
+    assert_ne!(bound, "0");
+    let port = http_port(&server);
+    let here = format!("127.0.0.1:{port}");
+    for (origin, want) in [
+        (format!("http://127.0.0.1:{bound}"), 404),
+        ("http://127.0.0.1:0".to_owned(), 403),
+    ] {
+        let raw = format!(
+            "GET /live/none.flv HTTP/1.1\r\nHost: {here}\r\nOrigin: {origin}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        let (head, body) = request(port, &raw, Duration::from_secs(2));
+        assert_eq!(
+            status(&head),
+            want,
+            "Origin {origin}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
 /// The publisher leaves and a new one publishes the same name while ffmpeg plays over
 /// HTTP-FLV: the body goes on, and the recording holds the end of the first publisher's run,
 /// then the second publisher's run from its first keyframe, both frame-exact, with timestamps

@@ -252,7 +252,7 @@ async fn play_request(
             return Err(a);
         }
     };
-    let ws = websocket_framing(head, settings, id, peer)?;
+    let ws = websocket_framing(head, settings, server.admin_port, id, peer)?;
     let admission = Admission {
         settings,
         control: &server.control,
@@ -367,6 +367,7 @@ fn preflight(head: &RequestHead) -> Answer {
 fn websocket_framing(
     head: &RequestHead,
     settings: &Settings,
+    admin_port: u16,
     id: u64,
     peer: SocketAddr,
 ) -> Result<Option<String>, Answer> {
@@ -393,7 +394,7 @@ fn websocket_framing(
     let allowed = &settings.http.allow_origin;
     if let Some(origin) = head.header("origin") {
         let open = allowed.is_empty() || allowed == "*" || origin == allowed;
-        if !open && !is_dashboard_origin(origin, head, settings) {
+        if !open && !is_dashboard_origin(origin, head, admin_port) {
             return Err(refuse(
                 Answer::new(
                     403,
@@ -410,10 +411,7 @@ fn websocket_framing(
 /// Whether `origin` is this server's own dashboard (its live preview): the admin port, under
 /// the name this request was sent to (the page builds the WebSocket URL from its own host
 /// name). Such a page may play whatever `http.allow_origin` says.
-fn is_dashboard_origin(origin: &str, head: &RequestHead, settings: &Settings) -> bool {
-    let Ok(admin) = settings.server.admin_listen.parse::<SocketAddr>() else {
-        return false;
-    };
+fn is_dashboard_origin(origin: &str, head: &RequestHead, admin_port: u16) -> bool {
     let Some((name, port)) = http::origin_parts(origin) else {
         return false;
     };
@@ -421,7 +419,7 @@ fn is_dashboard_origin(origin: &str, head: &RequestHead, settings: &Settings) ->
         .header("host")
         .and_then(http::authority_parts)
         .map(|(host, _)| host);
-    port == admin.port() && host.is_some_and(|h| h.eq_ignore_ascii_case(name))
+    port == admin_port && host.is_some_and(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// How the connection's protocol reads in stats once the request is known.

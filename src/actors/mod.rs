@@ -64,6 +64,8 @@ pub struct ServerContext {
     pub control: Arc<crate::auth::control::Control>,
     /// Becomes true when the server drains (SIGTERM/SIGINT): connections end cleanly.
     pub draining: tokio::sync::watch::Receiver<bool>,
+    /// The admin port as bound (`server.admin_listen` may say 0): the dashboard's origin.
+    pub admin_port: u16,
 }
 
 /// Run one actor handler, catching a panic in it. Without this, a panic inside an actix handler

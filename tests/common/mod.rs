@@ -27,7 +27,7 @@ pub use canary::Canary;
 pub use clients::{play, publish, publish_fast, Player, Publisher, Recording};
 pub use clip::{shared_clip, source_clip, Clip};
 pub use process::Proc;
-pub use server::{reflector_http_with_config, reflector_with_config, rss_kib, Server};
+pub use server::{config_file, reflector_http_with_config, reflector_with_config, rss_kib, Server};
 pub use verify::{verify_recording, Verdict};
 
 use std::net::TcpListener;

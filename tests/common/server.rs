@@ -53,16 +53,22 @@ impl Server {
     /// `reflector` bin target (cargo only sets `CARGO_BIN_EXE_reflector` for
     /// integration tests of this package).
     pub fn reflector(args: &[&str]) -> Server {
-        Self::spawn_reflector(args, false)
+        Self::spawn_reflector(args, false, false)
     }
 
     /// [`Server::reflector`] with the public HTTP-FLV listener on a free port too
     /// (`--http-listen 127.0.0.1:HPORT`; see [`Server::http_url`]).
     pub fn reflector_http(args: &[&str]) -> Server {
-        Self::spawn_reflector(args, true)
+        Self::spawn_reflector(args, true, false)
     }
 
-    fn spawn_reflector(args: &[&str], http: bool) -> Server {
+    /// [`Server::reflector_http`] with `--admin-listen 127.0.0.1:0`: the admin port is the one
+    /// the server reports having bound.
+    pub fn reflector_http_any_admin_port(args: &[&str]) -> Server {
+        Self::spawn_reflector(args, true, true)
+    }
+
+    fn spawn_reflector(args: &[&str], http: bool, any_admin_port: bool) -> Server {
         let Some(exe) = option_env!("CARGO_BIN_EXE_reflector") else {
             panic!("CARGO_BIN_EXE_reflector is not set: Server::reflector only works in this package's integration tests");
         };
@@ -75,7 +81,7 @@ impl Server {
         // try again with new ports when the server could not bind.
         for attempt in 1.. {
             let port = free_port();
-            let admin_port = free_port();
+            let admin_port = if any_admin_port { 0 } else { free_port() };
             let mut argv = vec![
                 "--listen".to_string(),
                 format!("127.0.0.1:{port}"),
@@ -116,6 +122,9 @@ impl Server {
                 log,
                 dir,
             };
+            if any_admin_port {
+                server.admin_port = Some(server.bound_admin_port());
+            }
             server.wait_ready();
             return server;
         }
@@ -253,6 +262,17 @@ impl Server {
         self.proc.pid()
     }
 
+    /// The admin port the reflector says it bound (`admin=ADDR` of "reflector listening").
+    fn bound_admin_port(&self) -> u16 {
+        let log = self.plain_log();
+        log.lines()
+            .find(|l| l.contains("reflector listening"))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("admin=")))
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no bound admin port in the log:\n{log}"))
+    }
+
     /// The server log so far (reflector stderr, or the nginx error log).
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
@@ -336,7 +356,8 @@ pub fn reflector_http_with_config(toml: &str) -> (Server, tempfile::NamedTempFil
     )
 }
 
-fn config_file(toml: &str) -> tempfile::NamedTempFile {
+/// A temporary `.toml` file holding `toml`; it lives as long as the handle.
+pub fn config_file(toml: &str) -> tempfile::NamedTempFile {
     use std::io::Write;
     let mut file = tempfile::Builder::new()
         .suffix(".toml")
