@@ -35,19 +35,40 @@ pub struct Hooks {
     pub set_log_level: SetLogLevel,
 }
 
-/// Keys that only take effect at start-up: a reload that changes them keeps the running
-/// values and says so.
-const RESTART_KEYS: &[&str] = &[
-    "server.listen",
-    "server.admin_listen",
-    "server.workers",
-    "server.log_format",
-    "rtmps.listen",
-    "server.http_listen",
+/// How a reload keeps the running value of a key.
+type KeepRunning = fn(&mut Settings, &Settings);
+
+/// Keys (a name ending in `.`: every key under it) that only take effect at start-up, each
+/// with how a reload keeps the running value: a reload that changes them says so.
+const RESTART_ONLY: &[(&str, KeepRunning)] = &[
+    ("server.listen", |n, c| {
+        n.server.listen.clone_from(&c.server.listen)
+    }),
+    ("server.admin_listen", |n, c| {
+        n.server.admin_listen.clone_from(&c.server.admin_listen)
+    }),
+    ("server.workers", |n, c| n.server.workers = c.server.workers),
+    ("server.log_format", |n, c| {
+        n.server.log_format.clone_from(&c.server.log_format)
+    }),
+    ("rtmps.listen", |n, c| {
+        n.rtmps.listen.clone_from(&c.rtmps.listen)
+    }),
+    ("server.http_listen", |n, c| {
+        n.server.http_listen.clone_from(&c.server.http_listen)
+    }),
     // The admin port's sampler and metric series are sized once, at start.
-    "admin.history_seconds",
-    "admin.rate_window_seconds",
-    "admin.metrics_max_streams",
+    ("admin.history_seconds", |n, c| {
+        n.admin.history_seconds = c.admin.history_seconds
+    }),
+    ("admin.rate_window_seconds", |n, c| {
+        n.admin.rate_window_seconds = c.admin.rate_window_seconds
+    }),
+    ("admin.metrics_max_streams", |n, c| {
+        n.admin.metrics_max_streams = c.admin.metrics_max_streams
+    }),
+    ("cluster.", |n, c| n.cluster.clone_from(&c.cluster)),
+    ("relay.", |n, c| n.relay.clone_from(&c.relay)),
 ];
 
 /// How often the RTMPS certificate files are checked for a change (a renewal).
@@ -261,7 +282,9 @@ async fn bind(addr: &str) -> std::io::Result<TcpListener> {
 
 /// Whether a changed key only takes effect at restart.
 fn restart_only(key: &str) -> bool {
-    RESTART_KEYS.contains(&key) || key.starts_with("cluster.") || key.starts_with("relay.")
+    RESTART_ONLY
+        .iter()
+        .any(|(k, _)| key == *k || (k.ends_with('.') && key.starts_with(k)))
 }
 
 /// SIGHUP: re-read the configuration and apply what can change without dropping anyone
@@ -290,17 +313,9 @@ fn reload(ctx: &ServerContext, registry: &Addr<Registry>, hooks: &Hooks, admin: 
     let needs_restart: Vec<&String> = changed.iter().filter(|k| restart_only(k)).collect();
     if !needs_restart.is_empty() {
         tracing::warn!(keys = ?needs_restart, "reload: these keys take effect only at restart; keeping their running values");
-        next.server.listen = current.server.listen.clone();
-        next.server.admin_listen = current.server.admin_listen.clone();
-        next.server.workers = current.server.workers;
-        next.server.log_format = current.server.log_format.clone();
-        next.rtmps.listen = current.rtmps.listen.clone();
-        next.server.http_listen = current.server.http_listen.clone();
-        next.cluster = current.cluster.clone();
-        next.relay = current.relay.clone();
-        next.admin.history_seconds = current.admin.history_seconds;
-        next.admin.rate_window_seconds = current.admin.rate_window_seconds;
-        next.admin.metrics_max_streams = current.admin.metrics_max_streams;
+        for (_, keep_running) in RESTART_ONLY {
+            keep_running(&mut next, &current);
+        }
     }
     if next.server.log_level != current.server.log_level {
         if let Err(e) = (hooks.set_log_level)(&next.server.log_level) {
@@ -385,5 +400,43 @@ impl Signals {
             let _ = tokio::signal::ctrl_c().await;
             Signal::Stop("ctrl-c")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reload that changes every restart-only key keeps each at its running value: the
+    /// table's names and its restores agree, and nothing else is touched.
+    #[test]
+    fn a_reload_keeps_every_restart_only_key_running() {
+        let current = Settings::defaults();
+        let mut next = Settings::defaults();
+        next.server.listen = "127.0.0.1:1".into();
+        next.server.admin_listen = "127.0.0.1:2".into();
+        next.server.workers = current.server.workers + 3;
+        next.server.log_format = "json".into();
+        next.rtmps.listen = "127.0.0.1:3".into();
+        next.server.http_listen = "127.0.0.1:4".into();
+        next.admin.history_seconds = current.admin.history_seconds + 1;
+        next.admin.rate_window_seconds = current.admin.rate_window_seconds + 1;
+        next.admin.metrics_max_streams = current.admin.metrics_max_streams + 1;
+        next.cluster.redis_url = "redis://127.0.0.1:5".into();
+        next.relay.ca_file = "/etc/relay-ca.pem".into();
+        next.live.write_coalesce_ms = current.live.write_coalesce_ms + 1;
+        let changed = current.changed_keys(&next);
+        for (key, _) in RESTART_ONLY {
+            assert!(
+                changed.iter().any(|c| c == key || c.starts_with(key)),
+                "{key} not changed by the test: {changed:?}"
+            );
+        }
+        for (_, keep_running) in RESTART_ONLY {
+            keep_running(&mut next, &current);
+        }
+        assert_eq!(current.changed_keys(&next), ["live.write_coalesce_ms"]);
+        assert!(!restart_only("live.write_coalesce_ms"));
+        assert!(restart_only("relay.pull") && restart_only("cluster.redis_url"));
     }
 }
