@@ -203,13 +203,21 @@ fn read_u32(body: &[u8], type_id: u8) -> Result<u32, MessageError> {
     Ok(u32::from_be_bytes([body[0], body[1], body[2], body[3]]))
 }
 
-/// AMF3 data and command bodies start with a format byte 0x00, then AMF0 values (§7.1.1,
-/// §7.1.2): strip it.
-fn amf3_body(type_id: u8, payload: &[u8]) -> Result<&[u8], MessageError> {
+/// Whether a data, command or shared-object message is of its AMF3 type, and its AMF0
+/// values: AMF3 bodies start with a format byte 0x00, then AMF0 values (§7.1.1, §7.1.2,
+/// §7.1.3), so the byte is stripped.
+fn amf_body(type_id: u8, payload: &[u8]) -> Result<(bool, &[u8]), MessageError> {
+    let amf3 = matches!(
+        type_id,
+        type_id::DATA_AMF3 | type_id::COMMAND_AMF3 | type_id::SHARED_OBJECT_AMF3
+    );
+    if !amf3 {
+        return Ok((false, payload));
+    }
     match payload.split_first() {
-        Some((0, rest)) => Ok(rest),
+        Some((0, rest)) => Ok((true, rest)),
         // Some encoders omit the format byte; an AMF0 marker in its place is unambiguous.
-        Some((_, _)) => Ok(payload),
+        Some((_, _)) => Ok((true, payload)),
         None => Err(MessageError::BadAmf3Prefix { type_id }),
     }
 }
@@ -222,11 +230,7 @@ pub fn command_transaction_id(raw: &RawMessage, limits: &AmfLimits) -> Option<f6
     if t != type_id::COMMAND_AMF0 && t != type_id::COMMAND_AMF3 {
         return None;
     }
-    let mut bytes = if t == type_id::COMMAND_AMF3 {
-        amf3_body(t, &raw.payload).ok()?
-    } else {
-        &raw.payload[..]
-    };
+    let (_, mut bytes) = amf_body(t, &raw.payload).ok()?;
     amf0::decode(&mut bytes, limits).ok()?.as_str()?;
     amf0::decode(&mut bytes, limits)
         .ok()?
@@ -273,8 +277,7 @@ impl Message {
             | type_id::COMMAND_AMF0
             | type_id::DATA_AMF3
             | type_id::COMMAND_AMF3 => {
-                let amf3 = t == type_id::DATA_AMF3 || t == type_id::COMMAND_AMF3;
-                let bytes = if amf3 { amf3_body(t, body)? } else { body };
+                let (amf3, bytes) = amf_body(t, body)?;
                 // References are resolved so that the values stand alone (re-encoded
                 // metadata, rebuilt commands).
                 let values = amf0::decode_all(bytes, limits)
@@ -287,8 +290,7 @@ impl Message {
                 }
             }
             type_id::SHARED_OBJECT_AMF0 | type_id::SHARED_OBJECT_AMF3 => {
-                let amf3 = t == type_id::SHARED_OBJECT_AMF3;
-                let bytes = if amf3 { amf3_body(t, body)? } else { body };
+                let (amf3, bytes) = amf_body(t, body)?;
                 Message::SharedObject {
                     amf3,
                     message: decode_shared_object(bytes, limits)?,
