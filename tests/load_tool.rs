@@ -10,37 +10,11 @@ use std::process::Command;
 fn load_tool_fixed_mode_against_reflector() {
     let server = common::Server::reflector(&["--workers", "2"]);
     let url = server.rtmp_url("live", "load");
-    let out = Command::new(env!("CARGO_BIN_EXE_reflector-load"))
-        .args([
-            url.as_str(),
-            "--mode",
-            "fixed",
-            "--players",
-            "20",
-            "--duration",
-            "3",
-            "--warmup",
-            "1",
-            "--bitrate-kbps",
-            "1000",
-            "--server-pid",
-            &server.pid().to_string(),
-            "--label",
-            "test",
-        ])
-        .output()
-        .expect("run reflector-load");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "reflector-load failed ({}):\n{stdout}\n{stderr}\n--- server ---\n{}",
-        out.status,
-        server.log_tail(30)
+    let json = run_short(
+        &server,
+        &url,
+        &["--mode", "fixed", "--players", "20", "--label", "test"],
     );
-    let line = stdout.lines().last().unwrap_or_default();
-    let json: serde_json::Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}\n{stderr}"));
     let num = |k: &str| {
         json[k]
             .as_f64()
@@ -85,6 +59,25 @@ fn run_load_ok(server: &common::Server, args: &[&str]) -> serde_json::Value {
     last_json(&stdout, &stderr)
 }
 
+/// A short run (3 s, 1 s of warm-up, 1 Mbit/s) of reflector-load against `server`: `url`,
+/// then `extra`; it must succeed. Its JSON report.
+fn run_short(server: &common::Server, url: &str, extra: &[&str]) -> serde_json::Value {
+    let pid = server.pid().to_string();
+    let mut args = vec![url];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--bitrate-kbps",
+        "1000",
+        "--server-pid",
+        &pid,
+    ]);
+    run_load_ok(server, &args)
+}
+
 /// The count `k` of a report.
 fn count(v: &serde_json::Value, k: &str) -> u64 {
     v[k].as_u64()
@@ -103,25 +96,7 @@ fn last_json(stdout: &str, stderr: &str) -> serde_json::Value {
 fn load_tool_threads_merge_their_counts() {
     let server = common::Server::reflector(&["--workers", "2"]);
     let url = server.rtmp_url("live", "threads");
-    let pid = server.pid().to_string();
-    let json = run_load_ok(
-        &server,
-        &[
-            url.as_str(),
-            "--players",
-            "40",
-            "--threads",
-            "2",
-            "--duration",
-            "3",
-            "--warmup",
-            "1",
-            "--bitrate-kbps",
-            "1000",
-            "--server-pid",
-            &pid,
-        ],
-    );
+    let json = run_short(&server, &url, &["--players", "40", "--threads", "2"]);
     assert_eq!(json["threads"], 2, "{json}");
     assert_eq!(count(&json, "players"), 40, "{json}");
     assert_eq!(json["delivery_pct"].as_f64(), Some(100.0), "{json}");
@@ -161,24 +136,7 @@ fn load_tool_threads_merge_their_counts() {
 fn load_tool_busy_poll_players_never_sleep_and_miss_nothing() {
     let server = common::Server::reflector(&["--workers", "1"]);
     let url = server.rtmp_url("live", "busy");
-    let pid = server.pid().to_string();
-    let json = run_load_ok(
-        &server,
-        &[
-            url.as_str(),
-            "--players",
-            "10",
-            "--busy-poll",
-            "--duration",
-            "3",
-            "--warmup",
-            "1",
-            "--bitrate-kbps",
-            "1000",
-            "--server-pid",
-            &pid,
-        ],
-    );
+    let json = run_short(&server, &url, &["--players", "10", "--busy-poll"]);
     assert_eq!(json["busy_poll"], true, "{json}");
     assert_eq!(json["delivery_pct"].as_f64(), Some(100.0), "{json}");
     for k in ["missing", "reordered", "duplicates", "connect_failures"] {
@@ -229,11 +187,10 @@ fn load_tool_plays_over_http_flv_and_websocket_flv() {
     let rtmp = server.rtmp_url("live", "flv");
     let http = server.http_url("live", "flv");
     let ws = http.replacen("http://", "ws://", 1);
-    let pid = server.pid().to_string();
-    let json = run_load_ok(
+    let json = run_short(
         &server,
+        &rtmp,
         &[
-            rtmp.as_str(),
             "--play-url",
             &rtmp,
             "--play-url",
@@ -244,14 +201,6 @@ fn load_tool_plays_over_http_flv_and_websocket_flv() {
             "30",
             "--threads",
             "2",
-            "--duration",
-            "3",
-            "--warmup",
-            "1",
-            "--bitrate-kbps",
-            "1000",
-            "--server-pid",
-            &pid,
         ],
     );
     assert_eq!(count(&json, "players"), 30, "{json}");
