@@ -15,7 +15,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::publisher::{
-    next_edge_id, EdgeId, HubEvent, JoinInfo, Publisher, Subscribe, Unsubscribe,
+    attach_edge, next_edge_id, EdgeId, HubEvent, JoinInfo, Publisher, Unsubscribe,
 };
 use crate::config::Settings;
 use crate::hub::batch::{Batch, Push};
@@ -151,25 +151,21 @@ impl Actor for Fanout {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.server_stats.actors.fanouts.fetch_add(1, Relaxed);
-        let subscribe = Subscribe {
-            edge: self.edge,
-            recipient: ctx.address().recipient(),
-            queued: self.queued.clone(),
-            thread: std::thread::current().id(),
-        };
-        // Handle no frame before the publisher's state is in: frames follow the burst.
-        ctx.wait(
-            self.publisher
-                .send(subscribe)
-                .into_actor(self)
-                .map(|res, act, ctx| match res {
-                    Ok(JoinInfo { live, burst }) => act.hub.borrow_mut().seed(live, &burst),
-                    Err(_) => {
-                        tracing::debug!(stream = %Esc(&act.resource), "publisher gone before the fan-out joined it");
-                        act.hub.borrow_mut().end();
-                        ctx.stop();
-                    }
-                }),
+        let (publisher, queued) = (self.publisher.clone(), self.queued.clone());
+        attach_edge(
+            self,
+            ctx,
+            &publisher,
+            self.edge,
+            queued,
+            |act, ctx, info| match info {
+                Some(JoinInfo { live, burst }) => act.hub.borrow_mut().seed(live, &burst),
+                None => {
+                    tracing::debug!(stream = %Esc(&act.resource), "publisher gone before the fan-out joined it");
+                    act.hub.borrow_mut().end();
+                    ctx.stop();
+                }
+            },
         );
     }
 

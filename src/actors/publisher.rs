@@ -431,6 +431,33 @@ pub struct JoinInfo {
     pub burst: Vec<Arc<Frame>>,
 }
 
+/// Attach `actor` (an edge on this thread) to `publisher`: it handles no message before
+/// `joined` has the publisher's state (frames follow the burst), or `None` if the publisher
+/// has gone.
+pub fn attach_edge<A>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    publisher: &Addr<Publisher>,
+    edge: EdgeId,
+    queued: Arc<AtomicUsize>,
+    joined: impl FnOnce(&mut A, &mut Context<A>, Option<JoinInfo>) + 'static,
+) where
+    A: Actor<Context = Context<A>> + Handler<HubEvent>,
+{
+    let subscribe = Subscribe {
+        edge,
+        recipient: ctx.address().recipient(),
+        queued,
+        thread: std::thread::current().id(),
+    };
+    ctx.wait(
+        publisher
+            .send(subscribe)
+            .into_actor(actor)
+            .map(|res, act, ctx| joined(act, ctx, res.ok())),
+    );
+}
+
 impl Handler<Subscribe> for Publisher {
     type Result = MessageResult<Subscribe>;
 

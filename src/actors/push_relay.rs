@@ -17,7 +17,7 @@ use bytes::{BufMut, BytesMut};
 use tokio::sync::mpsc;
 
 use crate::actors::publisher::{
-    next_edge_id, EdgeId, HubEvent, JoinInfo, Publisher, Subscribe, Unsubscribe,
+    attach_edge, next_edge_id, EdgeId, HubEvent, JoinInfo, Publisher, Unsubscribe,
 };
 use crate::client::{ClientError, ClientReader, ClientWriter, RtmpClient, RtmpUrl};
 use crate::hub::gate::{PlayerCaps, Verdict};
@@ -133,24 +133,21 @@ impl Actor for Pusher {
             gop_bytes: 0,
         };
         ctx.spawn(task.run(rx).into_actor(self));
-        let subscribe = Subscribe {
-            edge: self.edge,
-            recipient: ctx.address().recipient(),
-            queued: self.mailbox.clone(),
-            thread: std::thread::current().id(),
-        };
-        ctx.wait(
-            self.publisher
-                .send(subscribe)
-                .into_actor(self)
-                .map(|res, act, ctx| match res {
-                    Ok(JoinInfo { burst, .. }) => {
-                        for frame in &burst {
-                            act.offer(frame, false);
-                        }
+        let (publisher, mailbox) = (self.publisher.clone(), self.mailbox.clone());
+        attach_edge(
+            self,
+            ctx,
+            &publisher,
+            self.edge,
+            mailbox,
+            |act, ctx, info| match info {
+                Some(JoinInfo { burst, .. }) => {
+                    for frame in &burst {
+                        act.offer(frame, false);
                     }
-                    Err(_) => ctx.stop(),
-                }),
+                }
+                None => ctx.stop(),
+            },
         );
         if let Some(s) = &self.push.stream_stats {
             s.pushes.insert(self.push.target.clone(), false);
