@@ -71,10 +71,8 @@ impl Batch {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
-    use crate::hub::{DropClass, TrackSet};
+    use crate::hub::DropClass;
 
     fn frame(kind: FrameKind, timestamp: u32) -> Arc<Frame> {
         let class = match kind {
@@ -82,17 +80,7 @@ mod tests {
             FrameKind::Audio => DropClass::Audio,
             FrameKind::Data => DropClass::Data,
         };
-        Arc::new(Frame::new(
-            kind,
-            class,
-            8,
-            timestamp,
-            Bytes::new(),
-            TrackSet::single(0),
-            None,
-            false,
-            None,
-        ))
+        Frame::for_test(kind, class, &[0], timestamp, 0)
     }
 
     fn stamps(batch: &mut Batch) -> Vec<(u32, u64)> {

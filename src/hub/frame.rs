@@ -98,6 +98,34 @@ impl Frame {
         }
     }
 
+    /// A frame for tests: its kind's RTMP message type, a header's role from its kind
+    /// (metadata for data, a sequence start otherwise), `len` zero bytes of payload.
+    #[cfg(test)]
+    pub fn for_test(
+        kind: FrameKind,
+        class: DropClass,
+        tracks: &[u8],
+        timestamp: u32,
+        len: usize,
+    ) -> std::sync::Arc<Frame> {
+        let (type_id, header) = match kind {
+            FrameKind::Audio => (8, HeaderRole::SequenceStart),
+            FrameKind::Video => (9, HeaderRole::SequenceStart),
+            FrameKind::Data => (18, HeaderRole::StreamMetadata),
+        };
+        std::sync::Arc::new(Frame::new(
+            kind,
+            class,
+            type_id,
+            timestamp,
+            Bytes::from(vec![0; len]),
+            tracks.iter().copied().collect(),
+            (class == DropClass::Header).then_some(header),
+            false,
+            None,
+        ))
+    }
+
     pub fn is_keyframe(&self) -> bool {
         self.class == DropClass::Key
     }

@@ -1,20 +1,7 @@
-use bytes::Bytes;
-
 use super::*;
-use crate::hub::HeaderRole;
 
 fn frame(kind: FrameKind, class: DropClass, timestamp: u32) -> Arc<Frame> {
-    Arc::new(Frame::new(
-        kind,
-        class,
-        if kind == FrameKind::Audio { 8 } else { 9 },
-        timestamp,
-        Bytes::from_static(&[0; 10]),
-        std::iter::once(0).collect(),
-        (class == DropClass::Header).then_some(HeaderRole::SequenceStart),
-        false,
-        None,
-    ))
+    Frame::for_test(kind, class, &[0], timestamp, 10)
 }
 
 fn task() -> PushTask {

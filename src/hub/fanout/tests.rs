@@ -2,11 +2,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::*;
 use crate::config::Settings;
-use crate::hub::{DropClass, FrameKind, HeaderRole, TrackSet};
+use crate::hub::{DropClass, FrameKind};
 
 #[derive(Debug, PartialEq, Eq, Clone)]
 enum Event {
@@ -51,17 +49,7 @@ impl Player for Recorder {
 }
 
 fn frame(kind: FrameKind, class: DropClass, timestamp: u32) -> Arc<Frame> {
-    Arc::new(Frame::new(
-        kind,
-        class,
-        if kind == FrameKind::Audio { 8 } else { 9 },
-        timestamp,
-        Bytes::from_static(&[0; 8]),
-        TrackSet::single(0),
-        (class == DropClass::Header).then_some(HeaderRole::SequenceStart),
-        false,
-        None,
-    ))
+    Frame::for_test(kind, class, &[0], timestamp, 8)
 }
 
 fn fanout() -> LocalFanout {

@@ -1,9 +1,6 @@
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::*;
-use crate::hub::{HeaderRole, TrackSet};
 
 const BUDGETS: Budgets = Budgets {
     disposable: 100,
@@ -12,26 +9,7 @@ const BUDGETS: Budgets = Budgets {
 };
 
 fn frame(kind: FrameKind, class: DropClass, tracks: &[u8], timestamp: u32) -> Arc<Frame> {
-    let role = (class == DropClass::Header).then_some(if kind == FrameKind::Data {
-        HeaderRole::StreamMetadata
-    } else {
-        HeaderRole::SequenceStart
-    });
-    Arc::new(Frame::new(
-        kind,
-        class,
-        match kind {
-            FrameKind::Audio => 8,
-            FrameKind::Video => 9,
-            FrameKind::Data => 18,
-        },
-        timestamp,
-        Bytes::from_static(&[0; 4]),
-        tracks.iter().copied().collect::<TrackSet>(),
-        role,
-        false,
-        None,
-    ))
+    Frame::for_test(kind, class, tracks, timestamp, 4)
 }
 
 use DropClass::{Audio, Disposable, Header, Inter, Key};

@@ -1,5 +1,3 @@
-use bytes::Bytes;
-
 use super::*;
 use crate::hub::DropClass;
 
@@ -18,17 +16,7 @@ fn frame_sized(
     timestamp: u32,
     size: usize,
 ) -> Arc<Frame> {
-    Arc::new(Frame::new(
-        kind,
-        class,
-        if kind == FrameKind::Audio { 8 } else { 9 },
-        timestamp,
-        Bytes::from(vec![0; size]),
-        tracks(ids),
-        None,
-        false,
-        None,
-    ))
+    Frame::for_test(kind, class, ids, timestamp, size)
 }
 
 fn header(kind: FrameKind, role: HeaderRole, ids: &[u8], tag: u32) -> Arc<Frame> {
