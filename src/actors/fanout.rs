@@ -151,13 +151,12 @@ impl Actor for Fanout {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.server_stats.actors.fanouts.fetch_add(1, Relaxed);
-        let (publisher, queued) = (self.publisher.clone(), self.queued.clone());
         attach_edge(
             self,
             ctx,
-            &publisher,
+            &self.publisher,
             self.edge,
-            queued,
+            self.queued.clone(),
             |act, ctx, info| match info {
                 Some(JoinInfo { live, burst }) => act.hub.borrow_mut().seed(live, &burst),
                 None => {

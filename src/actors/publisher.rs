@@ -435,7 +435,7 @@ pub struct JoinInfo {
 /// `joined` has the publisher's state (frames follow the burst), or `None` if the publisher
 /// has gone.
 pub fn attach_edge<A>(
-    actor: &mut A,
+    actor: &A,
     ctx: &mut Context<A>,
     publisher: &Addr<Publisher>,
     edge: EdgeId,

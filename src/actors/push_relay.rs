@@ -133,13 +133,12 @@ impl Actor for Pusher {
             gop_bytes: 0,
         };
         ctx.spawn(task.run(rx).into_actor(self));
-        let (publisher, mailbox) = (self.publisher.clone(), self.mailbox.clone());
         attach_edge(
             self,
             ctx,
-            &publisher,
+            &self.publisher,
             self.edge,
-            mailbox,
+            self.mailbox.clone(),
             |act, ctx, info| match info {
                 Some(JoinInfo { burst, .. }) => {
                     for frame in &burst {

@@ -6,17 +6,7 @@ fn tracks(ids: &[u8]) -> TrackSet {
 }
 
 fn frame(kind: FrameKind, class: DropClass, ids: &[u8], timestamp: u32) -> Arc<Frame> {
-    frame_sized(kind, class, ids, timestamp, 10)
-}
-
-fn frame_sized(
-    kind: FrameKind,
-    class: DropClass,
-    ids: &[u8],
-    timestamp: u32,
-    size: usize,
-) -> Arc<Frame> {
-    Frame::for_test(kind, class, ids, timestamp, size)
+    Frame::for_test(kind, class, ids, timestamp, 10)
 }
 
 fn header(kind: FrameKind, role: HeaderRole, ids: &[u8], tag: u32) -> Arc<Frame> {
@@ -196,7 +186,7 @@ fn gop_bounds_empty_it_until_the_next_keyframe() {
     // One bigger than the byte bound is not kept.
     let mut gop = GopCache::default();
     gop.push(
-        &frame_sized(FrameKind::Video, DropClass::Key, &[0], 0, 50),
+        &Frame::for_test(FrameKind::Video, DropClass::Key, &[0], 0, 50),
         35,
         100,
     );
