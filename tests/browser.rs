@@ -393,18 +393,10 @@ fn dashboard_preview_and_mpegts_pages_play_live_with_low_latency() {
     // are held to the bare page's origin alone: the dashboard's preview must play all the
     // same (its own origin is always allowed).
     let fixture_port = common::free_port();
-    let config = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp config");
-    std::fs::write(
-        config.path(),
-        format!(
-            "[http]\nallow_origin = \"http://127.0.0.1:{fixture_port}\"\n\n\
-             [auth]\nkeys_file = \"\"\n\n[auth.apps.priv]\npublish = \"open\"\nplay = \"key\"\nplay_keys = [\"v13w\"]\n"
-        ),
-    )
-    .expect("write config");
+    let config = common::config_file(&format!(
+        "[http]\nallow_origin = \"http://127.0.0.1:{fixture_port}\"\n\n\
+         [auth]\nkeys_file = \"\"\n\n[auth.apps.priv]\npublish = \"open\"\nplay = \"key\"\nplay_keys = [\"v13w\"]\n"
+    ));
     let cfg = config.path().display().to_string();
     let server = Server::reflector_http(&["--workers", "2", "--config", &cfg]);
     let publisher =

@@ -887,11 +887,7 @@ async fn by_default_a_player_waits_for_its_publisher() {
 
 /// `--print-config` (or start-up) with `toml`, the error text when it fails.
 fn config_error(toml: &str, env: &[(&str, &str)]) -> String {
-    let file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp");
-    std::fs::write(file.path(), toml).expect("write");
+    let file = common::config_file(toml);
     let out = Command::new(env!("CARGO_BIN_EXE_reflector"))
         .args([
             "--config",

@@ -15,7 +15,6 @@
 
 use crate::common;
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,11 +48,7 @@ max_connections_per_ip = 5000
 "#;
 
 fn server_with_config(toml: &str, workers: &str) -> (Server, tempfile::NamedTempFile) {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp config");
-    file.write_all(toml.as_bytes()).expect("write config");
+    let file = common::config_file(toml);
     let path = file.path().display().to_string();
     let server = Server::reflector(&["--workers", workers, "--config", &path]);
     (server, file)

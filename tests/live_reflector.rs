@@ -125,11 +125,7 @@ fn play_before_publish_starts_at_the_first_frame() {
 #[test]
 fn publisher_reconnect_while_player_stays() {
     skip_unless_have!("ffmpeg", "ffprobe", "gst-launch-1.0");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("quiet.toml");
-    std::fs::write(&config, "[live]\nunpublish_notify = false\n").expect("write config");
-    let config = config.display().to_string();
-    let server = Server::reflector(&["--workers", "2", "--config", &config]);
+    let (server, _config) = common::reflector_with_config("[live]\nunpublish_notify = false\n");
     let url = server.rtmp_url("live", "again");
     common::clients::assert_play_across_a_republish(
         &server,

@@ -3,7 +3,6 @@
 
 use crate::common;
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{play, publish, shared_clip, Player, Publisher, Server};
@@ -135,14 +134,9 @@ async fn sigterm_drains_with_real_clients_attached() {
 /// NetConnection.Connect.ReconnectRequest with the configured tcUrl when the server drains.
 #[tokio::test]
 async fn drain_sends_reconnect_request_to_clients_that_support_it() {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp");
-    file.write_all(
-        b"[server]\ndrain_timeout_ms = 3000\ndrain_reconnect_url = \"rtmp://other.example/live\"\n",
-    )
-    .expect("write");
+    let file = common::config_file(
+        "[server]\ndrain_timeout_ms = 3000\ndrain_reconnect_url = \"rtmp://other.example/live\"\n",
+    );
     let path = file.path().display().to_string();
     let mut server = Server::reflector(&["--workers", "1", "--config", &path]);
     let capable = ClientConfig {
@@ -203,12 +197,7 @@ async fn drain_sends_reconnect_request_to_clients_that_support_it() {
 /// streams carry on, an invalid file is refused and the running configuration kept.
 #[tokio::test]
 async fn sighup_reloads_rules_without_dropping_anyone() {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("temp");
-    file.write_all(b"[auth]\npublish = \"open\"\n")
-        .expect("write");
+    let file = common::config_file("[auth]\npublish = \"open\"\n");
     let path = file.path().to_path_buf();
     let p = path.display().to_string();
     let server = Server::reflector(&["--workers", "2", "--config", &p]);
