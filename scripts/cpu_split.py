@@ -9,8 +9,11 @@ files given, in % of one core (samples / (seconds x frequency)).
 - Load tool: its total, its reads (`tcp_recvmsg`), and server data transmitted from the
   tool's context (`tcp_write_xmit`: segments held back by Nagle and released by the tool's
   ACK). The tool's threads are `reflector-load` (publisher, sampling) and `load-N` (players).
-- The server without the players' receive path (its total less its softirq): on a network
-  that part runs on the players' machines; a lower bound of what the server itself costs.
+- The server without the players' receive path (its total less its softirq samples that
+  are not its own data released by an ACK): on a network that part runs on the players'
+  machines. Plus its data sent from the players' context (Nagle-held segments the players'
+  ACKs release, in the tool's thread): the server's own sending work wherever it ran, also
+  as a ratio to nginx-rtmp per repetition.
 - The server's `tcp_sendmsg` and, inside it, `sock_def_readable`: waking the player's thread.
 
 Usage: scripts/cpu_split.py PERF_SECONDS FREQ FILE... (files named perf-SCENARIO-SERVER-REP.data)

@@ -577,6 +577,18 @@ fn the_play_callback_decides_for_http_players() {
         .contains("callback redirected the stream"));
 }
 
+/// A WebSocket upgrade for `/live/none.flv` sent with `host` and `origin`: the answer's
+/// status and body.
+fn websocket_upgrade(port: u16, host: &str, origin: &str) -> (u16, String) {
+    let raw = format!(
+        "GET /live/none.flv HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let (head, body) = request(port, &raw, Duration::from_secs(2));
+    (status(&head), String::from_utf8_lossy(&body).into_owned())
+}
+
 /// With `http.allow_origin` naming one site, a WebSocket upgrade from another origin is
 /// refused (403), from that site accepted, and from this server's own dashboard (its admin
 /// port, under the name the request was sent to: the live preview) accepted too. Accepted
@@ -589,15 +601,6 @@ fn websocket_origins_follow_allow_origin_and_the_dashboard_is_always_allowed() {
     let port = http_port(&server);
     let admin = server.admin_url();
     let admin_port = admin.rsplit(':').next().expect("admin port");
-    let upgrade = |host: &str, origin: &str| {
-        let raw = format!(
-            "GET /live/none.flv HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        let (head, body) = request(port, &raw, Duration::from_secs(2));
-        (status(&head), String::from_utf8_lossy(&body).into_owned())
-    };
     let here = format!("127.0.0.1:{port}");
     let dashboard = format!("http://127.0.0.1:{admin_port}");
     let cases: [(&str, String, u16); 7] = [
@@ -611,7 +614,7 @@ fn websocket_origins_follow_allow_origin_and_the_dashboard_is_always_allowed() {
         (&here, "null".into(), 403),
     ];
     for (host, origin, want) in cases {
-        let (got, body) = upgrade(host, &origin);
+        let (got, body) = websocket_upgrade(port, host, &origin);
         assert_eq!(got, want, "Host {host}, Origin {origin}: {body}");
         if want == 403 {
             assert!(body.contains("http.allow_origin"), "{body}");
@@ -638,18 +641,8 @@ fn websocket_origin_of_a_dashboard_on_an_ephemeral_admin_port_is_allowed() {
         (format!("http://127.0.0.1:{bound}"), 404),
         ("http://127.0.0.1:0".to_owned(), 403),
     ] {
-        let raw = format!(
-            "GET /live/none.flv HTTP/1.1\r\nHost: {here}\r\nOrigin: {origin}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        let (head, body) = request(port, &raw, Duration::from_secs(2));
-        assert_eq!(
-            status(&head),
-            want,
-            "Origin {origin}: {}",
-            String::from_utf8_lossy(&body)
-        );
+        let (got, body) = websocket_upgrade(port, &here, &origin);
+        assert_eq!(got, want, "Origin {origin}: {body}");
     }
 }
 
