@@ -923,49 +923,60 @@ fn hevc_plays_over_http_flv_and_an_old_ffmpeg_is_told_why() {
     let _publisher = publish(ff, &source, &server.rtmp_url("live", "hevc"), dir, &[]);
     sleep(JOIN_AFTER);
     let url = server.http_url("live", "hevc");
+    // ffmpeg 5.1 asks while ffmpeg 9 records, both while the 6 s clip is still live: once the
+    // publisher has gone, a play waits for the next one (`http.wait_for_publisher`) and the
+    // answer would be no answer at all.
+    let legacy = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            Command::new("timeout")
+                .args([
+                    "10", "ffmpeg", "-nostdin", "-v", "error", "-i", &url, "-t", "1", "-f", "null",
+                    "-",
+                ])
+                .output()
+                .expect("run ffmpeg 5.1")
+        }
+    });
+    let told = legacy_request_answer(&url);
     let recording = dir.join("http.mkv");
     let rec = recording.display().to_string();
     run(
         ff,
         &["-i", &url, "-map", "0", "-c", "copy", "-t", "2", "-y", &rec],
     );
-    let video = check_track(ff, &reference, &recording, "v:0").expect("HEVC over HTTP-FLV");
-    let audio = check_track(ff, &reference, &recording, "a:0").expect("AAC over HTTP-FLV");
-    println!("ffmpeg 9 over HTTP-FLV: v:0 {video}; a:0 {audio}");
-
-    let out = Command::new("timeout")
-        .args([
-            "10", "ffmpeg", "-nostdin", "-v", "error", "-i", &url, "-t", "1", "-f", "null", "-",
-        ])
-        .output()
-        .expect("run ffmpeg 5.1");
+    let out = legacy.join().expect("ffmpeg 5.1 thread");
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "ffmpeg 5.1 must not play it: {text}");
     assert!(
         text.contains("4XX"),
         "ffmpeg 5.1 saw no client error: {text}"
     );
-    // What it was told, as its request (User-Agent Lavf/59) gets it.
-    let port = url
-        .split(':')
-        .nth(2)
-        .and_then(|p| p.split('/').next())
-        .unwrap();
-    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-    use std::io::{Read, Write};
-    s.write_all(b"GET /live/hevc.flv HTTP/1.1\r\nHost: x\r\nUser-Agent: Lavf/59.27.100\r\n\r\n")
-        .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 415 "), "{answer}");
-    assert!(
-        answer.contains("hvc1") && answer.contains("ffmpeg 6"),
-        "{answer}"
-    );
+    assert!(told.starts_with("HTTP/1.1 415 "), "{told}");
+    assert!(told.contains("hvc1") && told.contains("ffmpeg 6"), "{told}");
+    let video = check_track(ff, &reference, &recording, "v:0").expect("HEVC over HTTP-FLV");
+    let audio = check_track(ff, &reference, &recording, "a:0").expect("AAC over HTTP-FLV");
+    println!("ffmpeg 9 over HTTP-FLV: v:0 {video}; a:0 {audio}");
     assert!(
         server.log().contains("cannot read enhanced FLV"),
         "{}",
         server.log_tail(20)
     );
+}
+
+/// What a request like ffmpeg 5.1's (User-Agent Lavf/59) is answered for the stream at `url`.
+fn legacy_request_answer(url: &str) -> String {
+    use std::io::{Read, Write};
+    let authority = url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("http URL");
+    let path = &url["http://".len() + authority.len()..];
+    let mut s = std::net::TcpStream::connect(authority).expect("connect to the HTTP port");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nUser-Agent: Lavf/59.27.100\r\n\r\n");
+    s.write_all(request.as_bytes()).expect("send the request");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
 }
