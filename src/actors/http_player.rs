@@ -254,7 +254,7 @@ impl HttpPlayer {
             &self.player_stats,
             self.settings.live.max_lag_ms,
             self.id,
-            &self.resource.key(),
+            || self.resource.key(),
         );
         if over {
             return self.close(ctx, "player lag limit", 1008);

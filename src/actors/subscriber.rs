@@ -105,7 +105,7 @@ impl Subscriber {
             &self.stats,
             self.settings.live.max_lag_ms,
             self.connection_id,
-            &self.resource(),
+            || self.resource(),
         );
         if over {
             if let Ok(mut reason) = self.stats.close_reason.lock() {

@@ -38,13 +38,14 @@ pub fn count_verdict(stats: &SubscriberStats, verdict: Verdict) {
 }
 
 /// Store the player's lag (the age of its oldest queued byte) in its stats; past
-/// `max_lag_ms` log it and say so: the caller closes the player.
+/// `max_lag_ms` log it and say so: the caller closes the player. `resource` names the stream
+/// for that log line; it runs only then, not on every check of every player.
 pub fn over_lag_limit(
     outbox: &outbox::Outbox,
     stats: &SubscriberStats,
     max_lag_ms: u64,
     connection: u64,
-    resource: &str,
+    resource: impl FnOnce() -> String,
 ) -> bool {
     let lag = outbox.oldest_age().unwrap_or_default();
     stats.lag_ms.store(lag.as_millis() as u64, Relaxed);
@@ -53,7 +54,7 @@ pub fn over_lag_limit(
     }
     tracing::warn!(
         connection,
-        stream = %Esc(resource),
+        stream = %Esc(&resource()),
         lag_ms = lag.as_millis() as u64,
         queued = outbox.queued_bytes(),
         "player too far behind: disconnecting"
