@@ -3,12 +3,14 @@
 //! - [`outbox`]: a connection's outgoing byte queue and its writer (vectored writes).
 //! - [`rtmp`]: an RTMP player: the play sequence, frames in RTMP chunks (made once per
 //!   stream and chunk size, shared), the status messages.
+//! - `signal`: the same-thread wake-up of a writer.
 //! - [`flv`]: an HTTP-FLV or WebSocket-FLV player: an FLV header, then frames as FLV tags
 //!   (made once per stream and framing, shared).
 
 pub mod flv;
 pub mod outbox;
 pub mod rtmp;
+mod signal;
 
 use std::sync::atomic::Ordering::Relaxed;
 

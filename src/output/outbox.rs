@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -18,8 +19,8 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::Notify;
 
+use super::signal::Signal;
 use crate::protocol::chunk::ChunkEncoder;
 use crate::protocol::message::{Message, RawMessage};
 use crate::stats::ConnectionStats;
@@ -49,9 +50,9 @@ struct OutboxState {
 /// A connection's outgoing byte queue and chunk encoder.
 pub struct Outbox {
     state: RefCell<OutboxState>,
-    notify: Notify,
+    notify: Signal,
     /// Signalled by `close`/`abort`: wakes a writer blocked on a peer that stopped reading.
-    closing: Notify,
+    closing: Signal,
     stats: Arc<ConnectionStats>,
 }
 
@@ -66,8 +67,8 @@ impl Outbox {
                 closed: false,
                 failed: false,
             }),
-            notify: Notify::new(),
-            closing: Notify::new(),
+            notify: Signal::default(),
+            closing: Signal::default(),
             stats,
         })
     }
@@ -88,7 +89,7 @@ impl Outbox {
             at: Instant::now(),
         });
         if was_empty {
-            self.notify.notify_one();
+            self.notify.raise();
         }
     }
 
@@ -143,8 +144,8 @@ impl Outbox {
     /// the socket down.
     pub fn close(&self) {
         self.state.borrow_mut().closed = true;
-        self.notify.notify_one();
-        self.closing.notify_one();
+        self.notify.raise();
+        self.closing.raise();
     }
 
     /// Drop everything queued and stop now.
@@ -155,8 +156,8 @@ impl Outbox {
         state.queue.clear();
         state.queued_bytes = 0;
         self.stats.queued_bytes.store(0, Relaxed);
-        self.notify.notify_one();
-        self.closing.notify_one();
+        self.notify.raise();
+        self.closing.raise();
     }
 
     /// Forget what is queued as if the socket had taken it all: lets the fan-out benchmark
@@ -172,8 +173,8 @@ impl Outbox {
     }
 
     /// One vectored write of the front of the queue, without waiting; consumes what the
-    /// socket took.
-    fn write_some(&self, socket: &OwnedWriteHalf) -> std::io::Result<usize> {
+    /// socket took. `fd` is `socket`'s, taken once per writer rather than per write.
+    fn write_some(&self, socket: &OwnedWriteHalf, fd: BorrowedFd<'_>) -> std::io::Result<usize> {
         let n = {
             let state = self.state.borrow();
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -184,11 +185,19 @@ impl Outbox {
             }
             // sendmsg, not writev: the socket path skips the file layer (position lock,
             // write notification); measured 4 % less server CPU (docs/benchmarks.md).
-            let stream: &tokio::net::TcpStream = socket.as_ref();
-            let sock = socket2::SockRef::from(stream);
-            stream.try_io(Interest::WRITABLE, || {
-                sock.send_vectored_with_flags(&slices[..count], libc::MSG_NOSIGNAL)
-            })?
+            let sock = socket2::SockRef::from(&fd);
+            let send = || sock.send_vectored_with_flags(&slices[..count], libc::MSG_NOSIGNAL);
+            // Straight to the socket: a live player's socket has room nearly always, and
+            // asking tokio first reads its readiness record, a cache miss per player per
+            // write. Only a full socket goes through `try_io`, so that its readiness is
+            // cleared by a failed attempt of its own and the next `writable()` truly waits.
+            match send() {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let stream: &tokio::net::TcpStream = socket.as_ref();
+                    stream.try_io(Interest::WRITABLE, send)?
+                }
+                written => written?,
+            }
         };
         self.consume(n);
         Ok(n)
@@ -254,10 +263,10 @@ impl Outbox {
                 }
                 tokio::select! {
                     r = socket.flush() => r?,
-                    () = self.closing.notified() => {}
+                    () = self.closing.wait() => {}
                 }
                 if self.state.borrow().queue.is_empty() {
-                    self.notify.notified().await;
+                    self.notify.wait().await;
                 }
                 continue;
             }
@@ -281,7 +290,7 @@ impl Outbox {
                 },
                 None => tokio::select! {
                     r = write => r,
-                    () = self.closing.notified() => continue,
+                    () = self.closing.wait() => continue,
                 },
             };
             match written {
@@ -293,6 +302,8 @@ impl Outbox {
     }
 
     async fn drain(&self, socket: &OwnedWriteHalf) -> std::io::Result<()> {
+        let stream: &tokio::net::TcpStream = socket.as_ref();
+        let fd = stream.as_fd();
         let mut close_deadline = None;
         loop {
             let (empty, closed, failed) = {
@@ -306,13 +317,13 @@ impl Outbox {
                 if closed {
                     return Ok(());
                 }
-                self.notify.notified().await;
+                self.notify.wait().await;
                 continue;
             }
             if closed && close_deadline.is_none() {
                 close_deadline = Some(tokio::time::Instant::now() + CLOSE_FLUSH_TIMEOUT);
             }
-            match self.write_some(socket) {
+            match self.write_some(socket, fd) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -332,7 +343,7 @@ impl Outbox {
                 None => {
                     tokio::select! {
                         r = socket.writable() => r?,
-                        () = self.closing.notified() => {}
+                        () = self.closing.wait() => {}
                     }
                 }
             }
