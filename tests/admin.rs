@@ -14,7 +14,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{play, publish, shared_clip, Player, Publisher, Server};
+use common::{play, publish, publish_looped, shared_clip, Player, Publisher, Server};
 use reflector::protocol::amf0::Amf0Value;
 use reflector::protocol::chunk::ChunkEncoder;
 use reflector::protocol::handshake::{ClientHandshake, HandshakeState};
@@ -271,7 +271,9 @@ fn stream_codecs_players_and_counters() {
     let server = Server::reflector(&["--workers", "2"]);
     let admin = server.admin_url();
     let url = server.rtmp_url("live", "cam");
-    let _publisher = publish(Publisher::Ffmpeg, shared_clip(), &url, server.dir());
+    // The clip twice over (16 s) and a 6 s player: the checks below need the player still
+    // attached after the sampler's first rates, and the stream still live when it leaves.
+    let _publisher = publish_looped(shared_clip(), 2, &url, server.dir());
 
     let stream = wait_for("the stream with codecs", Duration::from_secs(10), || {
         stream_json(&server, "live/cam")
@@ -292,7 +294,7 @@ fn stream_codecs_players_and_counters() {
         .as_str()
         .is_some_and(|p| p.starts_with("127.0.0.1:")));
 
-    let rec = play(Player::Ffmpeg, &url, server.dir(), Duration::from_secs(4));
+    let rec = play(Player::Ffmpeg, &url, server.dir(), Duration::from_secs(6));
     let first = wait_for("a subscriber with bytes", Duration::from_secs(10), || {
         stream_json(&server, "live/cam").filter(|s| {
             s["subscriber_count"] == 1 && s["subscribers"][0]["bytes_sent"].as_u64() > Some(0)

@@ -101,7 +101,9 @@ fn dashboard_shows_stream_subscriber_and_a_moving_chart() {
         &server.dir().join("publish.log"),
     );
     sleep(Duration::from_millis(1000));
-    let _player = play(Player::Ffmpeg, &url, server.dir(), Duration::from_secs(7));
+    // Plays until the test ends (dropping it stops it): the page below must find it attached
+    // however long Chromium takes to start.
+    let _player = play(Player::Ffmpeg, &url, server.dir(), Duration::from_secs(60));
     // Let the sampler collect a few seconds of history with the player attached.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

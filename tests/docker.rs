@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{play, publish, shared_clip, Player, Proc, Publisher};
+use common::{play, publish_looped, shared_clip, Player, Proc};
 
 /// The tag the test builds and runs.
 const IMAGE: &str = "localhost/reflector:test";
@@ -269,11 +269,13 @@ fn container_image_serves_rtmp_as_non_root_and_drains_on_sigterm() {
     // Publish with ffmpeg, play with ffmpeg, frame-exact.
     let clip = shared_clip();
     let url = format!("rtmp://127.0.0.1:{port}/live/docker");
-    let mut publisher = publish(Publisher::Ffmpeg, clip, &url, dir.path());
+    // The clip twice over (16 s): it must still be sending at the SIGTERM below, after the
+    // verification and the health checks, however slow the machine.
+    let mut publisher = publish_looped(clip, 2, &url, dir.path());
     std::thread::sleep(Duration::from_millis(1500));
     let recording = play(Player::Ffmpeg, &url, dir.path(), Duration::from_secs(4));
     let rec = recording.finish();
-    let verdict = common::verify_recording(&rec, clip);
+    let verdict = common::verify_recording(&rec, &clip.looped(2));
     eprintln!("through the container: {verdict}");
     verdict.assert_ok_with_at_least(50);
 
@@ -638,7 +640,9 @@ fn compose_topology_serves_every_player_through_haproxy() {
 
     let clip = shared_clip();
     let url = "rtmp://127.0.0.1:1935/live/compose";
-    let mut publisher = publish(Publisher::Ffmpeg, clip, url, dir.path());
+    // The clip twice over (16 s): still publishing after the six verifications below.
+    let mut publisher = publish_looped(clip, 2, url, dir.path());
+    let source = clip.looped(2);
     std::thread::sleep(Duration::from_millis(1500));
     // Six players: HAProxy's round robin gives every instance two.
     let recordings: Vec<_> = (0..6)
@@ -673,7 +677,7 @@ fn compose_topology_serves_every_player_through_haproxy() {
     );
     for rec in recordings {
         let path = rec.finish();
-        let verdict = common::verify_recording(&path, clip);
+        let verdict = common::verify_recording(&path, &source);
         assert!(
             verdict.is_ok() && verdict.frame_count >= 50,
             "recording is not frame-exact with at least 50 frames:\n{verdict}\n{}",

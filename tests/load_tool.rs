@@ -126,7 +126,12 @@ fn load_tool_threads_merge_their_counts() {
         "{json}"
     );
     assert_ne!(players[0]["tid"], players[1]["tid"], "{json}");
-    assert_eq!(json["tool_saturated"], false, "{json}");
+    // Forty players are light work for two threads. (Whether its timers ran late is the
+    // machine's load, which a parallel test suite sets; not checked here.)
+    for t in threads {
+        let cpu = t["cpu_pct"].as_f64().expect("cpu_pct");
+        assert!(cpu < 85.0, "{} at {cpu} % of a core: {json}", t["thread"]);
+    }
 }
 
 /// Busy-polling player threads (`--busy-poll`): every frame still reaches every player in
@@ -150,10 +155,18 @@ fn load_tool_busy_poll_players_never_sleep_and_miss_nothing() {
         .find(|t| t["thread"] == "load-0")
         .unwrap_or_else(|| panic!("no player thread: {json}"));
     // Ten players at 1 Mbit/s take a sleeping thread a few percent of a core; a polling one
-    // runs whenever the scheduler lets it (half a core at least on a shared 2-core machine).
+    // runs whenever the scheduler lets it: most of a core on an idle machine, and still
+    // several times a sleeping thread's share beside the rest of a parallel test suite.
     let cpu = player["cpu_pct"].as_f64().expect("cpu_pct");
-    assert!(cpu >= 50.0, "player thread at {cpu} % of a core: {json}");
-    assert_eq!(json["tool_saturated"], false, "{json}");
+    assert!(cpu >= 20.0, "player thread at {cpu} % of a core: {json}");
+    // Polling alone is no saturation: the player thread is named in the warning only if its
+    // timers ran late, which a loaded machine may cause and this test does not check.
+    let late = player["late_p99_ms"].as_f64().expect("late_p99_ms");
+    let warning = json["tool_warning"].as_str().unwrap_or_default();
+    assert!(
+        late > 20.0 || !warning.contains("load-0"),
+        "a polling player thread reported as the bottleneck: {json}"
+    );
 }
 
 /// More players than open files allow: refused before any connection, saying why.

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, play, publish, shared_clip, verify_recording, Player, Proc, Publisher, Server,
+    free_port, play, publish, publish_looped, shared_clip, verify_recording, Player, Proc,
+    Publisher, Server,
 };
 use reflector::client::{ClientConfig, ClientEvent, RtmpClient, RtmpUrl};
 
@@ -183,7 +184,10 @@ fn three_instances_behind_haproxy_relay_and_fail_over() {
     let url = format!("rtmp://127.0.0.1:{lb}/{APP}/{STREAM}");
 
     // --- 1. one publisher, players on every instance, frame-exact -----------------------
-    let mut publisher = publish(Publisher::Ffmpeg, clip, &url, dir.path());
+    // The clip three times over (24 s): the origin must still be publishing when it is
+    // killed in phase 2, after the recordings below are verified, however slow that is.
+    let mut publisher = publish_looped(clip, 3, &url, dir.path());
+    let source = clip.looped(3);
     wait_for(
         "a publish on some instance",
         Duration::from_secs(10),
@@ -231,7 +235,7 @@ fn three_instances_behind_haproxy_relay_and_fail_over() {
     }
     for rec in recordings {
         let path = rec.finish();
-        verify_recording(&path, clip).assert_ok_with_at_least(50);
+        verify_recording(&path, &source).assert_ok_with_at_least(50);
     }
     for (i, s) in servers.iter().enumerate() {
         let log = s.plain_log();

@@ -154,6 +154,30 @@ pub fn publish(kind: Publisher, clip: &Clip, url: &str, log_dir: &Path) -> Proc 
     Proc::spawn(kind.name(), kind.binary(), &args, &[], &log)
 }
 
+/// ffmpeg publishing `clip` `times` over in a row in real time (`clip.looped(times)` is what
+/// its players get): for tests whose later steps need the stream still live after slow work.
+pub fn publish_looped(clip: &Clip, times: usize, url: &str, log_dir: &Path) -> Proc {
+    let log = unique(log_dir, "ffmpeg-looped", "log");
+    let path = clip.path().display().to_string();
+    let loops = times.saturating_sub(1).to_string();
+    let args = strings(&[
+        "-nostdin",
+        "-v",
+        "warning",
+        "-re",
+        "-stream_loop",
+        &loops,
+        "-i",
+        &path,
+        "-c",
+        "copy",
+        "-f",
+        "flv",
+        url,
+    ]);
+    Proc::spawn("ffmpeg-looped", "ffmpeg", &args, &[], &log)
+}
+
 /// A running player recording to a file, bounded by a deadline.
 pub struct Recording {
     kind: Player,

@@ -57,6 +57,21 @@ impl Clip {
     pub fn height(&self) -> u32 {
         HEIGHT
     }
+
+    /// What a publisher of this clip `times` over in a row sends (`publish_looped`): the
+    /// frames `times` over, so a recording across a seam is still one contiguous run.
+    pub fn looped(&self, times: usize) -> Clip {
+        let frames = self.frame_md5s.len();
+        Clip {
+            path: self.path.clone(),
+            frame_md5s: (0..times)
+                .flat_map(|_| self.frame_md5s.iter().cloned())
+                .collect(),
+            keyframes: (0..times)
+                .flat_map(|round| self.keyframes.iter().map(move |k| round * frames + k))
+                .collect(),
+        }
+    }
 }
 
 /// Generates (once; reused if `dir/clip.flv` already exists) the source clip in

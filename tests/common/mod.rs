@@ -24,7 +24,7 @@ pub mod verify;
 
 pub use callback::{CallbackServer, Reply};
 pub use canary::Canary;
-pub use clients::{play, publish, publish_fast, Player, Publisher, Recording};
+pub use clients::{play, publish, publish_fast, publish_looped, Player, Publisher, Recording};
 pub use clip::{shared_clip, source_clip, Clip};
 pub use process::Proc;
 pub use server::{config_file, reflector_http_with_config, reflector_with_config, rss_kib, Server};
