@@ -380,12 +380,20 @@ fn late_joiner_matrix() {
     let started = Instant::now();
     let base = server.rtmp_url("live", "");
     let dir = server.dir().to_path_buf();
+    // Every case encodes its source before any publishes: an encoder beside a live case
+    // would take the CPU its publisher and player need to stay real time.
+    let prepared = std::sync::Barrier::new(CASES.len());
     let results: Vec<(&str, Result<String, String>)> = std::thread::scope(|scope| {
         let runs: Vec<_> = CASES
             .iter()
             .map(|case| {
-                let (base, dir) = (&base, &dir);
-                let run = scope.spawn(move || late_joiner(ff, case, base, dir));
+                let (base, dir, prepared) = (&base, &dir, &prepared);
+                let run = scope.spawn(move || {
+                    let source = std::panic::catch_unwind(|| prepare_case(ff, case, dir))
+                        .unwrap_or_else(|_| Err("making the source panicked".into()));
+                    prepared.wait();
+                    late_joiner(ff, case, base, &source?)
+                });
                 (case.name, run)
             })
             .collect();
@@ -434,8 +442,17 @@ fn late_joiner_matrix() {
     assert!(refusals.is_empty(), "{}", refusals.join("\n"));
 }
 
-/// One case: make the source, publish it in real time, join late, check every track.
-fn late_joiner(ff: &str, case: &Case, base: &str, dir: &Path) -> Result<String, String> {
+/// One case's files: its directory, the source, what the publisher sends of it, and the
+/// reference the recording is compared with.
+struct CaseFiles {
+    dir: PathBuf,
+    source: PathBuf,
+    sent: PathBuf,
+    reference: PathBuf,
+}
+
+/// Make one case's source and the files its checks compare against.
+fn prepare_case(ff: &str, case: &Case, dir: &Path) -> Result<CaseFiles, String> {
     let dir = dir.join(case.name);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let source = dir.join("source.flv");
@@ -470,9 +487,24 @@ fn late_joiner(ff: &str, case: &Case, base: &str, dir: &Path) -> Result<String, 
     let reference = dir.join("reference.mkv");
     let r = reference.display().to_string();
     try_run(ff, &["-i", &src, "-map", "0", "-c", "copy", "-y", &r])?;
+    Ok(CaseFiles {
+        dir,
+        source,
+        sent,
+        reference,
+    })
+}
 
+/// One case: publish its source in real time, join late, check every track.
+fn late_joiner(ff: &str, case: &Case, base: &str, files: &CaseFiles) -> Result<String, String> {
+    let CaseFiles {
+        dir,
+        source,
+        sent,
+        reference,
+    } = files;
     let url = format!("{base}{}", case.name);
-    let mut publisher = publish(ff, &source, &url, &dir, &[]);
+    let mut publisher = publish(ff, source, &url, dir, &[]);
     sleep(JOIN_AFTER);
     let recording = dir.join("recording.mkv");
     let rec = recording.display().to_string();
@@ -490,7 +522,7 @@ fn late_joiner(ff: &str, case: &Case, base: &str, dir: &Path) -> Result<String, 
     play.extend(["-i", &url, "-map", "0", "-c", "copy", "-t", "2", "-y", &rec]);
     let play: Vec<String> = play.iter().map(|s| s.to_string()).collect();
     let mut player = Proc::spawn("player", player, &play, &[], &dir.join("play.log"));
-    let raw = raw_join(&url, &sent, Duration::from_millis(1500));
+    let raw = raw_join(&url, sent, Duration::from_millis(1500));
     if player.wait_timeout(Duration::from_secs(20)).is_none() {
         player.stop_with("INT", Duration::from_secs(3));
     }
@@ -509,7 +541,7 @@ fn late_joiner(ff: &str, case: &Case, base: &str, dir: &Path) -> Result<String, 
         }
         for track in 0..count {
             let spec = format!("{}:{track}", &kind[..1]);
-            let line = check_track(ff, &reference, &recording, &spec)
+            let line = check_track(ff, reference, &recording, &spec)
                 .map_err(|e| format!("{spec}: {e}"))?;
             summary.push(format!("{spec} {line}"));
         }

@@ -331,6 +331,8 @@ fn first_tag_of(mut tags: &[u8], type_id: u8) -> Option<u8> {
 /// than `live.play_wait_ms` gets a 404.
 #[test]
 fn waiting_players_start_with_the_publisher_or_get_a_404() {
+    // Made (or read from the cache) before the wait starts: a first call encodes it.
+    let clip = shared_clip();
     let (server, _config) = reflector_http_with_config("[live]\nplay_wait_ms = 4000\n");
     let port = http_port(&server);
     let waiting = std::thread::spawn(move || {
@@ -343,7 +345,7 @@ fn waiting_players_start_with_the_publisher_or_get_a_404() {
     sleep(Duration::from_millis(500));
     let _publisher = publish(
         Publisher::Ffmpeg,
-        shared_clip(),
+        clip,
         &server.rtmp_url("live", "late"),
         server.dir(),
     );

@@ -220,7 +220,7 @@ async fn sighup_reloads_rules_without_dropping_anyone() {
     // Publishing now needs a key; a worker count change needs a restart.
     std::fs::write(&path, "[auth]\npublish = \"key\"\npublish_keys = [\"k\"]\n[server]\nlog_format = \"json\"\nlog_level = \"debug\"\n").expect("rewrite");
     signal(&server, "HUP");
-    wait_for_log(&server, "reload: applied", 1).await;
+    server.wait_for_log("reload: applied", 1, Duration::from_secs(10));
     let mut stranger = RtmpClient::connect(&url(&server, "b"), &config())
         .await
         .expect("connect");
@@ -247,7 +247,7 @@ async fn sighup_reloads_rules_without_dropping_anyone() {
     // An invalid file: refused, the running rules stay.
     std::fs::write(&path, "[auth]\npublish = \"sometimes\"\n").expect("rewrite");
     signal(&server, "HUP");
-    wait_for_log(&server, "reload refused", 1).await;
+    server.wait_for_log("reload refused", 1, Duration::from_secs(10));
     let mut again = RtmpClient::connect(&url(&server, "d"), &config())
         .await
         .expect("connect");
@@ -266,20 +266,6 @@ async fn sighup_reloads_rules_without_dropping_anyone() {
     );
     assert!(log.contains("reload refused"), "{}", server.log_tail(30));
     assert!(log.contains("DEBUG"), "log level not raised by the reload");
-}
-
-/// Until the server's log holds `line` `times` times (a signal's effect is logged once
-/// applied), at most 10 s.
-async fn wait_for_log(server: &Server, line: &str, times: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.log().matches(line).count() < times {
-        assert!(
-            Instant::now() < deadline,
-            "no {line:?} in the log:\n{}",
-            server.log_tail(30)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// GET an admin path: (status, body), any status.

@@ -203,18 +203,17 @@ fn real_clients_publish_and_play_over_rtmps() {
     sleep(JOIN_DELAY);
     let ffmpeg = play(Player::Ffmpeg, &url, server.dir(), RECORD);
     let (mut gst, gst_out) = gst_rtmps_play(&url, server.dir());
-    sleep(Duration::from_secs(2));
-    let conns = connections(&server);
-    let tls = conns
-        .iter()
-        .filter(|c| c["tls"] == Value::Bool(true))
-        .count();
-    assert!(tls >= 3, "publisher and 2 players over TLS: {conns:#?}");
+    let started = Instant::now();
+    // The publisher and both players, once the players have started (gst may take a while).
+    let conns = wait_for("publisher and 2 players", Duration::from_secs(10), || {
+        let conns = connections(&server);
+        (conns.len() >= 3).then_some(conns)
+    });
     assert!(
         conns.iter().all(|c| c["tls"] == Value::Bool(true)),
-        "{conns:#?}"
+        "publisher and 2 players over TLS: {conns:#?}"
     );
-    sleep(RECORD - Duration::from_secs(2));
+    sleep(RECORD.saturating_sub(started.elapsed()));
     gst.stop_with("INT", Duration::from_secs(5));
     let mut failures = Vec::new();
     for (name, rec) in [("ffmpeg", ffmpeg.finish()), ("gst-rtmp2src", gst_out)] {

@@ -309,6 +309,21 @@ impl Server {
         tail(&self.log, n)
     }
 
+    /// Waits (at most `limit`) until the log holds `line` at least `times` times: for what
+    /// the server logs once it has acted (a reload applied, a pull started). Panics with
+    /// the log's tail if it never does.
+    pub fn wait_for_log(&self, line: &str, times: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.plain_log().matches(line).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "no {line:?} (x{times}) in the log within {limit:?}:\n{}",
+                self.log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The server's private temp dir (removed on drop); tests may put
     /// recordings here so a failure's artifacts sit next to the server log.
     pub fn dir(&self) -> &Path {
