@@ -73,33 +73,8 @@ fn dashboard_shows_stream_subscriber_and_a_moving_chart() {
     let server = Server::reflector(&["--workers", "2"]);
     let url = server.rtmp_url("live", "cam");
     // Loop the clip so the stream stays live however slow the browser runs are on a busy
-    // machine (the plain clip lasts 8 s).
-    let clip = shared_clip().path().display().to_string();
-    let looped: Vec<String> = [
-        "-nostdin",
-        "-v",
-        "warning",
-        "-stream_loop",
-        "-1",
-        "-re",
-        "-i",
-        &clip,
-        "-c",
-        "copy",
-        "-f",
-        "flv",
-        &url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _publisher = common::Proc::spawn(
-        "ffmpeg-loop",
-        "ffmpeg",
-        &looped,
-        &[],
-        &server.dir().join("publish.log"),
-    );
+    // machine (the plain clip lasts 8 s; the publisher is stopped when the test ends).
+    let _publisher = common::publish_looped(shared_clip(), 100, &url, server.dir());
     sleep(Duration::from_millis(1000));
     // Plays until the test ends (dropping it stops it): the page below must find it attached
     // however long Chromium takes to start.
