@@ -322,7 +322,7 @@ fn we_pull_from_nginx_static_and_on_demand() {
         us.dir(),
     );
     // The static pull starts without players.
-    us.wait_for_log("pulling: feeding local players", 1, Duration::from_secs(10));
+    us.wait_for_log("pulling: feeding local players", Duration::from_secs(10));
     sleep(JOIN_DELAY);
     let (live, edge) = (us.rtmp_url("live", "s"), us.rtmp_url("edge", "s"));
     let (a, b) = std::thread::scope(|s| {
@@ -355,9 +355,8 @@ fn chain_through_a_restarted_nginx() {
     ));
     // The clip twice over (16 s): the outage, nginx's restart and the metadata probe all fit
     // inside it with a run of frames after them, however slow the machine.
-    let clip = shared_clip().looped(2);
-    let clip = &clip;
     let mut publisher = publish_looped(shared_clip(), 2, &a.rtmp_url("live", "s"), a.dir());
+    let clip = &shared_clip().looped(2);
     sleep(Duration::from_secs(1));
     // rtmpdump writes what B sends as it comes (ffmpeg would still be probing its input).
     let mut player = play(

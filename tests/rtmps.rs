@@ -441,9 +441,7 @@ fn push_relay_to_rtmps_verified_against_a_test_ca() {
         &a.rtmp_url("live", "relayed"),
         a.dir(),
     );
-    wait_for("the push to B", Duration::from_secs(10), || {
-        a.log().contains("push connected").then_some(())
-    });
+    a.wait_for_log("push connected", Duration::from_secs(10));
     // A's stream entry lives while the clip is published: read its relay errors now, not
     // after the recording below (on a slow machine the clip may have ended by then).
     let streams_url = format!("{}/api/v1/streams", a.admin_url());
@@ -640,9 +638,7 @@ fn gstreamer_rtmp2sink_publishes_over_rtmps() {
         &[],
         &server.dir().join("gst-rtmps-publish.log"),
     );
-    wait_for("the GStreamer publish", Duration::from_secs(10), || {
-        server.log().contains("publish connection=").then_some(())
-    });
+    server.wait_for_log("publish connection=", Duration::from_secs(10));
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-tls_verify", "0", "-i", &url])
         .args(["-t", "3", "-f", "framemd5", "-"])

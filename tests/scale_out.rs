@@ -365,9 +365,7 @@ fn push_relay_forwards_a_published_stream() {
         &edge.rtmp_url(APP, STREAM),
         dir.path(),
     );
-    wait_for("the push to connect", Duration::from_secs(10), || {
-        log_has(&edge, "push connected")
-    });
+    edge.wait_for_log("push connected", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(1500));
     let rec = play(
         Player::Ffmpeg,
@@ -382,11 +380,7 @@ fn push_relay_forwards_a_published_stream() {
         upstream.log_tail(30)
     );
     let _ = publisher.wait_timeout(Duration::from_secs(10));
-    wait_for(
-        "the push to stop with the publisher",
-        Duration::from_secs(10),
-        || log_has(&edge, "push stopped"),
-    );
+    edge.wait_for_log("push stopped", Duration::from_secs(10));
 }
 
 /// Redis configured but unreachable: local publish and play keep working, and the condition is

@@ -136,18 +136,23 @@ fn gst_publish_args(clip: &Clip, sink: &str, url: &str) -> Vec<String> {
     args
 }
 
+/// ffmpeg's arguments to send `clip` as it is to `url` over RTMP; `input` are options for
+/// reading the clip (pace, loops).
+fn ffmpeg_publish_args(clip: &Clip, input: &[&str], url: &str) -> Vec<String> {
+    let clip = clip.path().display().to_string();
+    let mut args = strings(&["-nostdin", "-v", "warning"]);
+    args.extend(strings(input));
+    args.extend(strings(&["-i", &clip, "-c", "copy", "-f", "flv", url]));
+    args
+}
+
 /// Starts `kind` publishing `clip` (once, in real time: about 8 s) to `url`.
 /// Its log goes to `log_dir`. The process is killed when the [`Proc`] drops;
 /// use [`Proc::wait_timeout`] to let it finish.
 pub fn publish(kind: Publisher, clip: &Clip, url: &str, log_dir: &Path) -> Proc {
     let log = unique(log_dir, kind.name(), "log");
     let args = match kind {
-        Publisher::Ffmpeg => {
-            let clip = clip.path().display().to_string();
-            strings(&[
-                "-nostdin", "-v", "warning", "-re", "-i", &clip, "-c", "copy", "-f", "flv", url,
-            ])
-        }
+        Publisher::Ffmpeg => ffmpeg_publish_args(clip, &["-re"], url),
         Publisher::GstRtmp2 => gst_publish_args(clip, "rtmp2sink", url),
         Publisher::GstLibrtmp => gst_publish_args(clip, "rtmpsink", url),
     };
@@ -158,23 +163,8 @@ pub fn publish(kind: Publisher, clip: &Clip, url: &str, log_dir: &Path) -> Proc 
 /// its players get): for tests whose later steps need the stream still live after slow work.
 pub fn publish_looped(clip: &Clip, times: usize, url: &str, log_dir: &Path) -> Proc {
     let log = unique(log_dir, "ffmpeg-looped", "log");
-    let path = clip.path().display().to_string();
     let loops = times.saturating_sub(1).to_string();
-    let args = strings(&[
-        "-nostdin",
-        "-v",
-        "warning",
-        "-re",
-        "-stream_loop",
-        &loops,
-        "-i",
-        &path,
-        "-c",
-        "copy",
-        "-f",
-        "flv",
-        url,
-    ]);
+    let args = ffmpeg_publish_args(clip, &["-re", "-stream_loop", &loops], url);
     Proc::spawn("ffmpeg-looped", "ffmpeg", &args, &[], &log)
 }
 
@@ -263,23 +253,8 @@ pub fn play(kind: Player, url: &str, out_dir: &Path, duration: Duration) -> Reco
 /// kernel's socket buffers of a player that stops reading, which autotune to megabytes on
 /// loopback, in a few seconds) to `url`. Runs until killed.
 pub fn publish_fast(url: &str, log_dir: &Path) -> Proc {
-    let clip = super::shared_clip().path().display().to_string();
-    let args = strings(&[
-        "-nostdin",
-        "-v",
-        "warning",
-        "-stream_loop",
-        "-1",
-        "-readrate",
-        "20",
-        "-i",
-        &clip,
-        "-c",
-        "copy",
-        "-f",
-        "flv",
-        url,
-    ]);
+    let input = ["-stream_loop", "-1", "-readrate", "20"];
+    let args = ffmpeg_publish_args(super::shared_clip(), &input, url);
     let log = unique(log_dir, "ffmpeg-fast-publish", "log");
     Proc::spawn("ffmpeg-fast-publish", "ffmpeg", &args, &[], &log)
 }
